@@ -1,0 +1,359 @@
+"""YAML config → validated → frozen dataclasses.
+
+Defaults come only from the packaged ``ddpipe/data/default.yaml``
+(``configs/default.yaml`` links to it). The dataclasses below give each key its
+type and allowed values; a test checks that they and the YAML name the same
+keys. A user's file is merged over the defaults, then every value is checked:
+unknown keys, wrong types and out-of-range values raise :class:`UserError`
+naming the key path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ddpipe.errors import UserError
+
+DEFAULT_CONFIG = Path(str(resources.files("ddpipe") / "data" / "default.yaml"))
+
+
+def _c(**kw: Any) -> Any:
+    """A dataclass field with constraints: choices, min, min_exclusive, max, path."""
+    return field(metadata=kw)
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    ms: tuple[str, ...] = _c(path=True)
+    skymodel: str | None = _c(path=True)
+    data_column: str = _c()
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    queue: str | None = _c()
+    account: str | None = _c()
+    walltime: str = _c(pattern=r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")
+    cores: int = _c(min=1)
+    memory: str = _c()
+    jobs: int = _c(min=1)
+    job_script_prologue: tuple[str, ...] = _c()
+    local_directory: str | None = _c()
+    log_directory: str | None = _c(path=True)
+    lifetime: str | None = _c()
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    mode: str = _c(choices=("local", "address", "slurm"))
+    n_workers: int = _c(min=1)
+    threads_per_worker: int = _c(min=1)
+    memory_limit: str = _c()
+    address: str | None = _c()
+    dashboard_address: str = _c()
+    worker_wait: float = _c(min_exclusive=0)
+    no_workers_timeout: float = _c(min_exclusive=0)
+    retries: int = _c(min=0)
+    slurm: SlurmConfig = _c()
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    duration: float = _c(min=0)
+    n_chunks: int = _c(min=0)
+
+
+@dataclass(frozen=True)
+class DP3Config:
+    executable: str | None = _c(path=True)
+    timeout: float = _c(min_exclusive=0)
+    extra: dict = _c()
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    mode: str = _c(choices=("scalarphase", "scalaramplitude", "scalar", "diagonalphase", "diagonal", "fulljones"))
+    solint: int = _c(min=1)
+    nchan: int = _c(min=0)
+    n_directions: int = _c(min=1)
+    maxiter: int = _c(min=1)
+    tolerance: float = _c(min_exclusive=0)
+    stepsize: float = _c(min_exclusive=0, max=1)
+    uvlambdamin: float = _c(min=0)
+    smoothnessconstraint: float = _c(min=0)
+    propagatesolutions: bool = _c()
+    solveralgorithm: str = _c(choices=("directioniterative", "directionsolve", "hybrid", "lbfgs"))
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    size: tuple[int, ...] = _c(min=16, length=2)
+    scale: float = _c(min_exclusive=0)
+    weight: str = _c(choices=("natural", "uniform", "briggs"))
+    robust: float = _c(min=-5, max=5)
+    niter: int = _c(min=0)
+    gain: float = _c(min_exclusive=0, max=1)
+    mgain: float = _c(min_exclusive=0, max=1)
+    threshold: float = _c(min=0)
+    auto_threshold: float = _c(min=0)
+    multiscale: bool = _c()
+    multiscale_scales: tuple[int, ...] = _c(min=0)
+    facets: bool = _c()
+    row_block: int = _c(min=1)
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """One self-cal cycle: the calibration and imaging settings in force for it."""
+
+    index: int
+    calibration: CalibrationConfig
+    imaging: ImagingConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    inputs: InputsConfig = _c()
+    workdir: str = _c(path=True)
+    cluster: ClusterConfig = _c()
+    chunking: ChunkingConfig = _c()
+    dp3: DP3Config = _c()
+    calibration: CalibrationConfig = _c()
+    imaging: ImagingConfig = _c()
+    cycles: tuple[CycleConfig, ...] = _c(min_length=1)
+    source: str = "<defaults>"  # file the config came from (not a YAML key)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"config path {path} is a directory, not a YAML file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{where}: not valid YAML ({problem})") from None
+
+
+def default_dict() -> dict[str, Any]:
+    """The packaged defaults as plain YAML data."""
+    return _read_yaml(DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, merge over the defaults, validate and freeze a config.
+
+    Parameters
+    ----------
+    path
+        A YAML file, or None for the defaults alone.
+    overrides
+        Nested values applied on top of the file (e.g. from CLI options), validated the same way.
+    """
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        loaded = _read_yaml(p)
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{p}: the top level must be a mapping of keys (like 'inputs:'), got {type(loaded).__name__}")
+        data = loaded
+        base_dir = p.resolve().parent
+        source = str(p)
+    if overrides:
+        data = _merge(data, overrides)
+    return build_config(data, base_dir=base_dir, source=source)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "extra":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def build_config(data: dict[str, Any], base_dir: Path, source: str = "<config>") -> Config:
+    """Validate ``data`` (user keys only) over the defaults and build the frozen Config."""
+    defaults = default_dict()
+    ctx = _Ctx(source=source, base_dir=base_dir)
+    _check_keys(data, defaults, "", ctx)
+    merged = _merge(defaults, {k: v for k, v in data.items() if k != "cycles"})
+    if "cycles" in data:
+        merged["cycles"] = data["cycles"]
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        if f.name in ("cycles", "source"):
+            continue
+        values[f.name] = _convert(merged[f.name], _hint(Config, f.name), f.metadata, f.name, ctx)
+    values["cycles"] = _cycles(merged["cycles"], values["calibration"], values["imaging"], ctx)
+    return Config(**values, source=source)
+
+
+@dataclass
+class _Ctx:
+    source: str
+    base_dir: Path
+
+    def fail(self, key: str, value: Any, allowed: str) -> UserError:
+        return UserError(f"{self.source}: {key} = {value!r} is not allowed: {allowed}")
+
+
+def _check_keys(data: Any, defaults: Any, prefix: str, ctx: _Ctx) -> None:
+    if not isinstance(defaults, dict) or prefix.endswith("extra"):
+        return
+    if not isinstance(data, dict):
+        raise ctx.fail(prefix.rstrip("."), data, "expected a mapping of keys")
+    for key, value in data.items():
+        if key not in defaults:
+            where = f"{prefix}{key}"
+            hint = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1, cutoff=0.6)
+            known = ", ".join(str(k) for k in defaults)
+            did = f" (did you mean '{prefix}{hint[0]}'?)" if hint else f" (known keys here: {known})"
+            raise UserError(f"{ctx.source}: unknown key '{where}'{did}")
+        if key != "cycles":
+            _check_keys(value, defaults[key], f"{prefix}{key}.", ctx)
+
+
+def _hint(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union or (origin is not None and type(None) in args):
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _convert(value, inner, meta, key, ctx)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ctx.fail(key, value, "expected a mapping of keys")
+        kw = {}
+        for f in dataclasses.fields(tp):
+            kw[f.name] = _convert(value.get(f.name), _hint(tp, f.name), f.metadata, f"{key}.{f.name}", ctx)
+        return tp(**kw)
+    if origin is tuple:
+        if value is None or isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+            if isinstance(value, str) and meta.get("path"):
+                value = [value]  # a single path where a list is expected
+            else:
+                raise ctx.fail(key, value, f"expected {_type_name(tp)}")
+        length = meta.get("length")
+        if length is not None and len(value) != length:
+            raise ctx.fail(key, value, f"expected a list of {length} values")
+        items = tuple(_convert(v, args[0], meta, f"{key}[{i}]", ctx) for i, v in enumerate(value))
+        return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ctx.fail(key, value, "expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ctx.fail(key, value, "expected an integer")
+        return _range(value, meta, key, ctx)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ctx.fail(key, value, "expected a number")
+        return _range(float(value), meta, key, ctx)
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not meta.get("choices"):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ctx.fail(key, value, "expected a string")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = difflib.get_close_matches(value, choices, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ctx.fail(key, value, f"one of {' | '.join(choices)}{did}")
+        pattern = meta.get("pattern")
+        if pattern:
+            import re
+
+            if not re.match(pattern, value):
+                raise ctx.fail(key, value, "expected a duration like 01:00:00 or 1-00:00:00")
+        if meta.get("path"):
+            value = str((ctx.base_dir / Path(value).expanduser()).resolve())
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ctx.fail(key, value, "expected a mapping")
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                raise ctx.fail(f"{key}.{k}", v, "expected a single value (string, number or boolean)")
+            out[str(k)] = v
+        return out
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in the schema, not user error
+
+
+def _range(value: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
+    lo, lo_ex, hi = meta.get("min"), meta.get("min_exclusive"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ctx.fail(key, value, f"must be >= {lo}")
+    if lo_ex is not None and value <= lo_ex:
+        raise ctx.fail(key, value, f"must be > {lo_ex}")
+    if hi is not None and value > hi:
+        raise ctx.fail(key, value, f"must be <= {hi}")
+    return value
+
+
+def _cycles(raw: Any, cal: CalibrationConfig, img: ImagingConfig, ctx: _Ctx) -> tuple[CycleConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ctx.fail("cycles", raw, "expected a non-empty list of cycles (each may be {} to use the defaults)")
+    defaults = default_dict()
+    out = []
+    for i, entry in enumerate(raw):
+        key = f"cycles[{i}]"
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise ctx.fail(key, entry, "expected a mapping with 'calibration' and/or 'imaging'")
+        allowed = {"calibration": defaults["calibration"], "imaging": defaults["imaging"]}
+        _check_keys(entry, allowed, f"{key}.", ctx)
+        c = _override(cal, entry.get("calibration") or {}, f"{key}.calibration", ctx)
+        m = _override(img, entry.get("imaging") or {}, f"{key}.imaging", ctx)
+        out.append(CycleConfig(index=i + 1, calibration=c, imaging=m))
+    return tuple(out)
+
+
+def _override(base: Any, changes: dict[str, Any], key: str, ctx: _Ctx) -> Any:
+    kw = {}
+    for name, value in changes.items():
+        f = next(f for f in dataclasses.fields(base) if f.name == name)
+        kw[name] = _convert(value, _hint(type(base), name), f.metadata, f"{key}.{name}", ctx)
+    return dataclasses.replace(base, **kw)

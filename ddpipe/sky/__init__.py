@@ -1,0 +1,1 @@
+"""Sky models: the makesourcedb/DP3 text format, patches and directions."""

@@ -1,0 +1,111 @@
+"""Sky model data types shared by the reader/writer, the simulator, calibration and imaging.
+
+Angles are radians internally; fluxes Jy at ``reference_frequency`` (Hz).
+Gaussian axes are FWHM in arcsec and the orientation in degrees (east of north),
+as in the makesourcedb format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Source:
+    """One component of a sky model.
+
+    ``spectral_index`` holds the polynomial terms; with ``log_si`` (the default)
+    I(ν) = I0 · (ν/ν0)^(c0 + c1·log10(ν/ν0) + ...), otherwise
+    I(ν) = I0 + c0·(ν/ν0 − 1) + c1·(ν/ν0 − 1)² + ... (makesourcedb's
+    ``LogarithmicSI=false``).
+    """
+
+    name: str
+    ra: float
+    dec: float
+    i: float
+    type: str = "POINT"  # POINT | GAUSSIAN
+    patch: str | None = None
+    q: float = 0.0
+    u: float = 0.0
+    v: float = 0.0
+    major_axis: float = 0.0  # FWHM, arcsec
+    minor_axis: float = 0.0  # FWHM, arcsec
+    orientation: float = 0.0  # degrees
+    reference_frequency: float = 0.0  # Hz; 0 means "not given"
+    spectral_index: tuple[float, ...] = ()
+    log_si: bool = True
+
+    def stokes_i_at(self, freq: np.ndarray | float) -> np.ndarray:
+        """Stokes I at ``freq`` (Hz); shape of ``freq``."""
+        return self._scale(self.i, freq)
+
+    def _scale(self, s0: float, freq: np.ndarray | float) -> np.ndarray:
+        f = np.asarray(freq, dtype=float)
+        if not self.spectral_index or self.reference_frequency <= 0:
+            return np.full(f.shape, s0, dtype=float)
+        x = f / self.reference_frequency
+        if self.log_si:
+            lx = np.log10(x)
+            expo = np.zeros_like(f)
+            for k, c in enumerate(self.spectral_index):
+                expo = expo + c * lx**k
+            return s0 * x**expo
+        out = np.full(f.shape, s0, dtype=float)
+        for k, c in enumerate(self.spectral_index):
+            out = out + c * (x - 1.0) ** (k + 1)
+        return out
+
+    def stokes_at(self, freq: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(I, Q, U, V) at ``freq``; Q, U, V scale with I's spectral shape."""
+        i = self.stokes_i_at(freq)
+        ratio = i / self.i if self.i != 0 else np.zeros_like(i)
+        return i, self.q * ratio, self.u * ratio, self.v * ratio
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A named group of sources (a calibration direction) with its centre (radians)."""
+
+    name: str
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class SkyModel:
+    """Sources and patches, in file order."""
+
+    sources: tuple[Source, ...]
+    patches: tuple[Patch, ...] = ()
+    format_fields: tuple[str, ...] = field(default=(), compare=False)
+
+    def patch_names(self) -> list[str]:
+        """Patch names in file order (patch rows first, then any only named by sources)."""
+        names = [p.name for p in self.patches]
+        for s in self.sources:
+            if s.patch is not None and s.patch not in names:
+                names.append(s.patch)
+        return names
+
+    def sources_in(self, patch: str) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.patch == patch)
+
+    def patch_centre(self, patch: str) -> tuple[float, float]:
+        """The patch row's position, else the flux-weighted centroid of its sources."""
+        for p in self.patches:
+            if p.name == patch:
+                return p.ra, p.dec
+        srcs = self.sources_in(patch)
+        if not srcs:
+            raise KeyError(patch)
+        w = np.array([abs(s.i) for s in srcs]) + 1e-30
+        ra = np.array([s.ra for s in srcs])
+        dec = np.array([s.dec for s in srcs])
+        # average on the unit sphere so RA wrap-around is harmless
+        x = np.sum(w * np.cos(dec) * np.cos(ra))
+        y = np.sum(w * np.cos(dec) * np.sin(ra))
+        z = np.sum(w * np.sin(dec))
+        return float(np.arctan2(y, x) % (2 * np.pi)), float(np.arctan2(z, np.hypot(x, y)))

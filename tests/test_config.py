@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddpipe import config as C
+from ddpipe.cli import main
+from ddpipe.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_schema_and_default_yaml_name_the_same_keys():
+    d = C.default_dict()
+    assert set(d) == _fields(C.Config) - {"source"}
+    for section, cls in [("inputs", C.InputsConfig), ("cluster", C.ClusterConfig), ("chunking", C.ChunkingConfig),
+                         ("dp3", C.DP3Config), ("calibration", C.CalibrationConfig), ("imaging", C.ImagingConfig)]:
+        assert set(d[section]) == _fields(cls), section
+    assert set(d["cluster"]["slurm"]) == _fields(C.SlurmConfig)
+
+
+def test_configs_default_is_the_packaged_file():
+    assert (REPO / "configs" / "default.yaml").resolve() == C.DEFAULT_CONFIG.resolve()
+
+
+def test_every_default_key_has_a_comment():
+    for line in C.DEFAULT_CONFIG.read_text().splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or s.startswith("- "):
+            continue
+        assert "#" in s, f"undocumented key line: {line!r}"
+
+
+def test_defaults_load_and_freeze():
+    cfg = C.load_config()
+    assert cfg.cluster.mode == "local"
+    assert cfg.calibration.solveralgorithm == "directioniterative"
+    assert len(cfg.cycles) == 3 and cfg.cycles[2].calibration.mode == "diagonal"
+    assert cfg.cycles[0].imaging == cfg.imaging
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.cluster.mode = "slurm"  # type: ignore[misc]
+
+
+def test_cycle_overrides_and_relative_paths(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({
+        "inputs": {"ms": ["a.ms", "sub/b.ms"], "skymodel": "sky.txt"},
+        "calibration": {"solint": 4},
+        "cycles": [{}, {"calibration": {"mode": "diagonal", "nchan": 2}, "imaging": {"niter": 50}}],
+    }))
+    cfg = C.load_config(p)
+    assert cfg.inputs.ms == (str(tmp_path / "a.ms"), str(tmp_path / "sub" / "b.ms"))
+    assert cfg.cycles[0].calibration.solint == 4 and cfg.cycles[0].calibration.mode == "scalarphase"
+    assert cfg.cycles[1].calibration.mode == "diagonal" and cfg.cycles[1].calibration.solint == 4
+    assert cfg.cycles[1].imaging.niter == 50
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("cluster:\n  mdoe: local\n", "unknown key 'cluster.mdoe' (did you mean 'cluster.mode'?)"),
+    ("imaging:\n  niter: -1\n", "imaging.niter = -1 is not allowed: must be >= 0"),
+    ("imaging:\n  niter: ten\n", "imaging.niter = 'ten' is not allowed: expected an integer"),
+    ("calibration:\n  mode: phase\n", "calibration.mode = 'phase'"),
+    ("cycles: []\n", "cycles = [] is not allowed"),
+    ("cycles:\n  - imaging: {sise: 3}\n", "unknown key 'cycles[0].imaging.sise'"),
+    ("imaging: {size: [1024]}\n", "expected a list of 2 values"),
+    ("cluster: {n_workers: 0}\n", "cluster.n_workers = 0"),
+    ("imaging: {multiscale: yes please}\n", "expected true or false"),
+    ("chunking: {duration: -5}\n", "chunking.duration = -5"),
+    ("cluster: {slurm: {walltime: 'soon'}}\n", "cluster.slurm.walltime"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+    ("imaging: {size: [1, 2}\n", "not valid YAML"),
+])
+def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError) as err:
+        C.load_config(p)
+    assert needle in str(err.value)
+    assert main(["validate", str(p)]) == 2
+    errout = capsys.readouterr().err.strip().splitlines()
+    assert len(errout) == 1 and needle in errout[0] and "Traceback" not in errout[0]
+
+
+def test_validate_missing_file(capsys, tmp_path):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", str(REPO / "configs" / "default.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out
