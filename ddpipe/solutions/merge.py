@@ -1,0 +1,87 @@
+"""Join solutions solved on time chunks or frequency sub-bands into one solset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from ddpipe.errors import UserError
+from ddpipe.solutions.types import Solutions, SolTab
+
+
+def merge_along_time(parts: Sequence[Solutions]) -> Solutions:
+    """Concatenate per-chunk solutions along time.
+
+    Parameters
+    ----------
+    parts
+        Solutions of consecutive (or any-order) time chunks. Antennas,
+        directions, soltab names, kinds, axes and every non-time axis must agree.
+
+    Returns
+    -------
+    Solutions
+        One solset with each soltab's time axis the sorted union of the parts'.
+
+    Raises
+    ------
+    UserError
+        Parts disagree, a soltab has no time axis, or chunk times overlap.
+    """
+    return _merge(parts, "time")
+
+
+def merge_along_freq(parts: Sequence[Solutions]) -> Solutions:
+    """Concatenate per-sub-band solutions along frequency (see :func:`merge_along_time`)."""
+    return _merge(parts, "freq")
+
+
+def _merge(parts: Sequence[Solutions], axis: str) -> Solutions:
+    parts = list(parts)
+    if not parts:
+        raise UserError(f"merge along {axis}: no solutions given")
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    for k, part in enumerate(parts[1:], start=1):
+        if part.antennas != first.antennas:
+            raise UserError(f"merge along {axis}: part {k} has antennas {part.antennas[:4]}... "
+                            f"but part 0 has {first.antennas[:4]}...; solve all parts on the same MS")
+        if part.directions != first.directions:
+            raise UserError(f"merge along {axis}: part {k} has directions {part.directions} "
+                            f"but part 0 has {first.directions}")
+        if set(part.soltabs) != set(first.soltabs):
+            raise UserError(f"merge along {axis}: part {k} has soltabs {sorted(part.soltabs)} "
+                            f"but part 0 has {sorted(first.soltabs)}")
+    soltabs = {name: _merge_soltab([p.soltabs[name] for p in parts], name, axis) for name in first.soltabs}
+    return replace(first, soltabs=soltabs)
+
+
+def _merge_soltab(tabs: list[SolTab], name: str, axis: str) -> SolTab:
+    t0 = tabs[0]
+    if axis not in t0.axes:
+        raise UserError(f"merge along {axis}: soltab {name} has no {axis} axis (axes {t0.axes})")
+    others = [a for a in ("time", "freq", "ant", "dir", "pol") if a != axis and a in t0.axes]
+    for k, t in enumerate(tabs[1:], start=1):
+        if t.kind != t0.kind or t.axes != t0.axes:
+            raise UserError(f"merge along {axis}: soltab {name} of part {k} is {t.kind} {t.axes} "
+                            f"but part 0 is {t0.kind} {t0.axes}")
+        for a in others:
+            va, vb = t0.axis_values(a), t.axis_values(a)
+            same = (np.array_equal(va, vb) if a in ("time", "freq") else tuple(va or ()) == tuple(vb or ()))
+            if not same:
+                raise UserError(f"merge along {axis}: soltab {name} of part {k} has a different "
+                                f"{a} axis than part 0; parts must differ only in {axis}")
+    ax = t0.axes.index(axis)
+    coord = np.concatenate([np.asarray(t.axis_values(axis), dtype=np.float64) for t in tabs])
+    order = np.argsort(coord, kind="stable")
+    coord = coord[order]
+    if np.any(np.diff(coord) <= 0):
+        dup = coord[1:][np.diff(coord) <= 0][0]
+        raise UserError(f"merge along {axis}: soltab {name} parts overlap ({axis} {dup!r} appears twice); "
+                        "chunks must not share solution intervals")
+    values = np.take(np.concatenate([t.values for t in tabs], axis=ax), order, axis=ax)
+    weights = np.take(np.concatenate([t.weights for t in tabs], axis=ax), order, axis=ax)
+    return replace(t0, values=values, weights=weights, **{axis: coord})
