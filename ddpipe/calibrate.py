@@ -1,0 +1,410 @@
+"""The calibrate stage: one DP3 ``ddecal`` per time chunk, all submitted to Dask up front.
+
+Each chunk task asks for ``subprocess_slots=1`` so a worker never runs two DP3
+processes at once. A chunk writes its H5parm under a temporary name, checks it
+reads back, moves it into place and only then writes its completion record
+(``chunk_NNN.done.json``: parset hash and the H5parm's SHA-256). A rerun reuses
+every chunk whose record matches, so a failed or killed run loses no finished
+chunk. The chunk H5parms are merged along time (and along frequency for
+several sub-band MSs) into one H5parm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ddpipe.cluster import SLOT_RESOURCES
+from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
+from ddpipe.errors import PipelineError, UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything a worker needs to solve one chunk (plain values: it is pickled to the worker)."""
+
+    key: str
+    stem: str
+    ms: str
+    ms_index: int
+    chunk_index: int
+    start_slot: int
+    n_slots: int
+    parset: tuple[tuple[str, str], ...]
+    parset_hash: str
+    directory: str
+    executable: tuple[str, ...]
+    timeout: float
+
+    @property
+    def parset_path(self) -> Path:
+        return Path(self.directory) / f"{self.stem}.parset"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.directory) / f"{self.stem}.log"
+
+    @property
+    def h5_path(self) -> Path:
+        return Path(self.directory) / f"{self.stem}.h5"
+
+    @property
+    def done_path(self) -> Path:
+        return Path(self.directory) / f"{self.stem}.done.json"
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What happened to one chunk: its H5parm, or why it failed."""
+
+    stem: str
+    h5_path: str
+    reused: bool = False
+    seconds: float = 0.0  # DP3 wall time
+    started: float = 0.0  # epoch seconds
+    finished: float = 0.0
+    worker: str = ""
+    numthreads: int = 0
+    error: str | None = None
+    log_path: str = ""
+    tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    solutions: Path
+    chunks: tuple[ChunkOutcome, ...]
+    wall_seconds: float
+    directions: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reused(self) -> int:
+        return sum(c.reused for c in self.chunks)
+
+
+class ChunkFailed(PipelineError):
+    """A chunk's DP3 run failed. Picklable: ``args`` is (message, details dict)."""
+
+    def __init__(self, message: str, details: dict[str, Any]):
+        super().__init__(message, details)
+        self.details = details
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CalibrationFailed(PipelineError):
+    """Some chunks failed; the others' results are kept and reused on the next run."""
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parset_digest(parset: Sequence[tuple[str, str]]) -> str:
+    return hashlib.sha256("\n".join(f"{k}={v}" for k, v in parset).encode()).hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def plan_jobs(
+    ms_paths: Sequence[str],
+    skymodel: str,
+    directions: Sequence[str],
+    cal: CalibrationConfig,
+    chunking: ChunkingConfig,
+    dp3: DP3Config,
+    out_dir: Path,
+    data_column: str = "DATA",
+) -> list[ChunkJob]:
+    """Inspect the MSs, split them into chunks and build one ddecal parset per chunk.
+
+    Chunk files go to ``out_dir/chunks``. Pure apart from reading the MS metadata.
+    """
+    from ddpipe.dp3.parsets import ddecal_parset
+    from ddpipe.dp3.runner import find_dp3
+    from ddpipe.ms.chunks import plan_chunks
+    from ddpipe.ms.inspect import inspect_ms
+
+    executable = tuple(find_dp3(dp3.executable))
+    chunk_dir = (Path(out_dir) / "chunks").resolve()
+    jobs: list[ChunkJob] = []
+    names = [_safe(Path(p).name.removesuffix(".ms").removesuffix(".MS")) for p in ms_paths]
+    if len(set(names)) != len(names):
+        names = [f"ms{i}" for i in range(len(ms_paths))]
+    for m, ms in enumerate(ms_paths):
+        info = inspect_ms(ms, data_column=data_column)
+        if info.flagged_fraction >= 1.0:
+            raise UserError(f"{ms}: every visibility is flagged: nothing to calibrate; "
+                            "check the FLAG column or pick another Measurement Set")
+        chunks = plan_chunks(info, duration=chunking.duration, n_chunks=chunking.n_chunks, solint=cal.solint)
+        for c in chunks:
+            stem = f"chunk_{c.index:03d}" if len(ms_paths) == 1 else f"{names[m]}-chunk_{c.index:03d}"
+            h5_tmp = chunk_dir / f"{stem}.h5.partial"
+            parset = ddecal_parset(
+                str(Path(ms).resolve()),
+                skymodel=str(Path(skymodel).resolve()),
+                directions=list(directions),
+                h5parm=str(h5_tmp),
+                cal=cal,
+                start_slot=c.start_slot,
+                n_slots=c.n_slots,
+                data_column=data_column,
+                extra=dp3.extra,
+            )
+            items = tuple((str(k), str(v)) for k, v in parset.items())
+            digest = parset_digest(items)
+            jobs.append(
+                ChunkJob(
+                    key=f"ddecal-{stem}-{digest[:12]}",
+                    stem=stem,
+                    ms=str(Path(ms).resolve()),
+                    ms_index=m,
+                    chunk_index=c.index,
+                    start_slot=c.start_slot,
+                    n_slots=c.n_slots,
+                    parset=items,
+                    parset_hash=digest,
+                    directory=str(chunk_dir),
+                    executable=executable,
+                    timeout=dp3.timeout,
+                )
+            )
+    return jobs
+
+
+# ----------------------------------------------------------------------------- one chunk
+
+
+def chunk_is_done(job: ChunkJob) -> bool:
+    """True when the chunk's completion record matches its parset and its H5parm is intact."""
+    try:
+        record = json.loads(job.done_path.read_text())
+        return (
+            record.get("parset_hash") == job.parset_hash
+            and job.h5_path.is_file()
+            and record.get("h5_sha256") == sha256_file(job.h5_path)
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def run_chunk(job: ChunkJob) -> ChunkOutcome:
+    """Solve one chunk with DP3 (runs on a Dask worker holding one ``subprocess_slots``).
+
+    The H5parm is written as ``.partial``, read back, moved into place, and the
+    completion record is written last.
+    """
+    from ddpipe.dp3.parsets import dp3_argv, format_parset
+    from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_threads
+    from ddpipe.solutions.h5parm import read_h5parm
+
+    if chunk_is_done(job):
+        return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
+    Path(job.directory).mkdir(parents=True, exist_ok=True)
+    parset = dict(job.parset)
+    _atomic_write_text(job.parset_path, format_parset(parset))
+    partial = Path(parset["ddecal.h5parm"])
+    for stale in (partial, job.done_path):
+        stale.unlink(missing_ok=True)
+    nthreads = worker_threads()
+    argv = dp3_argv(list(job.executable), parset, numthreads=nthreads)
+    started = time.time()
+    worker = _worker_name()
+    try:
+        run = run_dp3(argv, log_path=job.log_path, timeout=job.timeout, env=dp3_environment())
+    except DP3Error as exc:
+        raise ChunkFailed(
+            f"{job.stem}: {exc}",
+            {"stem": job.stem, "returncode": exc.returncode, "signal": exc.signal_name,
+             "timed_out": exc.timed_out, "log_path": str(exc.log_path), "tail": list(exc.tail),
+             "worker": worker},
+        ) from None
+    try:
+        read_h5parm(partial)
+    except (UserError, OSError) as exc:
+        raise ChunkFailed(
+            f"{job.stem}: DP3 exited 0 but its H5parm {partial} is unreadable ({exc}); see {job.log_path}",
+            {"stem": job.stem, "returncode": 0, "signal": None, "timed_out": False,
+             "log_path": str(job.log_path), "tail": [], "worker": worker},
+        ) from None
+    os.replace(partial, job.h5_path)
+    finished = time.time()
+    record = {
+        "stem": job.stem, "ms": job.ms, "start_slot": job.start_slot, "n_slots": job.n_slots,
+        "parset_hash": job.parset_hash, "h5_sha256": sha256_file(job.h5_path),
+        "dp3_seconds": run.seconds, "started": started, "finished": finished,
+        "worker": worker, "numthreads": nthreads,
+    }
+    _atomic_write_text(job.done_path, json.dumps(record, indent=1))
+    return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
+                        log_path=str(job.log_path))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+class _Progress:
+    """A progress bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, total: int, reused: int):
+        self.total, self.done, self.t0 = total, reused, time.monotonic()
+        self.start_done = reused
+        self.tty = sys.stderr.isatty()
+
+    def update(self, outcome: ChunkOutcome | None, failed: str | None = None) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.t0
+        fresh = self.done - self.start_done
+        eta = elapsed / fresh * (self.total - self.done) if fresh else 0.0
+        what = f"{failed} FAILED" if failed else (f"{outcome.stem} in {outcome.seconds:.1f} s" if outcome else "")
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            sys.stderr.write(f"\rcalibrate [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                             f"chunks, ETA {eta:4.0f} s  ")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        else:
+            log.info("chunk %d/%d done (%s), ETA %.0f s", self.done, self.total, what, eta)
+
+
+def calibrate(
+    ms_paths: Sequence[str],
+    skymodel: str,
+    directions: Sequence[str],
+    cal: CalibrationConfig,
+    chunking: ChunkingConfig,
+    dp3: DP3Config,
+    out_dir: Path,
+    client: Any,
+    *,
+    out_h5: Path | None = None,
+    data_column: str = "DATA",
+    retries: int = 1,
+    force: bool = False,
+) -> CalibrationResult:
+    """Solve every chunk of every MS on the Dask cluster behind ``client`` and merge the H5parms.
+
+    Raises
+    ------
+    CalibrationFailed
+        When any chunk failed (after retries), with a table of the failed chunks;
+        the finished chunks stay on disk and are reused by the next run.
+    """
+    from distributed import as_completed
+
+    from ddpipe.solutions.h5parm import merge_along_freq, merge_along_time, read_h5parm, write_h5parm
+
+    t0 = time.monotonic()
+    out_dir = Path(out_dir).resolve()
+    jobs = plan_jobs(ms_paths, skymodel, directions, cal, chunking, dp3, out_dir, data_column)
+    Path(jobs[0].directory).mkdir(parents=True, exist_ok=True)
+    if force:
+        for j in jobs:
+            j.done_path.unlink(missing_ok=True)
+    reused = [j for j in jobs if chunk_is_done(j)]
+    todo = [j for j in jobs if j not in reused]
+    log.info("calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
+             len(jobs), len(ms_paths), len(reused), len(todo))
+    outcomes: dict[str, ChunkOutcome] = {
+        j.stem: ChunkOutcome(j.stem, str(j.h5_path), reused=True, log_path=str(j.log_path)) for j in reused
+    }
+    failures: dict[str, dict[str, Any]] = {}
+    # every task up front; the scheduler paces them by the subprocess_slots resource
+    futures = {
+        client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES), retries=retries, pure=False): j
+        for j in todo
+    }
+    progress = _Progress(len(jobs), len(reused))
+    for fut in as_completed(list(futures)):
+        job = futures[fut]
+        if fut.status == "error":
+            exc = fut.exception()
+            details = getattr(exc, "details", None) or {
+                "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
+                "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
+            }
+            details.setdefault("error", str(exc))
+            failures[job.stem] = details
+            progress.update(None, failed=job.stem)
+        else:
+            outcome = fut.result()
+            outcomes[job.stem] = outcome
+            progress.update(outcome)
+        fut.release()
+    if failures:
+        raise CalibrationFailed(failure_table(failures, len(jobs)))
+    t_solve = time.monotonic() - t0
+
+    # merge: along time per MS, then along frequency across sub-band MSs
+    per_ms = []
+    for m in range(len(ms_paths)):
+        parts = [read_h5parm(j.h5_path) for j in sorted(jobs, key=lambda j: j.chunk_index) if j.ms_index == m]
+        per_ms.append(merge_along_time(parts))
+    merged = per_ms[0] if len(per_ms) == 1 else merge_along_freq(per_ms)
+    out_h5 = Path(out_h5).resolve() if out_h5 else out_dir / "solutions.h5"
+    write_h5parm(out_h5, merged)
+    wall = time.monotonic() - t0
+    ordered = tuple(outcomes[j.stem] for j in jobs)
+    log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall,
+             sum(o.seconds for o in ordered))
+    return CalibrationResult(out_h5, ordered, wall, tuple(merged.directions),
+                             {"solve": t_solve, "merge": wall - t_solve})
+
+
+def failure_table(failures: dict[str, dict[str, Any]], total: int) -> str:
+    """A readable table of failed chunks: exit code or signal, log path, last log lines."""
+    lines = [f"{len(failures)} of {total} chunk(s) failed (finished chunks are kept; rerun to retry only these):"]
+    for stem, d in sorted(failures.items()):
+        if d.get("timed_out"):
+            why = "timed out"
+        elif d.get("signal"):
+            why = f"killed by {d['signal']}"
+        elif d.get("returncode") is not None:
+            why = f"exit code {d['returncode']}"
+        else:
+            why = d.get("error", "failed")
+        lines.append(f"  {stem:<24} {why:<18} log: {d.get('log_path', '?')}")
+        for t in list(d.get("tail") or [])[-5:]:
+            lines.append(f"      | {t}")
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Dask clusters for ddpipe: local, an existing scheduler (address), or SLURM jobs.
+
+Every worker must offer the custom resource ``subprocess_slots=1`` and every
+DP3 task asks for one slot, so the scheduler never starts two DP3 processes on
+one worker even though it cannot see their CPU and memory load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ddpipe.config import ClusterConfig
+from ddpipe.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SLOT = "subprocess_slots"
+#: what a DP3 task asks the scheduler for
+SLOT_RESOURCES = {SLOT: 1}
+
+
+@dataclass
+class ClusterHandle:
+    """A connected client and, when ddpipe started it, the cluster it owns."""
+
+    client: Any
+    cluster: Any | None
+    mode: str
+
+    @property
+    def dashboard(self) -> str | None:
+        try:
+            return self.client.dashboard_link
+        except Exception:  # no bokeh, or a scheduler without a dashboard
+            return None
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def _dask_settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """Scheduler settings that keep a run from hanging: a task with no worker able to run it
+    fails after ``no_workers_timeout``; a chunk whose worker died is rescheduled."""
+    return {
+        "distributed.scheduler.no-workers-timeout": f"{cfg.no_workers_timeout}s",
+        "distributed.scheduler.allowed-failures": max(cfg.retries, 1) + 2,
+        "distributed.worker.daemon": False,  # workers must be allowed to start DP3
+        "distributed.comm.timeouts.connect": f"{max(cfg.worker_wait, 5)}s",
+    }
+
+
+def worker_slots(client: Any) -> dict[str, float]:
+    """``{worker address: subprocess_slots}`` for the workers now connected."""
+    info = client.scheduler_info(n_workers=-1) if _accepts_n_workers(client) else client.scheduler_info()
+    return {addr: float(w.get("resources", {}).get(SLOT, 0)) for addr, w in info.get("workers", {}).items()}
+
+
+def _accepts_n_workers(client: Any) -> bool:
+    import inspect
+
+    try:
+        return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: int = 1) -> dict[str, float]:
+    """Wait up to ``timeout`` s for ``expected`` workers offering ``subprocess_slots``.
+
+    Raises
+    ------
+    UserError
+        With the exact ``dask worker`` command to run when none (or too few) turned up.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        slots = worker_slots(client)
+        good = {a: s for a, s in slots.items() if s >= 1}
+        if len(good) >= expected:
+            return good
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    fix = dask_worker_command(address)
+    if slots:
+        raise UserError(
+            f"the scheduler at {address} has {len(slots)} worker(s) but none offers the '{SLOT}' resource "
+            f"that every DP3 task needs; start workers with: {fix}"
+        )
+    raise UserError(f"no worker joined the scheduler at {address} within {timeout:g} s; start one with: {fix}")
+
+
+def _memory_limit(value: str) -> str | int:
+    return "auto" if value.strip().lower() == "auto" else value
+
+
+def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
+    """A ``LocalCluster`` of ``n_workers`` processes, each with one ``subprocess_slots``."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    scratch = Path(workdir).resolve() / "dask-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with dask.config.set(_dask_settings(cfg)):
+        cluster = LocalCluster(
+            n_workers=cfg.n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            resources=dict(SLOT_RESOURCES),
+            host="127.0.0.1",
+            dashboard_address=cfg.dashboard_address,
+            local_directory=str(scratch),
+            memory_limit=_memory_limit(cfg.memory_limit),
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    handle = ClusterHandle(client, cluster, "local")
+    log.info(
+        "local Dask cluster: %d worker(s) x %d thread(s), %s=1 each; dashboard %s",
+        cfg.n_workers, cfg.threads_per_worker, SLOT, handle.dashboard or "(off: install bokeh)",
+    )
+    return handle
+
+
+def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
+    """Connect to a running scheduler (``tcp://host:port`` or a scheduler-file path)."""
+    import dask
+    from distributed import Client
+
+    target = cfg.address
+    if not target:
+        raise UserError("cluster.mode is 'address' but cluster.address is empty; give the scheduler "
+                        "address (tcp://host:port) or a scheduler file (--scheduler)")
+    is_file = "://" not in target and not _looks_like_hostport(target)
+    with dask.config.set(_dask_settings(cfg)):
+        try:
+            if is_file:
+                if not Path(target).is_file():
+                    raise UserError(f"scheduler file {target} does not exist; start a scheduler with "
+                                    f"'dask scheduler --scheduler-file {target}' or fix cluster.address")
+                client = Client(scheduler_file=target, timeout=f"{cfg.worker_wait}s")
+            else:
+                client = Client(target, timeout=f"{cfg.worker_wait}s")
+        except UserError:
+            raise
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {target} within {cfg.worker_wait:g} s "
+                            f"({type(exc).__name__}); is 'dask scheduler' running there?") from None
+    address = client.scheduler.address
+    try:
+        good = wait_for_slot_workers(client, address, cfg.worker_wait)
+    except UserError:
+        client.close()
+        raise
+    log.info("connected to %s: %d worker(s) with %s", address, len(good), SLOT)
+    return ClusterHandle(client, None, "address")
+
+
+def _looks_like_hostport(s: str) -> bool:
+    host, sep, port = s.rpartition(":")
+    return bool(sep and host and port.isdigit() and "/" not in s)
+
+
+def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
+    """Extra ``dask worker`` arguments for SLURM worker jobs (the slot resource, lifetime)."""
+    args = ["--resources", f"{SLOT}=1"]
+    if cfg.slurm.lifetime:
+        # retire before the walltime kills the job mid-chunk; the scheduler moves its work
+        args += ["--lifetime", cfg.slurm.lifetime, "--lifetime-stagger", "2m"]
+    return args
+
+
+def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` (one Dask worker per job)."""
+    s = cfg.slurm
+    log_dir = Path(s.log_directory) if s.log_directory else Path(workdir).resolve() / "logs" / "slurm"
+    return dict(
+        queue=s.queue,
+        account=s.account,
+        walltime=s.walltime,
+        cores=s.cores,
+        processes=1,
+        memory=s.memory,
+        job_script_prologue=list(s.job_script_prologue),
+        local_directory=s.local_directory or str(Path(workdir).resolve() / "dask-scratch"),
+        log_directory=str(log_dir),
+        worker_extra_args=slurm_worker_args(cfg),
+        job_name="ddpipe-worker",
+        scheduler_options={"dashboard_address": cfg.dashboard_address},
+    )
+
+
+def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
+    """Workers as SLURM jobs through dask-jobqueue, each with ``--resources subprocess_slots=1``."""
+    import dask
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+
+    kwargs = slurm_cluster_kwargs(cfg, workdir)
+    Path(kwargs["log_directory"]).mkdir(parents=True, exist_ok=True)
+    with dask.config.set(_dask_settings(cfg)):
+        cluster = SLURMCluster(**kwargs)
+        log.debug("SLURM worker job script:\n%s", cluster.job_script())
+        cluster.scale(jobs=cfg.slurm.jobs)
+        client = Client(cluster)
+    handle = ClusterHandle(client, cluster, "slurm")
+    log.info("SLURM cluster: %d worker job(s) requested; job logs in %s", cfg.slurm.jobs, kwargs["log_directory"])
+    try:
+        # jobs may queue: wait for the first worker for as long as a task may wait
+        wait_for_slot_workers(client, client.scheduler.address, cfg.no_workers_timeout)
+    except UserError as exc:
+        handle.close()
+        raise UserError(f"{exc} (SLURM jobs did not start in time: check 'squeue' and {kwargs['log_directory']})") from None
+    return handle
+
+
+@contextmanager
+def open_cluster(cfg: ClusterConfig, workdir: Path) -> Iterator[ClusterHandle]:
+    """Start or connect to the configured cluster; always close what was started."""
+    if cfg.mode == "local":
+        handle = local_cluster(cfg, workdir)
+    elif cfg.mode == "address":
+        handle = address_cluster(cfg)
+    elif cfg.mode == "slurm":
+        handle = slurm_cluster(cfg, workdir)
+    else:  # validated by the config already
+        raise UserError(f"cluster.mode = {cfg.mode!r}: expected local | address | slurm")
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def dask_worker_command(address: str, nthreads: int = 1) -> str:
+    """The command a user runs to add a suitable worker by hand."""
+    return shlex.join(["dask", "worker", address, "--nthreads", str(nthreads), "--resources", f"{SLOT}=1"])
+
