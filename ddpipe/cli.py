@@ -25,6 +25,8 @@ log = logging.getLogger("ddpipe")
 #: Subcommands in the order ``--help`` lists them.
 COMMANDS = (
     "validate",
+    "inspect",
+    "plan",
 )
 
 

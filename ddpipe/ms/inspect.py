@@ -250,7 +250,7 @@ def inspect_ms(path: str | os.PathLike[str], data_column: str = "DATA", flag_sta
     import casacore.tables as pt
 
     p = Path(path).expanduser()
-    ms = str(p.resolve()) if p.exists() else str(p)
+    ms = str(p.resolve()) if p.exists() else os.path.abspath(p)
     _check_path(ms)
     try:
         t = pt.table(ms, readonly=True, ack=False)
