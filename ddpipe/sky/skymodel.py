@@ -1,0 +1,586 @@
+"""Read and write sky models in the makesourcedb / DP3 text format.
+
+The format (DP3 reads it directly as ``ddecal.sourcedb`` / ``predict.sourcedb``)
+is a comma-separated table whose columns are named by a FORMAT line, either
+``FORMAT = Name, Type, Patch, Ra, Dec, I`` (the first non-comment line) or
+``# (Name, Type, Patch, Ra, Dec, I) = format`` (a comment before the first row).
+A column may carry a default for empty fields, ``ReferenceFrequency='150e6'``,
+or a fixed value that is not in the rows at all, ``Type=fixed'POINT'``.
+A row with an empty Name and a Patch is a patch row (``, , P1, ra, dec``) and
+must come before the sources of that patch, as DP3 requires.
+
+The reader accepts what DP3 accepts with the same meaning, and refuses with
+``file:line: ...`` what DP3 would misread or reject, plus what ddpipe does not
+model (polarisation by rotation measure, shapelets, disks, non-J2000 frames).
+One exception: a declination in ``dd:mm:ss`` is read as degrees with a warning
+(DP3 refuses colons there); :func:`write_skymodel` always writes degrees.
+
+The writer puts patch rows first, then sources in model order, angles as the
+shortest ``<x>deg`` that reads back to the same float, numbers as ``repr``:
+``parse_skymodel(format_skymodel(m)) == m`` for every model read from a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ddpipe.errors import UserError
+from ddpipe.sky.angles import AngleError, format_degrees, parse_angle
+from ddpipe.sky.model import Patch, SkyModel, Source
+
+log = logging.getLogger(__name__)
+
+#: Columns ddpipe models, in the order the writer puts them.
+COLUMNS = (
+    "Name",
+    "Type",
+    "Patch",
+    "Ra",
+    "Dec",
+    "I",
+    "Q",
+    "U",
+    "V",
+    "ReferenceFrequency",
+    "SpectralIndex",
+    "LogarithmicSI",
+    "MajorAxis",
+    "MinorAxis",
+    "Orientation",
+)
+#: Columns DP3 knows that carry nothing ddpipe needs; read (and checked) but not kept.
+IGNORED = ("Category", "RefType")
+#: Columns DP3 knows but ddpipe does not model: refused with a clear message.
+UNSUPPORTED = (
+    "OrientationIsAbsolute",
+    "RotationMeasure",
+    "PolarizedFraction",
+    "PolarizationAngle",
+    "ReferenceWavelength",
+    "IShapelet",
+    "QShapelet",
+    "UShapelet",
+    "VShapelet",
+    "rah",
+    "rad",
+    "ram",
+    "ras",
+    "dech",
+    "decd",
+    "decm",
+    "decs",
+    "SpectralIndexDegree",
+)
+_CANON = {n.lower(): n for n in COLUMNS + IGNORED}
+_UNSUPPORTED = {n.lower(): n for n in UNSUPPORTED}
+_TYPES = {"": "POINT", "point": "POINT", "gaussian": "GAUSSIAN"}
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+_RE_FORMAT_COMMENT = re.compile(r"^\s*#\s*\((.*)\)\s*=\s*format\s*$", re.IGNORECASE)
+_RE_FORMAT_COMMENT_LOOSE = re.compile(r"=\s*format\s*$", re.IGNORECASE)
+_RE_FORMAT_LINE = re.compile(r"^\s*format\s*=(.*)$", re.IGNORECASE)
+_RE_FIELD = re.compile(
+    r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_:]*)?\s*
+        (?:=\s*(?P<fixed>fixed)?\s*(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"))?\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_RE_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One FORMAT entry: canonical name ("" for a skipped column) and its default/fixed value."""
+
+    name: str
+    default: str | None = None
+    fixed: str | None = None
+
+
+class _LineError(Exception):
+    """A problem with one line; turned into ``UserError("file:line: ...")``."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_skymodel(path: str | os.PathLike[str]) -> SkyModel:
+    """Read a makesourcedb / DP3 text sky model.
+
+    Parameters
+    ----------
+    path : path-like
+        The sky-model file.
+
+    Returns
+    -------
+    SkyModel
+        Sources and patches in file order; angles in radians.
+
+    Raises
+    ------
+    UserError
+        If the file is missing or unreadable, or malformed (``file:line: what``).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{p}: sky model not found; check inputs.skymodel") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: cannot read the sky model ({exc}); give a readable text file") from None
+    return parse_skymodel(text, filename=str(p))
+
+
+def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
+    """Parse sky-model text (see the module docstring for the format).
+
+    Parameters
+    ----------
+    text : str
+        The whole file.
+    filename : str
+        Name used in error messages.
+
+    Returns
+    -------
+    SkyModel
+
+    Raises
+    ------
+    UserError
+        ``"<filename>:<line>: <what was expected>"`` for the first problem found.
+    """
+    columns: tuple[_Column, ...] | None = None
+    format_line = 0
+    sources: list[Source] = []
+    patches: dict[str, tuple[Patch, int]] = {}
+    source_lines: dict[str, int] = {}
+    used: set[str] = set()
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                if columns is None:
+                    m = _RE_FORMAT_COMMENT.match(line)
+                    if m:
+                        columns, format_line = _parse_format(m.group(1)), lineno
+                    elif _RE_FORMAT_COMMENT_LOOSE.search(line):
+                        raise _LineError(
+                            "a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'"
+                        )
+                continue
+            m = _RE_FORMAT_LINE.match(line)
+            if m:
+                if columns is not None:
+                    raise _LineError(f"second FORMAT line (the first is line {format_line}); keep one")
+                columns, format_line = _parse_format(m.group(1)), lineno
+                continue
+            if columns is None:
+                raise _LineError(
+                    "expected the FORMAT line before the first row, e.g. "
+                    "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
+                )
+            values = _row_values(line, columns)
+            if values.get("Name", ""):
+                src = _source(values, patches)
+                if src.name in source_lines:
+                    raise _LineError(
+                        f"source {src.name!r} is already defined on line {source_lines[src.name]}; "
+                        "give each source a unique name"
+                    )
+                source_lines[src.name] = lineno
+                sources.append(src)
+                if src.patch is not None:
+                    used.add(src.patch)
+            else:
+                patch = _patch(values)
+                if patch.name in patches:
+                    raise _LineError(
+                        f"patch {patch.name!r} is already defined on line {patches[patch.name][1]}"
+                    )
+                patches[patch.name] = (patch, lineno)
+    except _LineError as exc:
+        raise UserError(f"{filename}:{lineno}: {exc}") from None
+    if columns is None:
+        raise UserError(
+            f"{filename}: no FORMAT line; start the file with "
+            "'# (Name, Type, Patch, Ra, Dec, I) = format'"
+        )
+    for name, (_, where) in patches.items():
+        if name not in used:
+            raise UserError(
+                f"{filename}:{where}: patch {name!r} has no sources; remove the patch row "
+                "or add sources with Patch={name}"
+            )
+    if not sources:
+        raise UserError(f"{filename}: no sources; expected at least one source row after the FORMAT line")
+    return SkyModel(
+        sources=tuple(sources),
+        patches=tuple(p for p, _ in patches.values()),
+        format_fields=tuple(c.name for c in columns if c.name),
+    )
+
+
+def _parse_format(spec: str) -> tuple[_Column, ...]:
+    """FORMAT text (without ``FORMAT =`` / ``# ( ) = format``) → columns."""
+    columns: list[_Column] = []
+    seen: set[str] = set()
+    for item in _split(spec):
+        m = _RE_FIELD.match(item)
+        if not m:
+            raise _LineError(
+                f"bad FORMAT entry {item.strip()!r}; expected Name or Name='default', separated by commas"
+            )
+        raw = m.group("name") or ""
+        low = raw.lower()
+        value = m.group("sq") if m.group("sq") is not None else m.group("dq")
+        if low in ("", "dummy"):
+            columns.append(_Column(""))
+            continue
+        if low in _UNSUPPORTED:
+            raise _LineError(
+                f"column {_UNSUPPORTED[low]!r} is valid makesourcedb but not supported by ddpipe; "
+                "remove it (supported: " + ", ".join(COLUMNS) + ")"
+            )
+        if low not in _CANON:
+            raise _LineError(f"unknown column {raw!r}; supported: " + ", ".join(COLUMNS))
+        name = _CANON[low]
+        if name in seen:
+            raise _LineError(f"column {name!r} appears twice in the FORMAT line")
+        seen.add(name)
+        if m.group("fixed"):
+            columns.append(_Column(name, fixed=value))
+        else:
+            columns.append(_Column(name, default=value))
+    for need in ("Name", "Ra", "Dec"):
+        if need not in seen:
+            raise _LineError(f"the FORMAT line has no {need!r} column; DP3 needs Name, Ra and Dec")
+    return tuple(columns)
+
+
+def _split(line: str) -> list[str]:
+    """Split on commas outside quotes and square brackets."""
+    parts: list[str] = []
+    depth = 0
+    quote = ""
+    start = 0
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise _LineError(f"unbalanced ']' at column {i + 1}")
+        elif ch == "," and depth == 0:
+            parts.append(line[start:i])
+            start = i + 1
+    if quote:
+        raise _LineError(f"unclosed quote {quote}")
+    if depth:
+        raise _LineError("unclosed '['")
+    parts.append(line[start:])
+    return parts
+
+
+def _row_values(line: str, columns: tuple[_Column, ...]) -> dict[str, str]:
+    """One data row → {column: value text}, defaults and fixed values applied."""
+    fields = [f.strip() for f in _split(line)]
+    wanted = sum(1 for c in columns if c.fixed is None)
+    if len(fields) > wanted and any(fields[wanted:]):
+        raise _LineError(f"{len(fields)} fields but the FORMAT line names {wanted}")
+    values: dict[str, str] = {}
+    it = iter(fields)
+    for col in columns:
+        value = col.fixed if col.fixed is not None else next(it, "")
+        if not value and col.default is not None:
+            value = col.default
+        if col.name:
+            values[col.name] = value
+    return values
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _number(values: dict[str, str], key: str, default: float | None = None) -> float:
+    text = _unquote(values.get(key, ""))
+    if not text:
+        if default is None:
+            raise _LineError(f"missing {key}")
+        return default
+    if not _RE_NUMBER.match(text):
+        raise _LineError(f"{key} {text!r} is not a number")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _LineError(f"{key} {text!r} is not finite")
+    return value
+
+
+def _position(values: dict[str, str]) -> tuple[float, float]:
+    ra_text, dec_text = values.get("Ra", ""), values.get("Dec", "")
+    if not ra_text or not dec_text:
+        raise _LineError("missing Ra or Dec")
+    try:
+        ra = parse_angle(ra_text, colon_unit="h")
+    except AngleError as exc:
+        raise _LineError(f"bad Ra: {exc}") from None
+    colon = ":" in dec_text
+    try:
+        dec = parse_angle(dec_text, colon_unit="deg")
+    except AngleError as exc:
+        raise _LineError(f"bad Dec: {exc}") from None
+    if colon:
+        log.warning(
+            "Dec %r uses colons, which DP3 refuses; read as degrees:minutes:seconds "
+            "(ddpipe writes the model it gives DP3 in degrees)",
+            dec_text,
+        )
+    if not -2 * math.pi <= ra <= 2 * math.pi:
+        raise _LineError(f"Ra {ra_text!r} is {ra:.6g} rad, outside ±360 degrees")
+    if not -math.pi / 2 <= dec <= math.pi / 2:
+        raise _LineError(f"Dec {dec_text!r} is {math.degrees(dec):.6g} degrees, outside ±90")
+    return ra, dec
+
+
+def _patch(values: dict[str, str]) -> Patch:
+    name = _unquote(values.get("Patch", ""))
+    if not name:
+        raise _LineError("row has neither a Name (source row) nor a Patch (patch row ', , P1, ra, dec')")
+    ra, dec = _position(values)
+    return Patch(name=name, ra=ra, dec=dec)
+
+
+def _source(values: dict[str, str], patches: dict[str, tuple[Patch, int]]) -> Source:
+    name = _unquote(values["Name"])
+    type_text = _unquote(values.get("Type", ""))
+    stype = _TYPES.get(type_text.lower())
+    if stype is None:
+        raise _LineError(
+            f"source {name!r}: unknown or unsupported Type {type_text!r}; use POINT or GAUSSIAN"
+        )
+    for key in ("RefType",):
+        ref = _unquote(values.get(key, ""))
+        if ref and ref.upper() != "J2000":
+            raise _LineError(f"source {name!r}: RefType {ref!r} is not supported; only J2000")
+    patch = _unquote(values.get("Patch", "")) or None
+    if patch is not None and patch not in patches:
+        raise _LineError(
+            f"source {name!r} is in patch {patch!r}, which no patch row above defines; "
+            f"add ', , {patch}, ra, dec' before it"
+        )
+    ra, dec = _position(values)
+    if not values.get("I", ""):
+        raise _LineError(f"source {name!r}: missing I (DP3 would silently use 1 Jy)")
+    shape = {}
+    if stype == "GAUSSIAN":
+        missing = [k for k in ("MajorAxis", "MinorAxis", "Orientation") if not values.get(k, "")]
+        if missing:
+            raise _LineError(
+                f"GAUSSIAN source {name!r} needs MajorAxis, MinorAxis (arcsec) and Orientation (deg); "
+                "missing " + ", ".join(missing)
+            )
+    for key, attr in (("MajorAxis", "major_axis"), ("MinorAxis", "minor_axis"), ("Orientation", "orientation")):
+        shape[attr] = _number(values, key, 0.0)
+        if attr != "orientation" and shape[attr] < 0:
+            raise _LineError(f"source {name!r}: {key} {shape[attr]!r} is negative")
+    reffreq = _number(values, "ReferenceFrequency", 0.0)
+    si = _spectral_index(values.get("SpectralIndex", ""))
+    if si and reffreq <= 0:
+        raise _LineError(f"source {name!r}: SpectralIndex given but no positive ReferenceFrequency")
+    return Source(
+        name=name,
+        ra=ra,
+        dec=dec,
+        i=_number(values, "I"),
+        type=stype,
+        patch=patch,
+        q=_number(values, "Q", 0.0),
+        u=_number(values, "U", 0.0),
+        v=_number(values, "V", 0.0),
+        reference_frequency=reffreq,
+        spectral_index=si,
+        log_si=_boolean(values.get("LogarithmicSI", ""), default=True),
+        **shape,
+    )
+
+
+def _spectral_index(text: str) -> tuple[float, ...]:
+    text = _unquote(text.strip())
+    if not text:
+        return ()
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        items = [s.strip() for s in inner.split(",")] if inner else []
+    else:
+        items = [text]
+    out = []
+    for item in items:
+        if not _RE_NUMBER.match(item):
+            raise _LineError(f"SpectralIndex {text!r}: {item!r} is not a number; write [c0, c1, ...]")
+        out.append(float(item))
+    return tuple(out)
+
+
+def _boolean(text: str, default: bool) -> bool:
+    t = _unquote(text.strip()).lower()
+    if not t:
+        return default
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise _LineError(f"LogarithmicSI {text!r} is not true or false")
+
+
+# --------------------------------------------------------------------------- writing
+
+_BAD_NAME = re.compile(r"[,'\"\[\]]|^\s|\s$|^#|^$")
+
+
+def format_skymodel(model: SkyModel) -> str:
+    """The model as makesourcedb / DP3 text (see the module docstring).
+
+    Parameters
+    ----------
+    model : SkyModel
+        Sources may name patches that have no :class:`Patch` entry: their patch
+        row is put at the flux-weighted centroid (``SkyModel.patch_centre``).
+
+    Returns
+    -------
+    str
+        The file contents, ending in a newline.
+
+    Raises
+    ------
+    UserError
+        For a model DP3 could not read back the same: empty, duplicate or
+        unwritable names, non-finite numbers, a spectral index without a
+        reference frequency, a type other than POINT/GAUSSIAN.
+    """
+    if not model.sources:
+        raise UserError("sky model has no sources; nothing to write")
+    lines = [
+        "# (" + ", ".join(COLUMNS) + ") = format",
+        "# written by ddpipe: angles in degrees, fluxes in Jy, axes FWHM in arcsec, orientation in degrees",
+        "",
+    ]
+    written: set[str] = set()
+    for name in model.patch_names():
+        _check_name(name, "patch")
+        if name in written:
+            raise UserError(f"patch {name!r} is defined twice in the sky model; merge or rename one")
+        written.add(name)
+        if not model.sources_in(name):
+            raise UserError(f"patch {name!r} has no sources; DP3 would get an empty direction")
+        ra, dec = model.patch_centre(name)
+        lines.append(f", , {name}, {format_degrees(ra)}, {format_degrees(dec)}")
+    lines.append("")
+    names: set[str] = set()
+    for s in model.sources:
+        lines.append(_format_source(s))
+        if s.name in names:
+            raise UserError(f"source {s.name!r} appears twice in the sky model; give each a unique name")
+        names.add(s.name)
+    return "\n".join(lines) + "\n"
+
+
+def _check_name(name: str, what: str) -> None:
+    if _BAD_NAME.search(name):
+        raise UserError(
+            f"{what} name {name!r} cannot be written: it must be non-empty, without commas, quotes, "
+            "brackets, a leading '#' or surrounding blanks"
+        )
+
+
+def _num(value: float, what: str) -> str:
+    x = float(value)
+    if not math.isfinite(x):
+        raise UserError(f"{what} is {value!r}; sky-model numbers must be finite")
+    return repr(x)
+
+
+def _format_source(s: Source) -> str:
+    _check_name(s.name, "source")
+    what = f"source {s.name!r}"
+    stype = s.type.upper()
+    if stype not in ("POINT", "GAUSSIAN"):
+        raise UserError(f"{what}: type {s.type!r} cannot be written; use POINT or GAUSSIAN")
+    if s.spectral_index and not s.reference_frequency > 0:
+        raise UserError(f"{what}: spectral index without a positive reference frequency")
+    si = "[" + ", ".join(_num(c, f"{what} spectral index") for c in s.spectral_index) + "]"
+    fields = [
+        s.name,
+        stype,
+        s.patch or "",
+        format_degrees(s.ra),
+        format_degrees(s.dec),
+        _num(s.i, f"{what} I"),
+        _num(s.q, f"{what} Q"),
+        _num(s.u, f"{what} U"),
+        _num(s.v, f"{what} V"),
+        _num(s.reference_frequency, f"{what} reference frequency"),
+        si,
+        "true" if s.log_si else "false",
+        _num(s.major_axis, f"{what} major axis"),
+        _num(s.minor_axis, f"{what} minor axis"),
+        _num(s.orientation, f"{what} orientation"),
+    ]
+    return ", ".join(fields)
+
+
+def write_skymodel(model: SkyModel, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Parameters
+    ----------
+    model : SkyModel
+    path : path-like
+        Destination; its folder must exist.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    UserError
+        When the model cannot be written (see :func:`format_skymodel`) or the
+        folder is missing or not writable.
+    """
+    p = Path(path)
+    text = format_skymodel(model)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise UserError(f"{p}: cannot write the sky model there ({exc.strerror}); check the folder") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.debug("wrote %d sources, %d patches to %s", len(model.sources), len(model.patch_names()), p)
+    return p
