@@ -41,10 +41,11 @@ CORR_NAMES = {
 #: Bytes of FLAG read per block (bounds memory on a large MS).
 FLAG_BLOCK_BYTES = 64 * 1024 * 1024
 
-_SPLIT_HINT = (
-    "split the MS first, e.g. with DP3 (msin=IN msout=OUT msin.datacolumn=DATA steps=[] and a "
-    "per-band/field selection) or casacore's msselect/CASA split"
-)
+_SPLIT_HINT = {
+    "field": "split it into one MS per field first, e.g. with CASA split/mstransform (field=...)",
+    "spw": "split it into one MS per spectral window first, e.g. with DP3 "
+    "(msin=IN msin.band=K msin.datacolumn=DATA msout=OUT_K steps=[]) or CASA split (spw=...)",
+}
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ def require_unflagged(info: MSInfo) -> None:
     """
     if info.all_flagged:
         raise UserError(
-            f"{info.path}: every visibility in {info.name} is flagged (FLAG/FLAG_ROW): nothing to "
-            "calibrate or image; unflag the data or leave this MS out of inputs.ms"
+            f"every visibility in {info.path} is flagged: nothing to calibrate or image; "
+            "unflag the data (FLAG/FLAG_ROW) or leave this MS out of inputs.ms"
         )
 
 
@@ -357,15 +358,15 @@ def _open_subtable(t: Any, ms: str, name: str) -> Any:
 
 def _read_subtables(ms: str, sub: dict[str, Any]) -> dict[str, Any]:
     """Antennas, band, correlations, field and telescope from the subtables."""
-    for name, what in (("FIELD", "field"), ("SPECTRAL_WINDOW", "spectral window"),
-                       ("DATA_DESCRIPTION", "data description")):
+    for name, what, hint in (("FIELD", "fields", "field"), ("SPECTRAL_WINDOW", "spectral windows", "spw"),
+                             ("DATA_DESCRIPTION", "data descriptions", "spw")):
         n = sub[name].nrows()
         if n == 0:
             raise UserError(f"{ms}: the {name} table is empty; repair or regenerate the MS")
         if n > 1:
             raise UserError(
-                f"{ms}: has {n} {what}s ({name} rows); ddpipe supports one field and one spectral "
-                f"window per MS; {_SPLIT_HINT}"
+                f"{ms}: has {n} {what} ({name} rows): more than one per MS is unsupported; "
+                f"{_SPLIT_HINT[hint]}"
             )
     if sub["OBSERVATION"].nrows() == 0:
         raise UserError(
@@ -451,11 +452,12 @@ def _scan_main(t: Any, ms: str, cells_per_row: int, flag_stats: bool) -> dict[st
                 n_flag_rows += int(frow.sum())
                 flag = flag | frow[:, None]
             n_flagged += int(flag.sum())
-    if ddids != {0} or fields != {0}:
-        raise UserError(
-            f"{ms}: rows use DATA_DESC_ID {sorted(ddids)} and FIELD_ID {sorted(fields)}; ddpipe supports "
-            f"one field and one spectral window per MS (both id 0); {_SPLIT_HINT}"
-        )
+    for col, ids, hint in (("FIELD_ID", fields, "field"), ("DATA_DESC_ID", ddids, "spw")):
+        if ids != {0}:
+            raise UserError(
+                f"{ms}: rows use {col} {sorted(ids)} but only id 0 exists or is supported; "
+                f"{_SPLIT_HINT[hint]}"
+            )
     all_times = np.unique(np.concatenate(times))
     return {
         "time_first": float(all_times[0]),
