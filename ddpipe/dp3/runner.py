@@ -273,22 +273,56 @@ def _read_log(path: Path) -> str:
         return ""
 
 
-def _kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the process group of ``proc``, then SIGKILL whatever is left of it."""
-    pgid = proc.pid  # start_new_session: the child leads its own group
+def _group_alive(pgid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in process group ``pgid``."""
+    import psutil
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass
+    alive = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return alive
+
+
+def _kill_group(pgid: int, sig: int, wait: float) -> bool:
+    """Send ``sig`` to process group ``pgid``; wait up to ``wait`` s for it to be gone. True if gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # the group id was reused by someone else's process: not ours
+        return True
+    deadline = time.monotonic() + wait
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _terminate(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the process group of ``proc``; SIGKILL whatever is left after ``grace`` s."""
+    pgid = proc.pid  # start_new_session: DP3 leads its own group
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    # Always SIGKILL the group: the leader may have exited on SIGTERM while a child ignored it.
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(pgid):
+            break
+        time.sleep(0.02)
+    # A child may have ignored SIGTERM (or the leader did): always finish with SIGKILL.
+    _kill_group(pgid, signal.SIGKILL, wait=2.0)
     proc.wait()
 
 
@@ -360,17 +394,14 @@ def run_dp3(
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc, KILL_GRACE)
+            _terminate(proc, KILL_GRACE)
             returncode = proc.returncode
         except BaseException:  # e.g. KeyboardInterrupt or a Dask cancel: leave nothing running
-            _kill_group(proc, KILL_GRACE)
+            _terminate(proc, KILL_GRACE)
             raise
         else:
             # DP3 exited; make sure no child it left in its group survives.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(proc.pid, signal.SIGKILL, wait=2.0)
     seconds = time.monotonic() - start
     reason = None
     unused = None if timed_out else unused_keys(_read_log(log_path))
