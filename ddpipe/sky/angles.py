@@ -142,18 +142,21 @@ def format_degrees(radians: float) -> str:
     Returns
     -------
     str
-        For example ``"22.73785deg"``; DP3 reads it to within an ulp.
+        For example ``"22.73785deg"`` or ``"30deg"``; DP3 reads it to within an ulp.
     """
     x = float(radians)
     if not math.isfinite(x):
         raise ValueError(f"angle {radians!r} is not finite")
     with localcontext(_CTX):
         deg = Decimal(x) * _DEG_PER_RAD
-    first = repr(float(deg))
-    if parse_angle(first + "deg") == x:
-        return first + "deg"
-    for digits in range(16, 30):
-        text = format(deg, f".{digits}g").lower()
-        if parse_angle(text + "deg") == x:
-            return text + "deg"
+    # 15 significant digits give the short form of round values (30deg, not
+    # 30.000000000000004deg); repr of the nearest double almost always reads back;
+    # more digits settle the rare rest.
+    candidates = [format(float(deg), ".15g"), repr(float(deg))]
+    candidates += [format(deg, f".{digits}g") for digits in range(17, 30)]
+    for text in candidates:
+        text = text.lower() + "deg"
+        back = parse_angle(text)
+        if back == x and math.copysign(1.0, back) == math.copysign(1.0, x):
+            return text
     raise AssertionError(f"no exact degree form for {x!r}")  # pragma: no cover

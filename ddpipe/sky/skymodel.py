@@ -354,7 +354,7 @@ def _position(values: dict[str, str]) -> tuple[float, float]:
             dec_text,
         )
     if not -2 * math.pi <= ra <= 2 * math.pi:
-        raise _LineError(f"Ra {ra_text!r} is {ra:.6g} rad, outside ±360 degrees")
+        raise _LineError(f"Ra {ra_text!r} is {math.degrees(ra):.6g} degrees, outside ±360")
     if not -math.pi / 2 <= dec <= math.pi / 2:
         raise _LineError(f"Dec {dec_text!r} is {math.degrees(dec):.6g} degrees, outside ±90")
     return ra, dec
