@@ -1,16 +1,24 @@
 """Split an MS's regular time-slot grid into chunks for calibration.
 
-A chunk is a *view*: DP3 reads it from the parent MS with
-``msin.starttimeslot`` / ``msin.ntimes`` (slots counted on the grid
-``time_first + k * interval``, as DP3 does), so nothing is copied. Chunk edges
-fall on solution-interval boundaries, so chunked solutions equal one unchunked
-run.
+A chunk is a *view*: DP3 reads it from the parent MS (nothing is copied), and
+its edges fall on solution-interval boundaries of the slot grid
+``time_first + k * interval``, so chunked solutions equal one unchunked run.
+
+Selecting a chunk in DP3 (measured with DP3 6.6, see tests/ms/test_ms_chunks_dp3.py):
+``msin.ntimes`` counts slots of the grid (missing ones are inserted, flagged), and
+so does ``msin.starttime`` (rounded up to the next grid slot); but
+``msin.starttimeslot`` counts the time steps *present* in the MS. On an MS
+with gaps, ``msin.starttimeslot=start_slot`` therefore starts too late.
+:meth:`Chunk.dp3_msin` gives ``msin.starttime`` half a slot before the chunk's
+first slot, which is right with or without gaps; ``start_slot`` equals DP3's
+``msin.starttimeslot`` only when ``info.gaps`` is empty.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 from ddpipe.errors import UserError
@@ -51,13 +59,34 @@ class Chunk:
         """One past the last slot."""
         return self.start_slot + self.n_slots
 
+    @property
+    def interval(self) -> float:
+        """Slot width, seconds."""
+        return self.duration / self.n_slots
+
+    @property
+    def dp3_starttime(self) -> str:
+        """``msin.starttime`` for DP3: UTC ISO time (microseconds) half a slot before the first slot.
+
+        DP3 rounds a start time up to the next slot of its grid, so this selects
+        ``start_slot`` exactly, whatever the rounding of the string.
+        """
+        from astropy.time import Time
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ERFA "dubious year" on simulated far-future dates
+            t = Time((self.start_time - self.interval / 2) / 86400.0, format="mjd", scale="utc", precision=6)
+            return str(t.isot)
+
     def dp3_msin(self) -> dict[str, str]:
-        """The DP3 parset keys selecting this chunk: ``msin``, ``msin.starttimeslot``, ``msin.ntimes``."""
-        return {
-            "msin": self.ms,
-            "msin.starttimeslot": str(self.start_slot),
-            "msin.ntimes": str(self.n_slots),
-        }
+        """DP3 parset keys selecting exactly this chunk's slots, gaps or not.
+
+        Returns
+        -------
+        dict
+            ``msin``, ``msin.starttime`` (:attr:`dp3_starttime`) and ``msin.ntimes``.
+        """
+        return {"msin": self.ms, "msin.starttime": self.dp3_starttime, "msin.ntimes": str(self.n_slots)}
 
 
 def plan_chunks(info: MSInfo, duration: float = 0.0, n_chunks: int = 0, solint: int = 1) -> tuple[Chunk, ...]:
@@ -130,7 +159,17 @@ def plan_chunks(info: MSInfo, duration: float = 0.0, n_chunks: int = 0, solint: 
             )
         )
         slot += n
+    _warn_empty_chunks(chunks, info)
     return tuple(chunks)
+
+
+def _warn_empty_chunks(chunks: list[Chunk], info: MSInfo) -> None:
+    for c in chunks:
+        if any(g0 <= c.start_slot and c.end_slot <= g0 + gn for g0, gn in info.gaps):
+            log.warning(
+                "%s: chunk %d (slots %d-%d) falls in a gap of the data: DP3 will see only flagged slots",
+                info.name, c.index, c.start_slot, c.end_slot - 1,
+            )
 
 
 def chunk_time_range(chunk: Chunk, info: MSInfo) -> tuple[float, float]:

@@ -82,7 +82,7 @@ class MSInfo:
     n_slots : int
         Slots on the regular grid ``time_first + k * interval``:
         ``round((time_last - time_first) / interval) + 1`` (what DP3 counts with
-        ``msin.starttimeslot``). Larger than ``n_times`` when there are gaps.
+        ``msin.ntimes``). Larger than ``n_times`` when there are gaps.
     chan_freqs, chan_widths : tuple of float
         SPECTRAL_WINDOW CHAN_FREQ and CHAN_WIDTH, Hz.
     freq_range : (float, float)
@@ -111,6 +111,9 @@ class MSInfo:
     flag_row_fraction : float or None
         Fraction of rows with FLAG_ROW set (0 when there is no FLAG_ROW column);
         None when flag statistics were not gathered.
+    gaps : tuple of (int, int)
+        Runs of slots with no row, as ``(first_slot, n_slots)``; empty when every
+        slot of the grid has data.
     """
 
     path: str
@@ -141,6 +144,7 @@ class MSInfo:
     has_weight_spectrum: bool
     flagged_fraction: float | None
     flag_row_fraction: float | None
+    gaps: tuple[tuple[int, int], ...] = ()
 
     @property
     def name(self) -> str:
@@ -186,6 +190,11 @@ class MSInfo:
     def duration(self) -> float:
         """Seconds spanned by the slot grid: ``n_slots * interval``."""
         return self.n_slots * self.interval
+
+    @property
+    def n_missing_slots(self) -> int:
+        """Slots of the grid without data (``n_slots - n_times`` on a regular grid)."""
+        return sum(n for _, n in self.gaps)
 
     @property
     def all_flagged(self) -> bool:
@@ -326,6 +335,9 @@ def _inspect_open(t: Any, ms: str, data_column: str, flag_stats: bool) -> MSInfo
     if scan["interval"] <= 0:
         raise UserError(f"{ms}: INTERVAL is {scan['interval']} s (must be > 0); repair the MS")
     n_slots = int(round((scan["time_last"] - scan["time_first"]) / scan["interval"])) + 1
+    gaps = slot_gaps(scan["times"], scan["interval"])
+    if gaps:
+        log.info("%s: %d of %d time slots have no data (%d gap(s))", ms, n_slots - scan["n_times"], n_slots, len(gaps))
 
     return MSInfo(
         path=ms,
@@ -336,7 +348,8 @@ def _inspect_open(t: Any, ms: str, data_column: str, flag_stats: bool) -> MSInfo
         n_slots=n_slots,
         time_first_utc=mjd_seconds_to_iso(scan["time_first"]),
         time_last_utc=mjd_seconds_to_iso(scan["time_last"]),
-        **{k: v for k, v in scan.items() if k not in ("ddids", "fields")},
+        gaps=gaps,
+        **{k: v for k, v in scan.items() if k not in ("ddids", "fields", "times")},
         **meta,
     )
 
@@ -470,7 +483,27 @@ def _scan_main(t: Any, ms: str, cells_per_row: int, flag_stats: bool) -> dict[st
         "flag_row_fraction": n_flag_rows / n_rows if flag_stats else None,
         "ddids": ddids,
         "fields": fields,
+        "times": all_times,
     }
+
+
+def slot_gaps(times: np.ndarray, interval: float) -> tuple[tuple[int, int], ...]:
+    """Runs of empty slots on the grid ``times[0] + k * interval``.
+
+    Parameters
+    ----------
+    times : (n_times,) float64
+        Distinct TIME values, ascending.
+    interval : float
+        Slot width, seconds (> 0).
+
+    Returns
+    -------
+    tuple of (first_slot, n_slots)
+    """
+    slots = np.rint((times - times[0]) / interval).astype(np.int64)
+    jumps = np.nonzero(np.diff(slots) > 1)[0]
+    return tuple((int(slots[j] + 1), int(slots[j + 1] - slots[j] - 1)) for j in jumps)
 
 
 def _weighted_median(counts: dict[float, int]) -> float:
