@@ -8,6 +8,7 @@ that carries the command, exit code or signal, log path and the log's tail.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
@@ -96,17 +97,19 @@ def write_casarc(directory: str | os.PathLike[str] | None = None) -> Path:
     """Write (once, atomically) a casarc pointing casacore at python-casacore's measures.
 
     Without it, the wheel's DP3 looks only in ``/usr/share/casacore/data`` and fails
-    with "Cannot read table of Observatories". An existing file with the same
-    content is left alone.
+    with "Cannot read table of Observatories". The file is named after a hash of its
+    content (``casarc-<hash>``), so nodes that share a home folder but install
+    python-casacore in different places never overwrite each other's file; an
+    existing file is left alone.
 
     Parameters
     ----------
     directory
-        Where ``casarc`` goes; default :func:`default_cache_dir`.
+        Folder of the file; default :func:`default_cache_dir`.
     """
     folder = Path(directory) if directory is not None else default_cache_dir()
-    path = folder / "casarc"
     text = f"measures.directory: {casacore_data_dir()}\n"
+    path = folder / f"casarc-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     try:
         if path.read_text() == text:
             return path
@@ -345,7 +348,7 @@ def run_dp3(
     argv
         Full command, e.g. from :func:`ddpipe.dp3.parsets.dp3_argv`.
     log_path
-        Log file (its folder must exist); overwritten.
+        Log file (its folder is created if missing); overwritten.
     timeout
         Seconds before the run is killed.
     env
@@ -370,6 +373,7 @@ def run_dp3(
     if not timeout or timeout <= 0:
         raise UserError(f"DP3 timeout = {timeout!r}: expected a number of seconds > 0 (config key dp3.timeout)")
     log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(argv)
     run_env = dict(env) if env is not None else dp3_environment()
     log.debug("running %s (log %s)", command, log_path)

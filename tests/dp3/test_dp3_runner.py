@@ -71,7 +71,8 @@ pwd
     assert lines[0] == shlex.join(argv)
     assert "'msin=/data/my obs.ms'" in lines[0]
     assert lines[1] == "args: checkparset=1 numthreads=2 msin=/data/my obs.ms steps=[ddecal]"
-    assert lines[2] == f"blas=1 casarc={tmp_path / 'cache' / 'casarc'}"
+    assert lines[2] == f"blas=1 casarc={env['CASARCFILES']}"
+    assert Path(env["CASARCFILES"]).parent == tmp_path / "cache"
     assert "to stderr" in lines
     assert lines[-1] == str(tmp_path / "run")
 
@@ -201,8 +202,10 @@ def test_default_environment_is_dp3_environment(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     exe = fake(tmp_path / "bin", "DP3", 'echo "blas=$OPENBLAS_NUM_THREADS casarc=$CASARCFILES"')
-    run_dp3([str(exe)], log_path=tmp_path / "x.log", timeout=30)
-    assert (tmp_path / "x.log").read_text().splitlines()[1] == f"blas=1 casarc={tmp_path / 'xdg' / 'ddpipe' / 'casarc'}"
+    run_dp3([str(exe)], log_path=tmp_path / "logs" / "x.log", timeout=30)
+    (casarc,) = (tmp_path / "xdg" / "ddpipe").iterdir()
+    assert casarc.name.startswith("casarc-")
+    assert (tmp_path / "logs" / "x.log").read_text().splitlines()[1] == f"blas=1 casarc={casarc}"
 
 
 def test_dp3error_survives_pickling(tmp_path: Path) -> None:
@@ -274,14 +277,14 @@ def test_environment_writes_casarc_once(tmp_path: Path) -> None:
     assert base == {"PATH": "/bin", "OPENBLAS_NUM_THREADS": "8"}  # not mutated
     assert env["PATH"] == "/bin" and env["OPENBLAS_NUM_THREADS"] == "1"
     casarc = Path(env["CASARCFILES"])
-    assert casarc == cache / "casarc"
+    assert casarc.parent == cache and casarc.name.startswith("casarc-")
     key, value = casarc.read_text().strip().split(": ")
     assert key == "measures.directory"
     assert (Path(value) / "geodetic" / "Observatories").is_dir()  # the table DP3 fails without
     mtime = casarc.stat().st_mtime_ns
     assert dp3_environment(base, cache_dir=cache)["CASARCFILES"] == str(casarc)
     assert casarc.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in cache.iterdir()) == ["casarc"]  # no temp files left
+    assert list(cache.iterdir()) == [casarc]  # no temp files left
 
 
 def test_environment_keeps_users_casarc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
