@@ -45,7 +45,7 @@ def format_report(info: MSInfo) -> str:
     f0, f1 = info.freq_range
     ra_d, dec_d = info.phase_centre_deg
     ra_s, dec_s = info.phase_centre_sexagesimal
-    gaps = f" ({info.n_slots - info.n_times} missing)" if info.n_slots != info.n_times else ""
+    gaps = f" ({info.n_missing_slots} missing in {len(info.gaps)} gap(s))" if info.gaps else ""
     if info.flagged_fraction is None:
         flags = "not read (--no-flags)"
     else:

@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
                     "start_utc": mjd_seconds_to_iso(c.start_time),
                     "duration": c.duration,
                     "time_range": [lo, hi],
+                    "dp3_msin": c.dp3_msin(),
                 }
             )
         out.append({"ms": info.path, "n_slots": info.n_slots, "interval": info.interval,
                     "solint": args.solint, "chunks": rows})
         lines = [
             f"{info.path}: {info.n_slots} slots of {info.interval:.6g} s, solint {args.solint}, "
-            f"{len(chunks)} chunk(s)",
+            f"{len(chunks)} chunk(s)" + (f", {info.n_missing_slots} slot(s) without data" if info.gaps else ""),
             f"  {'index':>5}  {'start (UTC)':<23}  {'first slot':>10}  {'slots':>6}  {'seconds':>10}",
         ]
         lines += [
