@@ -132,7 +132,7 @@ def parse_angle(text: str, colon_unit: str = "h") -> float:
 
 
 def format_degrees(radians: float) -> str:
-    """The shortest ``<x>deg`` string that :func:`parse_angle` reads back as ``radians``.
+    """A short ``<x>deg`` string that :func:`parse_angle` reads back as exactly ``radians``.
 
     Parameters
     ----------
@@ -152,11 +152,26 @@ def format_degrees(radians: float) -> str:
     # 15 significant digits give the short form of round values (30deg, not
     # 30.000000000000004deg); repr of the nearest double almost always reads back;
     # more digits settle the rare rest.
-    candidates = [format(float(deg), ".15g"), repr(float(deg))]
-    candidates += [format(deg, f".{digits}g") for digits in range(17, 30)]
-    for text in candidates:
-        text = text.lower() + "deg"
-        back = parse_angle(text)
-        if back == x and math.copysign(1.0, back) == math.copysign(1.0, x):
+    nearest = float(deg)
+    short = format(nearest, ".15g")
+    if abs(float(short) - nearest) <= 4 * math.ulp(nearest):  # cheap test before the exact one
+        text = _exact(short, x)
+        if text:
             return text
-    raise AssertionError(f"no exact degree form for {x!r}")  # pragma: no cover
+    text = _exact(repr(nearest), x)
+    if text:
+        return text
+    for digits in range(17, 30):
+        text = _exact(format(deg, f".{digits}g"), x)
+        if text:
+            return text
+    raise RuntimeError(f"no exact degree form for {x!r}")  # pragma: no cover - 29 digits always do
+
+
+def _exact(number: str, x: float) -> str | None:
+    """``number + "deg"`` if it reads back as exactly ``x`` (sign of zero included), else None."""
+    text = number.lower() + "deg"
+    back = parse_angle(text)
+    if back == x and math.copysign(1.0, back) == math.copysign(1.0, x):
+        return text
+    return None

@@ -163,6 +163,7 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
     patches: dict[str, tuple[Patch, int]] = {}
     source_lines: dict[str, int] = {}
     used: set[str] = set()
+    colon_decs: list[int] = []
     lineno = 0
     try:
         for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -191,7 +192,9 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
                     "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
                 )
             values = _row_values(line, columns)
-            if values.get("Name", ""):
+            if ":" in values.get("Dec", ""):
+                colon_decs.append(lineno)
+            if _unquote(values.get("Name", "")):
                 src = _source(values, patches)
                 if src.name in source_lines:
                     raise _LineError(
@@ -224,6 +227,14 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
             )
     if not sources:
         raise UserError(f"{filename}: no sources; expected at least one source row after the FORMAT line")
+    if colon_decs:
+        log.warning(
+            "%s:%d: %d declination(s) written dd:mm:ss, which DP3 refuses; read as degrees "
+            "(give DP3 the model as ddpipe writes it, in degrees)",
+            filename,
+            colon_decs[0],
+            len(colon_decs),
+        )
     return SkyModel(
         sources=tuple(sources),
         patches=tuple(p for p, _ in patches.values()),
@@ -342,17 +353,10 @@ def _position(values: dict[str, str]) -> tuple[float, float]:
         ra = parse_angle(ra_text, colon_unit="h")
     except AngleError as exc:
         raise _LineError(f"bad Ra: {exc}") from None
-    colon = ":" in dec_text
     try:
         dec = parse_angle(dec_text, colon_unit="deg")
     except AngleError as exc:
         raise _LineError(f"bad Dec: {exc}") from None
-    if colon:
-        log.warning(
-            "Dec %r uses colons, which DP3 refuses; read as degrees:minutes:seconds "
-            "(ddpipe writes the model it gives DP3 in degrees)",
-            dec_text,
-        )
     if not -2 * math.pi <= ra <= 2 * math.pi:
         raise _LineError(f"Ra {ra_text!r} is {math.degrees(ra):.6g} degrees, outside ±360")
     if not -math.pi / 2 <= dec <= math.pi / 2:

@@ -99,7 +99,7 @@ def test_dec_with_colons_is_degrees_with_a_warning(caplog: pytest.LogCaptureFixt
     text = "FORMAT = Name, Ra, Dec, I\ns1, 01:00:00, -12:30:00, 1\n"
     (s,) = parse_skymodel(text).sources
     assert s.dec == pytest.approx(deg(-12.5), abs=1e-15) and s.ra == pytest.approx(deg(15.0), abs=1e-15)
-    assert "DP3 refuses" in caplog.text
+    assert "<text>:2: 1 declination(s) written dd:mm:ss, which DP3 refuses" in caplog.text
 
 
 def test_round_trip_is_exact(foursources: Path, tmp_path: Path) -> None:
