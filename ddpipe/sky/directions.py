@@ -5,14 +5,19 @@ A direction is a patch of the sky model (DP3's ``ddecal.directions=[[P0],[P1],..
 source anchors the first direction, sources closer than ``min_separation_deg``
 to an anchor cannot anchor another, and so on; then every source joins its
 nearest anchor and each patch row sits at the flux-weighted centroid.
+:func:`require_directions` is the calibration entry point: the user's sky model
+in, the model DP3 gets (written by ddpipe) and its direction names out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Sources closer than this to a brighter anchor do not anchor a direction of their own.
 DEFAULT_MIN_SEPARATION_DEG = 0.2
+
+#: Characters a patch name cannot hold and still be a DP3 direction (``[[P1],[P2]]`` parset syntax).
+BAD_DIRECTION_CHARS = frozenset("[],= \t\n\"'")
 
 
 def angular_separation(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray) -> np.ndarray:
@@ -177,3 +185,70 @@ def check_directions(model: SkyModel, names: Sequence[str], where: str = "direct
     if dupes:
         raise UserError(f"{where}: {', '.join(repr(d) for d in dupes)} listed more than once")
     return tuple(names)
+
+
+def require_directions(
+    skymodel: str | os.PathLike[str],
+    n_directions: int,
+    workdir: str | os.PathLike[str],
+    min_separation_deg: float = DEFAULT_MIN_SEPARATION_DEG,
+) -> tuple[str, tuple[str, ...]]:
+    """The sky model to give DP3 and its direction (patch) names, for one calibration.
+
+    The sky model is read with :func:`~ddpipe.sky.skymodel.read_skymodel`. When
+    every source has a patch, the patches are the directions and
+    ``n_directions`` is not used; when none has, the sources are grouped into
+    ``n_directions`` by :func:`group_into_directions`. The result is written by
+    ddpipe (degrees, patch rows first, a form DP3 was checked to read the same)
+    to ``workdir/directions-<hash>.skymodel``, the hash being that of its
+    contents, so that a different model never reuses an older file name.
+
+    Parameters
+    ----------
+    skymodel : path-like
+        The user's sky model.
+    n_directions : int
+        Directions to make when the sky model has no patches.
+    workdir : path-like
+        Existing folder for the written model.
+    min_separation_deg : float
+        Passed to :func:`group_into_directions`.
+
+    Returns
+    -------
+    (str, tuple of str)
+        Absolute path of the written sky model, and the patch names in order.
+
+    Raises
+    ------
+    UserError
+        For an unreadable or malformed sky model, a mix of sources with and
+        without patches, or a patch name DP3 cannot take as a direction.
+    """
+    from ddpipe.sky.skymodel import format_skymodel, read_skymodel, write_skymodel
+
+    model = read_skymodel(skymodel)
+    unpatched = [s.name for s in model.sources if s.patch is None]
+    if not unpatched:
+        log.info("%s: using its %d patches as directions", skymodel, len(model.patch_names()))
+    elif len(unpatched) == len(model.sources):
+        model = group_into_directions(model, n_directions, min_separation_deg)
+        log.info("%s: grouped %d sources into %d directions", skymodel, len(model.sources), len(model.patches))
+    else:
+        raise UserError(
+            f"{skymodel}: {len(unpatched)} source(s) without a patch (e.g. {unpatched[0]!r}) next to "
+            "sources with one; give every source a patch, or none to let ddpipe group them"
+        )
+    names = tuple(name for name, _, _ in patch_directions(model))
+    for name in names:
+        if BAD_DIRECTION_CHARS & set(name):
+            raise UserError(
+                f"{skymodel}: patch {name!r} cannot be a DP3 direction (no spaces, brackets, commas, "
+                "'=' or quotes); rename it"
+            )
+    text = format_skymodel(model)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    out = Path(workdir).resolve() / f"directions-{digest}.skymodel"
+    if not (out.is_file() and out.read_text(encoding="utf-8") == text):
+        write_skymodel(model, out)
+    return str(out), names

@@ -15,6 +15,7 @@ from ddpipe.sky.directions import (
     directions_with_no_sources,
     group_into_directions,
     patch_directions,
+    require_directions,
 )
 from ddpipe.sky.model import Patch, SkyModel, Source
 from ddpipe.sky.skymodel import format_skymodel, parse_skymodel, read_skymodel
@@ -163,3 +164,46 @@ def test_checking_direction_names(foursources: Path) -> None:
     assert "available: CygA, source1, source2, source3" in msg
     with pytest.raises(UserError, match="more than once"):
         check_directions(m, ["CygA", "CygA"])
+
+
+def test_require_directions_keeps_patches_and_writes_for_dp3(foursources: Path, tmp_path: Path) -> None:
+    path, names = require_directions(foursources, 2, tmp_path)
+    assert names == ("CygA", "source1", "source2", "source3")  # n_directions unused: the file has patches
+    out = Path(path)
+    assert out.parent == tmp_path.resolve() and out.name.startswith("directions-") and out.suffix == ".skymodel"
+    assert read_skymodel(out) == read_skymodel(foursources)
+    mtime = out.stat().st_mtime_ns
+    assert require_directions(foursources, 2, tmp_path) == (path, names)
+    assert out.stat().st_mtime_ns == mtime  # same contents: not rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_require_directions_groups_a_model_without_patches(tmp_path: Path) -> None:
+    src = tmp_path / "flat.skymodel"
+    src.write_text(
+        "FORMAT = Name, Type, Ra, Dec, I\n"
+        "a, POINT, 10deg, 40deg, 5\n"
+        "b, POINT, 10.05deg, 40deg, 1\n"
+        "c, POINT, 14.5deg, 39.5deg, 2\n"
+        "d, POINT, 16deg, 39deg, 3\n"
+    )
+    path, names = require_directions(src, 2, tmp_path)
+    assert names == ("P0", "P1")
+    m = read_skymodel(path)
+    assert [s.patch for s in m.sources] == ["P0", "P0", "P1", "P1"]  # a, then d; b joins a, c the nearer d
+    # a different model gets a different file: a path-keyed cache cannot mix them up
+    path3, names3 = require_directions(src, 3, tmp_path)
+    assert names3 == ("P0", "P1", "P2") and path3 != path
+
+
+def test_require_directions_refuses_mixed_and_unusable_patches(tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed.skymodel"
+    mixed.write_text("FORMAT = Name, Patch, Ra, Dec, I\n, A, 0deg, 0deg\na, A, 0deg, 0deg, 1\nb, , 1deg, 0deg, 1\n")
+    with pytest.raises(UserError, match=r"mixed.skymodel: 1 source\(s\) without a patch \(e.g. 'b'\)"):
+        require_directions(mixed, 2, tmp_path)
+    spaced = tmp_path / "spaced.skymodel"
+    spaced.write_text("FORMAT = Name, Patch, Ra, Dec, I\n, 3C 196, 0deg, 0deg\na, 3C 196, 0deg, 0deg, 1\n")
+    with pytest.raises(UserError, match="patch '3C 196' cannot be a DP3 direction"):
+        require_directions(spaced, 2, tmp_path)
+    with pytest.raises(UserError, match="not found"):
+        require_directions(tmp_path / "missing.skymodel", 2, tmp_path)
