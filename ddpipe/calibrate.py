@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from ddpipe.cluster import SLOT_RESOURCES
 from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
 from ddpipe.errors import PipelineError, UserError
+from ddpipe.state import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +112,8 @@ class CalibrationFailed(PipelineError):
 # ----------------------------------------------------------------------------- hashing
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def parset_digest(parset: Sequence[tuple[str, str]]) -> str:
     return hashlib.sha256("\n".join(f"{k}={v}" for k, v in parset).encode()).hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -153,7 +140,7 @@ def plan_jobs(
     from ddpipe.dp3.parsets import ddecal_parset
     from ddpipe.dp3.runner import find_dp3
     from ddpipe.ms.chunks import plan_chunks
-    from ddpipe.ms.inspect import inspect_ms
+    from ddpipe.ms.inspect import inspect_ms, require_unflagged
 
     executable = tuple(find_dp3(dp3.executable))
     chunk_dir = (Path(out_dir) / "chunks").resolve()
@@ -163,20 +150,18 @@ def plan_jobs(
         names = [f"ms{i}" for i in range(len(ms_paths))]
     for m, ms in enumerate(ms_paths):
         info = inspect_ms(ms, data_column=data_column)
-        if info.flagged_fraction >= 1.0:
-            raise UserError(f"{ms}: every visibility is flagged: nothing to calibrate; "
-                            "check the FLAG column or pick another Measurement Set")
+        require_unflagged(info)
         chunks = plan_chunks(info, duration=chunking.duration, n_chunks=chunking.n_chunks, solint=cal.solint)
         for c in chunks:
             stem = f"chunk_{c.index:03d}" if len(ms_paths) == 1 else f"{names[m]}-chunk_{c.index:03d}"
-            h5_tmp = chunk_dir / f"{stem}.h5.partial"
+            h5_tmp = chunk_dir / f"{stem}.partial.h5"
             parset = ddecal_parset(
                 str(Path(ms).resolve()),
                 skymodel=str(Path(skymodel).resolve()),
                 directions=list(directions),
                 h5parm=str(h5_tmp),
                 cal=cal,
-                start_slot=c.start_slot,
+                start_time=c.dp3_starttime,
                 n_slots=c.n_slots,
                 data_column=data_column,
                 extra=dp3.extra,
@@ -221,7 +206,7 @@ def chunk_is_done(job: ChunkJob) -> bool:
 def run_chunk(job: ChunkJob) -> ChunkOutcome:
     """Solve one chunk with DP3 (runs on a Dask worker holding one ``subprocess_slots``).
 
-    The H5parm is written as ``.partial``, read back, moved into place, and the
+    The H5parm is written as ``.partial.h5``, read back, moved into place, and the
     completion record is written last.
     """
     from ddpipe.dp3.parsets import dp3_argv, format_parset
@@ -232,7 +217,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
     Path(job.directory).mkdir(parents=True, exist_ok=True)
     parset = dict(job.parset)
-    _atomic_write_text(job.parset_path, format_parset(parset))
+    atomic_write_text(job.parset_path, format_parset(parset))
     partial = Path(parset["ddecal.h5parm"])
     for stale in (partial, job.done_path):
         stale.unlink(missing_ok=True)
@@ -265,7 +250,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         "dp3_seconds": run.seconds, "started": started, "finished": finished,
         "worker": worker, "numthreads": nthreads,
     }
-    _atomic_write_text(job.done_path, json.dumps(record, indent=1))
+    atomic_write_text(job.done_path, json.dumps(record, indent=1))
     return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
                         log_path=str(job.log_path))
 

@@ -27,6 +27,7 @@ COMMANDS = (
     "validate",
     "inspect",
     "plan",
+    "calibrate",
 )
 
 

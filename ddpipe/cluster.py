@@ -101,6 +101,18 @@ def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: i
     raise UserError(f"no worker joined the scheduler at {address} within {timeout:g} s; start one with: {fix}")
 
 
+def quiet_dask_logs() -> None:
+    """distributed sets its own INFO levels at import; keep them at WARNING unless debugging."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        top = name.split(".")[0]
+        if top in ("distributed", "dask_jobqueue", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        elif top == "bokeh":  # its "Host wildcard" warning is about a dashboard bound to 127.0.0.1 anyway
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _memory_limit(value: str) -> str | int:
     return "auto" if value.strip().lower() == "auto" else value
 
@@ -228,6 +240,9 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
 @contextmanager
 def open_cluster(cfg: ClusterConfig, workdir: Path) -> Iterator[ClusterHandle]:
     """Start or connect to the configured cluster; always close what was started."""
+    import distributed  # noqa: F401  (imported here so its loggers exist before quieting them)
+
+    quiet_dask_logs()
     if cfg.mode == "local":
         handle = local_cluster(cfg, workdir)
     elif cfg.mode == "address":

@@ -136,8 +136,13 @@ def _slots(start_slot: int | None, n_slots: int | None) -> dict[str, str]:
     return out
 
 
-def _msin(ms: PathLike, data_column: str, start_slot: int | None, n_slots: int | None) -> dict[str, str]:
+def _msin(ms: PathLike, data_column: str, start_slot: int | None, n_slots: int | None,
+          start_time: str | None = None) -> dict[str, str]:
     out = {"msin": _path(ms, "msin"), "msin.datacolumn": _column(data_column, "data_column")}
+    if start_time is not None:
+        if start_slot is not None:
+            raise UserError("give either start_slot or start_time for a chunk, not both")
+        out["msin.starttime"] = str(start_time)
     out.update(_slots(start_slot, n_slots))
     return out
 
@@ -194,6 +199,7 @@ def ddecal_parset(
     h5parm: PathLike,
     cal: CalibrationConfig,
     start_slot: int | None = None,
+    start_time: str | None = None,
     n_slots: int | None = None,
     data_column: str = "DATA",
     extra: Mapping[str, object] | None = None,
@@ -216,6 +222,9 @@ def ddecal_parset(
         Calibration settings of the cycle (mode, solint, nchan, solver...).
     start_slot, n_slots
         The chunk: ``msin.starttimeslot`` / ``msin.ntimes``; omitted when None.
+    start_time
+        Instead of ``start_slot``: ``msin.starttime`` (UTC, as :meth:`Chunk.dp3_starttime`
+        gives it), which is right on an MS with gaps in time too.
     data_column
         Column that is calibrated (``msin.datacolumn``).
     extra
@@ -227,7 +236,7 @@ def ddecal_parset(
         DP3 keys in a fixed order.
     """
     _mode(cal.mode)
-    p = _msin(ms, data_column, start_slot, n_slots)
+    p = _msin(ms, data_column, start_slot, n_slots, start_time)
     p.update(
         {
             "msout": "",
