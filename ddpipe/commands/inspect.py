@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ddpipe.ms.inspect import MSInfo
+    from ddpipe.ms.info import MSInfo
 
 HELP = "show what ddpipe reads from Measurement Sets (report or --json)"
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(info: MSInfo) -> str:
-    """A readable multi-line report of one :class:`~ddpipe.ms.inspect.MSInfo`."""
+    """A readable multi-line report of one :class:`~ddpipe.ms.info.MSInfo`."""
     f0, f1 = info.freq_range
     ra_d, dec_d = info.phase_centre_deg
     ra_s, dec_s = info.phase_centre_sexagesimal

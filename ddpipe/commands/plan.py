@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ddpipe.ms.chunks import chunk_time_range, plan_chunks
-    from ddpipe.ms.inspect import inspect_ms, mjd_seconds_to_iso
+    from ddpipe.ms.info import mjd_seconds_to_iso
+    from ddpipe.ms.inspect import inspect_ms
 
     out = []
     tables = []

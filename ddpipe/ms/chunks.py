@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 
 from ddpipe.errors import UserError
-from ddpipe.ms.inspect import MSInfo
+from ddpipe.ms.info import MSInfo, mjd_seconds_to_iso
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +70,7 @@ class Chunk:
         DP3 rounds a start time up to the next slot of its grid, so this selects
         ``start_slot`` exactly, whatever the rounding of the string.
         """
-        from astropy.time import Time
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ERFA "dubious year" on simulated far-future dates
-            t = Time((self.start_time - self.interval / 2) / 86400.0, format="mjd", scale="utc", precision=6)
-            return str(t.isot)
+        return mjd_seconds_to_iso(self.start_time - self.interval / 2, precision=6)
 
     def dp3_msin(self) -> dict[str, str]:
         """DP3 parset keys selecting exactly this chunk's slots, gaps or not.
