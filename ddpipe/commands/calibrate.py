@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.calibrate import calibrate
     from ddpipe.cluster import open_cluster
     from ddpipe.config import load_config
-    from ddpipe.sky.prepare import prepare_skymodel
+    from ddpipe.sky.directions import require_directions
 
     cfg = load_config(args.config, overrides_from_args(args))
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     ms_paths = [str(Path(p).resolve()) for p in args.ms]
-    skymodel, directions, _ = prepare_skymodel(args.skymodel, cfg.calibration.n_directions, workdir / "skymodel.skymodel")
+    skymodel, directions = require_directions(args.skymodel, cfg.calibration.n_directions, workdir)
     with open_cluster(cfg.cluster, workdir) as handle:
         result = calibrate(
             ms_paths, skymodel, directions, cfg.calibration, cfg.chunking, cfg.dp3, workdir, handle.client,
