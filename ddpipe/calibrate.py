@@ -143,6 +143,7 @@ def plan_jobs(
     from ddpipe.ms.inspect import inspect_ms, require_unflagged
 
     executable = tuple(find_dp3(dp3.executable))
+    sky_sha = sha256_file(skymodel)
     chunk_dir = (Path(out_dir) / "chunks").resolve()
     jobs: list[ChunkJob] = []
     names = [_safe(Path(p).name.removesuffix(".ms").removesuffix(".MS")) for p in ms_paths]
@@ -167,7 +168,8 @@ def plan_jobs(
                 extra=dp3.extra,
             )
             items = tuple((str(k), str(v)) for k, v in parset.items())
-            digest = parset_digest(items)
+            # the sky model's contents count too, not just its path
+            digest = parset_digest(items + (("skymodel.sha256", sky_sha),))
             jobs.append(
                 ChunkJob(
                     key=f"ddecal-{stem}-{digest[:12]}",

