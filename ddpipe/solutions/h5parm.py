@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import h5py
@@ -240,8 +240,8 @@ def write_h5parm(path: str | os.PathLike[str], sol: Solutions, solset: str = "so
     check_solutions(sol, what=str(p))
     if not p.parent.is_dir():
         raise UserError(f"{p}: directory {p.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
+    # not mkstemp: h5py creates the file itself, with the usual permissions (umask)
+    tmp = p.parent / f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         keep = p.exists() and h5py.is_hdf5(p)
         if keep:

@@ -1,0 +1,300 @@
+"""Model visibilities of point and Gaussian sources: a vectorised NumPy DFT.
+
+Conventions are DP3's (``base/Simulator.cc``):
+
+* V_pq = Σ_s S_s · exp(+2πi ν/c (u l + v m + w (n − 1))) with
+  (u, v, w) = uvw_q − uvw_p for ``ANTENNA1=p, ANTENNA2=q``;
+* correlations XX = I + Q, XY = U + iV, YX = U − iV, YY = I − Q;
+* a Gaussian multiplies by exp(−2π² ν²/c² (σ_maj² u'² + σ_min² v'²)), with
+  σ = FWHM / (2√(2 ln 2)) and u', v' the projections of the baseline's (u, v)
+  on the major and minor axes (position angle north through east). The (u, v)
+  are those of the phase centre, not rotated to the source: DP3's default for
+  text sky models (no ``OrientationIsAbsolute``), checked against DP3 6.6 to
+  1e-7. Stokes I is the integrated flux.
+
+Two entry points: :func:`predict_rows` (per-baseline DFT over any rows, chunked
+to bound memory) and :func:`predict_stations` (per-station phasors combined
+with one batched matrix product per time and channel: the fast path used by the
+simulator; Gaussians add a per-baseline term). Both accept per-direction
+station gains so that V_pq = Σ_d g_pd M_pqd g_qd^*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ddpipe.errors import UserError
+from ddpipe.sky.model import SkyModel, Source
+
+SPEED_OF_LIGHT = 299792458.0
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+ARCSEC = np.pi / 180.0 / 3600.0
+
+
+@dataclass(frozen=True)
+class Components:
+    """Sky components as arrays, evaluated on a channel grid.
+
+    Attributes
+    ----------
+    ra, dec
+        (nsrc,) radians.
+    lmn
+        (nsrc, 3) direction cosines (l, m, n) relative to ``phase_centre``.
+    coherency
+        (nsrc, nchan, 4) complex128 XX, XY, YX, YY brightness at each channel.
+    gaussian
+        (nsrc,) bool.
+    major, minor
+        (nsrc,) FWHM radians (0 for points).
+    pa
+        (nsrc,) position angle radians, north through east.
+    direction
+        (nsrc,) int index into ``directions`` (−1: the source has no patch).
+    directions
+        Patch names, in the order of the ``direction`` indices.
+    phase_centre
+        (ra, dec) radians.
+    """
+
+    ra: np.ndarray
+    dec: np.ndarray
+    lmn: np.ndarray
+    coherency: np.ndarray
+    gaussian: np.ndarray
+    major: np.ndarray
+    minor: np.ndarray
+    pa: np.ndarray
+    direction: np.ndarray
+    directions: tuple[str, ...]
+    phase_centre: tuple[float, float]
+
+
+def radec_to_lmn(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
+    """Direction cosines relative to (ra0, dec0): (n,) RA/Dec radians → (n, 3) (l, m, n)."""
+    ra = np.atleast_1d(np.asarray(ra, dtype=float))
+    dec = np.atleast_1d(np.asarray(dec, dtype=float))
+    dra = ra - ra0
+    l = np.cos(dec) * np.sin(dra)
+    m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(dra)
+    n = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(dra)
+    return np.stack([l, m, n], axis=-1)
+
+
+def coherency_of(source: Source, freqs: np.ndarray) -> np.ndarray:
+    """(nchan, 4) complex128 XX, XY, YX, YY of one source at ``freqs`` (Hz)."""
+    i, q, u, v = source.stokes_at(np.asarray(freqs, dtype=float))
+    return np.stack([i + q, u + 1j * v, u - 1j * v, i - q], axis=-1).astype(np.complex128)
+
+
+def components_from_skymodel(
+    sky: SkyModel,
+    freqs: np.ndarray,
+    phase_centre: tuple[float, float],
+    directions: Sequence[str] | None = None,
+) -> Components:
+    """Turn a :class:`SkyModel` into :class:`Components` on the channel grid ``freqs``.
+
+    Parameters
+    ----------
+    sky
+        Sources (POINT or GAUSSIAN).
+    freqs
+        (nchan,) Hz.
+    phase_centre
+        (ra, dec) radians.
+    directions
+        Patch order for the ``direction`` index; default ``sky.patch_names()``.
+    """
+    ra0, dec0 = phase_centre
+    names = tuple(directions) if directions is not None else tuple(sky.patch_names())
+    index = {n: k for k, n in enumerate(names)}
+    srcs = sky.sources
+    for s in srcs:
+        if s.type.upper() not in ("POINT", "GAUSSIAN"):
+            raise UserError(f"source {s.name}: type {s.type} cannot be predicted; use POINT or GAUSSIAN")
+    ra = np.array([s.ra for s in srcs], dtype=float)
+    dec = np.array([s.dec for s in srcs], dtype=float)
+    freqs = np.asarray(freqs, dtype=float)
+    coh = (np.stack([coherency_of(s, freqs) for s in srcs]) if srcs
+           else np.zeros((0, freqs.size, 4), dtype=np.complex128))
+    gauss = np.array([s.type.upper() == "GAUSSIAN" for s in srcs], dtype=bool)
+    return Components(
+        ra=ra,
+        dec=dec,
+        lmn=radec_to_lmn(ra, dec, ra0, dec0) if srcs else np.zeros((0, 3)),
+        coherency=coh,
+        gaussian=gauss,
+        major=np.array([s.major_axis * ARCSEC for s in srcs], dtype=float) * gauss,
+        minor=np.array([s.minor_axis * ARCSEC for s in srcs], dtype=float) * gauss,
+        pa=np.radians(np.array([s.orientation for s in srcs], dtype=float)),
+        direction=np.array([index.get(s.patch, -1) if s.patch else -1 for s in srcs], dtype=np.intp),
+        directions=names,
+        phase_centre=(float(ra0), float(dec0)),
+    )
+
+
+def gaussian_taper(uv: np.ndarray, freqs: np.ndarray, major: float, minor: float, pa: float) -> np.ndarray:
+    """Visibility amplitude of a unit-flux elliptical Gaussian.
+
+    Parameters
+    ----------
+    uv
+        (..., 2) u, v in metres.
+    freqs
+        (nchan,) Hz.
+    major, minor
+        FWHM, radians.
+    pa
+        Position angle of the major axis, radians north through east.
+
+    Returns
+    -------
+    np.ndarray
+        (..., nchan) float64 in (0, 1].
+    """
+    u, v = uv[..., 0], uv[..., 1]
+    along = major * FWHM_TO_SIGMA * (u * np.sin(pa) + v * np.cos(pa))
+    across = minor * FWHM_TO_SIGMA * (-u * np.cos(pa) + v * np.sin(pa))
+    k = (2.0 * np.pi**2 / SPEED_OF_LIGHT**2) * (along**2 + across**2)
+    return np.exp(-k[..., None] * (np.asarray(freqs, dtype=float) ** 2))
+
+
+def predict_rows(
+    uvw: np.ndarray,
+    freqs: np.ndarray,
+    comps: Components,
+    baseline_gains: np.ndarray | None = None,
+    chunk_rows: int = 4096,
+) -> np.ndarray:
+    """Model visibilities row by row (direct per-baseline DFT).
+
+    Parameters
+    ----------
+    uvw
+        (nrow, 3) metres, in the frame of ``comps.phase_centre``.
+    freqs
+        (nchan,) Hz.
+    comps
+        Sources evaluated on ``freqs``.
+    baseline_gains
+        Optional (nrow, nchan, ndir) complex ``g_p,d · conj(g_q,d)`` per row and
+        direction; multiplies each source of direction d.
+    chunk_rows
+        Rows per block (memory ∝ chunk_rows · nchan · nsrc).
+
+    Returns
+    -------
+    np.ndarray
+        (nrow, nchan, 4) complex128 XX, XY, YX, YY.
+    """
+    uvw = np.asarray(uvw, dtype=float)
+    freqs = np.asarray(freqs, dtype=float)
+    nrow, nchan = uvw.shape[0], freqs.size
+    out = np.zeros((nrow, nchan, 4), dtype=np.complex128)
+    if comps.ra.size == 0:
+        return out
+    if baseline_gains is not None and np.any(comps.direction < 0):
+        raise UserError("predict with gains: every source needs a patch (direction)")
+    lmn1 = comps.lmn - np.array([0.0, 0.0, 1.0])
+    scale = 2.0 * np.pi * freqs / SPEED_OF_LIGHT
+    for r0 in range(0, nrow, chunk_rows):
+        sl = slice(r0, min(nrow, r0 + chunk_rows))
+        tau = uvw[sl] @ lmn1.T  # (rows, nsrc) metres
+        phasor = np.exp(1j * tau[:, :, None] * scale[None, None, :])  # (rows, nsrc, nchan)
+        for s in np.flatnonzero(comps.gaussian):
+            phasor[:, s, :] *= gaussian_taper(uvw[sl, :2], freqs, comps.major[s], comps.minor[s], comps.pa[s])
+        if baseline_gains is not None:
+            phasor = phasor * np.moveaxis(baseline_gains[sl][:, :, comps.direction], 2, 1)
+        out[sl] = np.einsum("rsf,sfc->rfc", phasor, comps.coherency)
+    return out
+
+
+def station_phasors(uvw_st: np.ndarray, lmn: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Per-station phase factors exp(+2πi ν/c (u l + v m + w (n − 1))).
+
+    Parameters
+    ----------
+    uvw_st
+        (ntime, nst, 3) station UVW, metres.
+    lmn
+        (nsrc, 3).
+    freqs
+        (nchan,) Hz.
+
+    Returns
+    -------
+    np.ndarray
+        (ntime, nchan, nst, nsrc) complex128; V_pq of a unit point source is
+        conj(A_p) · A_q.
+    """
+    tau = np.asarray(uvw_st, dtype=float) @ (np.asarray(lmn, dtype=float) - np.array([0.0, 0.0, 1.0])).T
+    scale = 2.0 * np.pi * np.asarray(freqs, dtype=float) / SPEED_OF_LIGHT
+    return np.exp(1j * tau[:, None, :, :] * scale[None, :, None, None])
+
+
+def predict_stations(
+    uvw_st: np.ndarray,
+    ant1: np.ndarray,
+    ant2: np.ndarray,
+    freqs: np.ndarray,
+    comps: Components,
+    gains: np.ndarray | None = None,
+) -> np.ndarray:
+    """Model visibilities for all baselines of a block of time slots.
+
+    Point sources factorise per station, so for each time and channel the
+    (nst × nst) visibility matrix is ``conj(C) · diag(S) · C.T`` with
+    C_ps = A_ps · conj(g_p,dir(s)): one batched matrix product. Gaussians add a
+    per-baseline term.
+
+    Parameters
+    ----------
+    uvw_st
+        (ntime, nst, 3) station UVW, metres.
+    ant1, ant2
+        (nbl,) station indices of each baseline (UVW = uvw[ant2] − uvw[ant1]).
+    freqs
+        (nchan,) Hz.
+    comps
+        Sources evaluated on ``freqs``.
+    gains
+        Optional (ntime, nchan, nst, ndir) complex scalar gains per direction.
+
+    Returns
+    -------
+    np.ndarray
+        (ntime * nbl, nchan, 4) complex128, rows time-major in baseline order.
+    """
+    uvw_st = np.asarray(uvw_st, dtype=float)
+    ntime, nchan, nbl = uvw_st.shape[0], np.size(freqs), len(ant1)
+    out = np.zeros((ntime, nchan, nbl, 4), dtype=np.complex128)
+    if comps.ra.size == 0:
+        return out.transpose(0, 2, 1, 3).reshape(ntime * nbl, nchan, 4)
+    phasor = station_phasors(uvw_st, comps.lmn, freqs)  # (t, f, p, s)
+    if gains is not None:
+        if np.any(comps.direction < 0):
+            raise UserError("predict with gains: every source needs a patch (direction)")
+        phasor = phasor * np.conj(np.asarray(gains)[:, :, :, comps.direction])
+    point = ~comps.gaussian
+    coh = comps.coherency  # (s, f, 4)
+    active = [c for c in range(4) if np.any(coh[:, :, c] != 0)]
+    if np.any(point):
+        cp = phasor[..., point]
+        cp_conj = np.conj(cp)
+        cpt = np.swapaxes(cp, -1, -2)  # (t, f, s, q)
+        for c in active:
+            s_fc = coh[point][:, :, c].T  # (f, s)
+            vis = np.matmul(cp_conj * s_fc[None, :, None, :], cpt)  # (t, f, p, q)
+            out[..., c] += vis[:, :, ant1, ant2]
+    if np.any(comps.gaussian):
+        uv_bl = uvw_st[:, ant2, :2] - uvw_st[:, ant1, :2]  # (t, bl, 2)
+        for s in np.flatnonzero(comps.gaussian):
+            taper = gaussian_taper(uv_bl, freqs, comps.major[s], comps.minor[s], comps.pa[s])
+            bl = np.conj(phasor[:, :, ant1, s]) * phasor[:, :, ant2, s] * np.swapaxes(taper, 1, 2)
+            for c in active:
+                out[..., c] += bl * coh[s, :, c][None, :, None]
+    return out.transpose(0, 2, 1, 3).reshape(ntime * nbl, nchan, 4)

@@ -1,0 +1,107 @@
+"""A random sky of D patches: one bright compact calibrator plus fainter sources each.
+
+Patch centres are spread around the phase centre (0.4–1.2 deg out, evenly in
+position angle with jitter), each patch's sources within ``patch_radius`` of it,
+so the whole field lies within ~1.4 deg of the centre. Calibrators are points of
+4–10 Jy; the other sources 0.3–2 Jy (log-uniform), a third of them Gaussian of
+20–80 arcsec FWHM. Spectral indices ~ N(−0.7, 0.2) at the band centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ddpipe.errors import UserError
+from ddpipe.sky.model import Patch, SkyModel, Source
+
+DEG = np.pi / 180.0
+
+
+def offset_radec(ra0: float, dec0: float, rho: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position at angular distance ``rho`` and position angle ``theta`` (north through east) from (ra0, dec0).
+
+    All angles radians; ``rho``/``theta`` broadcast; returns (ra in [0, 2π), dec).
+    """
+    rho, theta = np.asarray(rho, dtype=float), np.asarray(theta, dtype=float)
+    sin_dec = np.sin(dec0) * np.cos(rho) + np.cos(dec0) * np.sin(rho) * np.cos(theta)
+    dec = np.arcsin(np.clip(sin_dec, -1.0, 1.0))
+    dra = np.arctan2(np.sin(theta) * np.sin(rho) * np.cos(dec0), np.cos(rho) - np.sin(dec0) * sin_dec)
+    return np.mod(ra0 + dra, 2.0 * np.pi), dec
+
+
+def random_sky(
+    seed: int,
+    ndir: int,
+    sources_per_direction: int,
+    phase_centre: tuple[float, float],
+    ref_freq: float,
+    patch_radius_deg: float = 0.15,
+) -> SkyModel:
+    """A seeded random sky model with ``ndir`` patches ``P1``..``PD``.
+
+    Parameters
+    ----------
+    seed
+        RNG seed (the sky uses its own stream, independent of gains and noise).
+    ndir
+        Number of patches (directions), ≥ 1.
+    sources_per_direction
+        Sources per patch, ≥ 1; the first is the point-like calibrator.
+    phase_centre
+        (ra, dec) radians.
+    ref_freq
+        Reference frequency of the spectra (Hz), normally the band centre.
+    patch_radius_deg
+        Radius around a patch centre within which its sources lie.
+
+    Returns
+    -------
+    SkyModel
+        With a :class:`Patch` row per patch at its calibrator's position.
+    """
+    if ndir < 1:
+        raise UserError(f"directions={ndir}: need at least one direction")
+    if sources_per_direction < 1:
+        raise UserError(f"sources-per-direction={sources_per_direction}: need at least one source per direction")
+    rng = np.random.default_rng([seed, 1])
+    ra0, dec0 = phase_centre
+    sources: list[Source] = []
+    patches: list[Patch] = []
+    base_angle = rng.uniform(0.0, 2.0 * np.pi)
+    for d in range(ndir):
+        name = f"P{d + 1}"
+        rho = (rng.uniform(0.4, 1.2) if ndir > 1 else rng.uniform(0.0, 0.3)) * DEG
+        theta = base_angle + 2.0 * np.pi * d / ndir + rng.uniform(-0.25, 0.25) * 2.0 * np.pi / ndir
+        pra, pdec = offset_radec(ra0, dec0, rho, theta)
+        patches.append(Patch(name=name, ra=float(pra), dec=float(pdec)))
+        for k in range(sources_per_direction):
+            if k == 0:
+                ra, dec = float(pra), float(pdec)
+                flux = rng.uniform(4.0, 10.0)
+                gaussian = False
+            else:
+                r = patch_radius_deg * DEG * np.sqrt(rng.uniform(0.05, 1.0))
+                ra, dec = (float(x) for x in offset_radec(pra, pdec, r, rng.uniform(0.0, 2.0 * np.pi)))
+                flux = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
+                gaussian = bool(rng.uniform() < 1.0 / 3.0)
+            si = float(rng.normal(-0.7, 0.2))
+            if gaussian:
+                major = float(rng.uniform(20.0, 80.0))
+                minor = float(major * rng.uniform(0.4, 1.0))
+                orient = float(rng.uniform(0.0, 180.0))
+            else:
+                major = minor = orient = 0.0
+            sources.append(Source(
+                name=f"{name}_s{k}",
+                ra=ra,
+                dec=dec,
+                i=round(float(flux), 6),
+                type="GAUSSIAN" if gaussian else "POINT",
+                patch=name,
+                major_axis=round(major, 3),
+                minor_axis=round(minor, 3),
+                orientation=round(orient, 3),
+                reference_frequency=float(ref_freq),
+                spectral_index=(round(si, 4),),
+            ))
+    return SkyModel(sources=tuple(sources), patches=tuple(patches))
