@@ -28,6 +28,7 @@ COMMANDS = (
     "inspect",
     "plan",
     "calibrate",
+    "simulate",
 )
 
 
