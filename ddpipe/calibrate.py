@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ddpipe.cluster import SLOT_RESOURCES
 from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
@@ -88,6 +88,7 @@ class CalibrationResult:
     wall_seconds: float
     directions: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    submitted_at: float = 0.0  # epoch seconds when every chunk task had been submitted
 
     @property
     def reused(self) -> int:
@@ -309,6 +310,7 @@ def calibrate(
     data_column: str = "DATA",
     retries: int = 1,
     force: bool = False,
+    on_chunk: Callable[[ChunkOutcome], None] | None = None,
 ) -> CalibrationResult:
     """Solve every chunk of every MS on the Dask cluster behind ``client`` and merge the H5parms.
 
@@ -317,6 +319,9 @@ def calibrate(
     CalibrationFailed
         When any chunk failed (after retries), with a table of the failed chunks;
         the finished chunks stay on disk and are reused by the next run.
+
+    ``on_chunk`` is called in the driver with each chunk's outcome as it finishes
+    (the pipeline records it in ``state.json``).
     """
     from distributed import as_completed
 
@@ -342,6 +347,7 @@ def calibrate(
         client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES), retries=retries, pure=False): j
         for j in todo
     }
+    submitted_at = time.time()  # every task is with the scheduler from here on
     progress = _Progress(len(jobs), len(reused))
     for fut in as_completed(list(futures)):
         job = futures[fut]
@@ -358,6 +364,8 @@ def calibrate(
             outcome = fut.result()
             outcomes[job.stem] = outcome
             progress.update(outcome)
+            if on_chunk is not None:
+                on_chunk(outcome)
         fut.release()
     if failures:
         raise CalibrationFailed(failure_table(failures, len(jobs)))
@@ -376,7 +384,7 @@ def calibrate(
     log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall,
              sum(o.seconds for o in ordered))
     return CalibrationResult(out_h5, ordered, wall, tuple(merged.directions),
-                             {"solve": t_solve, "merge": wall - t_solve})
+                             {"solve": t_solve, "merge": wall - t_solve}, submitted_at)
 
 
 def failure_table(failures: dict[str, dict[str, Any]], total: int) -> str:

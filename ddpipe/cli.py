@@ -28,6 +28,8 @@ COMMANDS = (
     "inspect",
     "plan",
     "calibrate",
+    "run",
+    "demo",
     "simulate",
 )
 

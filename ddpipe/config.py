@@ -35,6 +35,7 @@ class InputsConfig:
     ms: tuple[str, ...] = _c(path=True)
     skymodel: str | None = _c(path=True)
     data_column: str = _c()
+    reference_ms: tuple[str, ...] = _c(path=True)
 
 
 @dataclass(frozen=True)

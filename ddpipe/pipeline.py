@@ -1,0 +1,383 @@
+"""The self-calibration driver: per cycle calibrate → image with facets → new sky model.
+
+Stages and their outputs (``workdir/``)::
+
+    cycle_00/image-*.fits          the data imaged before any calibration
+    reference/<h>/image-*.fits     uncorrupted reference data (simulations), same imaging
+    cycle_NN/chunks/...            one DP3 ddecal per chunk (see ddpipe.calibrate)
+    cycle_NN/solutions.h5          merged solutions
+    cycle_NN/image-*.fits          facet image with this cycle's solutions applied
+    cycle_NN/skymodel.txt          CLEAN components grouped into directions → next cycle
+
+Every stage is recorded in ``state.json`` with a hash of its inputs and
+parameters and the SHA-256 of its outputs; a rerun skips what is recorded and
+intact, and reruns what a changed parameter touches (hashes chain from stage to
+stage). ``ddpipe.lock`` keeps a second run out of the same workdir.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ddpipe.config import Config, CycleConfig, ImagingConfig
+from ddpipe.errors import UserError
+from ddpipe.state import State, WorkdirLock, digest, sha256_file
+
+log = logging.getLogger(__name__)
+
+STAGES = ("calibrate", "image", "skymodel")
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    rms: float
+    peak: float
+    dynamic_range: float
+    n_components: int
+    beam_arcsec: tuple[float, float, float]
+    restored: str
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    cycle: int
+    mode: str
+    n_directions: int
+    image: ImageStats
+    reference_dynamic_range: float | None
+    solutions: dict[str, Any]
+    timings: dict[str, float]
+    chunks: int = 0
+    chunks_reused: int = 0
+
+
+@dataclass
+class RunSummary:
+    workdir: str
+    before: ImageStats | None = None
+    reference_dynamic_range: float | None = None
+    cycles: list[CycleSummary] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    report: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for c in out["cycles"]:
+            c["dynamic_range"] = c["image"]["dynamic_range"]
+        return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _image_stats(res: Any) -> ImageStats:
+    bmaj, bmin, bpa = res.beam
+    return ImageStats(float(res.rms), float(res.peak), float(res.dynamic_range), int(res.n_components),
+                      (bmaj * 3600.0, bmin * 3600.0, float(bpa)), str(res.image))
+
+
+def _stats_from_record(rec: dict[str, Any]) -> ImageStats:
+    s = rec["stats"]
+    return ImageStats(s["rms"], s["peak"], s["dynamic_range"], s["n_components"], tuple(s["beam_arcsec"]),
+                      s["restored"])
+
+
+def _ms_fingerprint(paths: Sequence[str]) -> list[Any]:
+    """What identifies the input data without reading it all: path, size and mtime of each table file."""
+    out = []
+    for p in paths:
+        files = sorted(Path(p).glob("table.*"))
+        out.append([p, [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]])
+    return out
+
+
+def solution_stats(h5: Path) -> dict[str, Any]:
+    """Per-direction statistics of a solutions H5parm: phase scatter (referenced to the
+    first antenna), amplitude mean/scatter, fraction of flagged (zero-weight or NaN) solutions."""
+    from ddpipe.solutions.h5parm import read_h5parm
+
+    sol = read_h5parm(h5)
+    out: dict[str, Any] = {"directions": {}}
+    for name, tab in sol.soltabs.items():
+        axes = list(tab.axes)
+        d_ax = axes.index("dir")
+        a_ax = axes.index("ant")
+        vals = np.asarray(tab.values, dtype=float)
+        w = np.asarray(tab.weights, dtype=float)
+        bad = (w == 0) | ~np.isfinite(vals)
+        for k, dname in enumerate(tab.dir):
+            v = np.take(vals, k, axis=d_ax)
+            b = np.take(bad, k, axis=d_ax)
+            a_axis = a_ax if a_ax < d_ax else a_ax - 1
+            entry = out["directions"].setdefault(dname.strip("[]"), {})
+            if tab.kind == "phase":
+                ref = np.take(v, [0], axis=a_axis)
+                dv = np.angle(np.exp(1j * (v - ref)))
+                good = dv[~b & np.isfinite(dv)]
+                entry["phase_rms_rad"] = float(np.sqrt(np.mean(good**2))) if good.size else None
+            else:
+                good = v[~b]
+                entry["amplitude_mean"] = float(good.mean()) if good.size else None
+                entry["amplitude_std"] = float(good.std()) if good.size else None
+            entry.setdefault("flagged_fraction", float(b.mean()))
+    out["n_times"] = int(next(iter(sol.soltabs.values())).time.size)
+    return out
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+class Pipeline:
+    """One run over a workdir. ``run()`` does every cycle; stages skip when already done."""
+
+    def __init__(self, cfg: Config, *, restart_from: str | None = None, force: bool = False):
+        self.cfg = cfg
+        self.workdir = Path(cfg.workdir).resolve()
+        self.force = force
+        self.restart_from = parse_restart(restart_from, len(cfg.cycles)) if restart_from else None
+        self.state: State | None = None
+        self.summary = RunSummary(str(self.workdir))
+
+    # -- inputs --
+    def check_inputs(self) -> None:
+        from ddpipe.ms.inspect import inspect_ms, require_unflagged
+        from ddpipe.sky.skymodel import read_skymodel
+
+        cfg = self.cfg
+        if not cfg.inputs.ms:
+            raise UserError(f"{cfg.source}: inputs.ms is empty; list the Measurement Set(s) to process")
+        if not cfg.inputs.skymodel:
+            raise UserError(f"{cfg.source}: inputs.skymodel is not set; give a starting sky model "
+                            "(makesourcedb text format)")
+        for ms in cfg.inputs.ms + cfg.inputs.reference_ms:
+            require_unflagged(inspect_ms(ms, data_column=cfg.inputs.data_column))
+        if not Path(cfg.inputs.skymodel).is_file():
+            raise UserError(f"inputs.skymodel: {cfg.inputs.skymodel} does not exist; check the path")
+        read_skymodel(cfg.inputs.skymodel)  # fail early on a malformed model
+
+    def run(self) -> RunSummary:
+        t0 = self._t0 = time.monotonic()
+        self.check_inputs()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with WorkdirLock(self.workdir):
+            handler = _file_log(self.workdir)
+            try:
+                self.state = State(self.workdir)
+                if self.restart_from:
+                    self._forget_from(*self.restart_from)
+                self._run_locked()
+            finally:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+        self.summary.timings["total"] = time.monotonic() - t0
+        return self.summary
+
+    def _run_locked(self) -> None:
+        from ddpipe.cluster import open_cluster
+        from ddpipe.report import write_report
+
+        cfg = self.cfg
+        first = cfg.cycles[0]
+        t = time.monotonic()
+        self.summary.before = self.image_stage("cycle_00/image", self.workdir / "cycle_00" / "image",
+                                               cfg.inputs.ms, first.imaging, None, None)
+        self.summary.timings["image_before"] = time.monotonic() - t
+        reference = {}
+        sky = None
+        cluster = None
+        try:
+            for cyc in cfg.cycles:
+                ref_dr = None
+                if cfg.inputs.reference_ms:
+                    key = digest(asdict(cyc.imaging))[:10]
+                    if key not in reference:
+                        t = time.monotonic()
+                        reference[key] = self.image_stage(f"reference/{key}", self.workdir / "reference" / key / "image",
+                                                          cfg.inputs.reference_ms, cyc.imaging, None, None).dynamic_range
+                        self.summary.timings["reference"] = self.summary.timings.get("reference", 0) + time.monotonic() - t
+                    ref_dr = reference[key]
+                    if self.summary.reference_dynamic_range is None:
+                        self.summary.reference_dynamic_range = ref_dr
+                if cluster is None and not self._cycle_done(cyc, sky):
+                    cluster = open_cluster(cfg.cluster, self.workdir)
+                    handle = cluster.__enter__()
+                sky = self.cycle(cyc, sky, handle.client if cluster is not None else None, ref_dr)
+        finally:
+            if cluster is not None:
+                cluster.__exit__(None, None, None)
+        t = time.monotonic()
+        self.summary.timings["total"] = t - self._t0
+        self.summary.report = str(write_report(self.workdir, self.summary))
+        self.summary.timings["report"] = time.monotonic() - t
+
+    # -- one cycle --
+    def _cycle_dir(self, cyc: CycleConfig) -> Path:
+        return self.workdir / f"cycle_{cyc.index:02d}"
+
+    def _sky_for(self, cyc: CycleConfig, prev_sky: Path | None) -> tuple[Path, tuple[str, ...]]:
+        from ddpipe.sky.directions import patch_directions, require_directions
+        from ddpipe.sky.skymodel import read_skymodel
+
+        if prev_sky is None:
+            path, names = require_directions(self.cfg.inputs.skymodel, cyc.calibration.n_directions,
+                                             self._cycle_dir(cyc))
+            return Path(path), tuple(names)
+        names = tuple(n for n, _, _ in patch_directions(read_skymodel(prev_sky)))
+        return prev_sky, names
+
+    def _cal_key(self, cyc: CycleConfig, sky: Path) -> str:
+        cfg = self.cfg
+        return digest({"ms": _ms_fingerprint(cfg.inputs.ms), "sky": sha256_file(sky),
+                       "cal": asdict(cyc.calibration), "chunking": asdict(cfg.chunking),
+                       "dp3_extra": cfg.dp3.extra, "column": cfg.inputs.data_column})
+
+    def _cycle_done(self, cyc: CycleConfig, prev_sky: Path | None) -> bool:
+        """True when this cycle's calibration needs no cluster (already done and intact)."""
+        if self.force:
+            return False
+        try:
+            sky, _ = self._sky_for(cyc, prev_sky)
+        except UserError:
+            return False
+        return self.state.done(f"cycle_{cyc.index:02d}/calibrate", self._cal_key(cyc, sky)) is not None
+
+    def cycle(self, cyc: CycleConfig, prev_sky: Path | None, client: Any, ref_dr: float | None) -> Path:
+        from ddpipe.calibrate import calibrate
+        from ddpipe.sky.directions import group_into_directions, patch_directions
+        from ddpipe.sky.skymodel import read_skymodel, write_skymodel
+        from ddpipe.solutions.h5parm import read_h5parm
+
+        cfg, state = self.cfg, self.state
+        cdir = self._cycle_dir(cyc)
+        cdir.mkdir(parents=True, exist_ok=True)
+        name = f"cycle_{cyc.index:02d}"
+        timings: dict[str, float] = {}
+        sky, directions = self._sky_for(cyc, prev_sky)
+        log.info("=== cycle %d: %s, %d direction(s) ===", cyc.index, cyc.calibration.mode, len(directions))
+
+        # calibrate
+        t = time.monotonic()
+        key = self._cal_key(cyc, sky)
+        rec = None if self.force else state.done(f"{name}/calibrate", key)
+        n_chunks = reused = 0
+        if rec is None:
+            res = calibrate(cfg.inputs.ms, str(sky), directions, cyc.calibration, cfg.chunking, cfg.dp3, cdir, client,
+                            data_column=cfg.inputs.data_column, retries=cfg.cluster.retries, force=self.force,
+                            on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)))
+            n_chunks, reused = len(res.chunks), res.reused
+            rec = state.record(f"{name}/calibrate", key, [res.solutions], chunks=n_chunks, reused=reused,
+                               stats=solution_stats(res.solutions))
+        else:
+            log.info("%s/calibrate: done in an earlier run (solutions %s)", name, cdir / "solutions.h5")
+            n_chunks, reused = rec.get("chunks", 0), rec.get("chunks", 0)
+        h5 = cdir / "solutions.h5"
+        timings["calibrate"] = time.monotonic() - t
+
+        # image with facets
+        t = time.monotonic()
+        model = read_skymodel(sky)
+        facets = patch_directions(model)
+        stats = self.image_stage(f"{name}/image", cdir / "image", cfg.inputs.ms, cyc.imaging,
+                                 h5, facets, extra_key=sha256_file(h5))
+        timings["image"] = time.monotonic() - t
+
+        # next sky model: CLEAN components grouped into directions
+        t = time.monotonic()
+        comps = cdir / "image-components.skymodel"
+        out = cdir / "skymodel.txt"
+        nxt = cfg.cycles[cyc.index] if cyc.index < len(cfg.cycles) else cyc
+        key = digest({"components": sha256_file(comps) if comps.exists() else None,
+                      "n": nxt.calibration.n_directions})
+        if self.force or state.done(f"{name}/skymodel", key) is None:
+            if not comps.exists():
+                raise UserError(f"cycle {cyc.index}: CLEAN found no components above the threshold, so there is "
+                                "no new sky model; lower imaging.auto_threshold/threshold or raise niter")
+            grouped = group_into_directions(read_skymodel(comps), nxt.calibration.n_directions)
+            write_skymodel(grouped, out)
+            state.record(f"{name}/skymodel", key, [out], n_sources=len(grouped.sources),
+                         n_directions=len(grouped.patches))
+        timings["skymodel"] = time.monotonic() - t
+
+        summary = CycleSummary(cyc.index, cyc.calibration.mode, len(directions), stats, ref_dr,
+                               state.data["stages"][f"{name}/calibrate"].get("stats", {}), timings,
+                               n_chunks, reused)
+        self.summary.cycles.append(summary)
+        ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
+        log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,
+                 stats.dynamic_range, ref, stats.rms, stats.n_components)
+        return out
+
+    # -- imaging stage (shared by cycle 0, the reference and each cycle) --
+    def image_stage(self, name: str, prefix: Path, ms: Sequence[str], params: ImagingConfig,
+                    h5: Path | None, facets: Any, extra_key: str | None = None) -> ImageStats:
+        from ddpipe.imaging.imager import PRODUCTS, make_image
+        from ddpipe.solutions.h5parm import read_h5parm
+
+        key = digest({"ms": _ms_fingerprint(ms), "params": asdict(params), "solutions": extra_key,
+                      "facets": facets, "column": self.cfg.inputs.data_column})
+        rec = None if self.force else self.state.done(name, key)
+        if rec is not None:
+            log.info("%s: done in an earlier run", name)
+            return _stats_from_record(rec)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        sol = read_h5parm(h5) if h5 is not None else None
+        res = make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
+                         facet_directions=facets)
+        stats = _image_stats(res)
+        outputs = [res.paths[p] for p in PRODUCTS]
+        if res.skymodel is not None:
+            comps = Path(f"{prefix}-components.skymodel")
+            if Path(res.skymodel) != comps:
+                shutil.copyfile(res.skymodel, comps)
+            outputs.append(comps)
+        self.state.record(name, key, outputs, stats=asdict(stats), timings=dict(res.timings))
+        return stats
+
+    # -- restart --
+    def _forget_from(self, cycle: int, stage: str) -> None:
+        names = []
+        for c in range(cycle, len(self.cfg.cycles) + 1):
+            for s in STAGES:
+                if c == cycle and STAGES.index(s) < STAGES.index(stage):
+                    continue
+                names.append(f"cycle_{c:02d}/{s}")
+        log.info("restarting from cycle %d %s: forgetting %s", cycle, stage, ", ".join(names))
+        self.state.forget(names)
+        if stage == "calibrate":  # the chunks of that cycle are recomputed too
+            for f in (self.workdir / f"cycle_{cycle:02d}" / "chunks").glob("*.done.json"):
+                f.unlink()
+
+
+def parse_restart(text: str, n_cycles: int) -> tuple[int, str]:
+    """``image`` → (1, image); ``2:calibrate`` or ``cycle_02/calibrate`` → (2, calibrate)."""
+    raw = text.replace("cycle_", "").replace("/", ":")
+    cyc_s, _, stage = raw.rpartition(":")
+    try:
+        cyc = int(cyc_s) if cyc_s else 1
+    except ValueError:
+        cyc = -1
+    if stage not in STAGES or not 1 <= cyc <= n_cycles:
+        raise UserError(f"--restart-from {text!r}: expected STAGE or CYCLE:STAGE with STAGE one of "
+                        f"{' | '.join(STAGES)} and CYCLE 1..{n_cycles} (e.g. 2:image)")
+    return cyc, stage
+
+
+def _file_log(workdir: Path) -> logging.Handler:
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    h = logging.FileHandler(workdir / "logs" / "ddpipe.log")
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    h.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(h)
+    return h
+
+
+def run_pipeline(cfg: Config, *, restart_from: str | None = None, force: bool = False) -> RunSummary:
+    """Run (or resume) the self-calibration described by ``cfg``."""
+    return Pipeline(cfg, restart_from=restart_from, force=force).run()
