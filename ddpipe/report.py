@@ -72,7 +72,7 @@ def plot_solutions(h5: str | Path, png: Path, title: str) -> Path:
             ax = axes[d, c]
             v = vals[:, :, d]
             if tab.kind == "phase":
-                v = np.angle(np.exp(1j * (v - v[:, :1])))
+                v = np.unwrap(np.angle(np.exp(1j * (v - v[:, :1]))), axis=0)
             ax.plot(t, v, lw=0.7, alpha=0.8)
             ax.set_ylabel(f"{tab.dir[d].strip('[]')}\n{'rad' if tab.kind == 'phase' else 'amp'}", fontsize=8)
             if d == 0:
