@@ -311,6 +311,7 @@ def calibrate(
     retries: int = 1,
     force: bool = False,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
+    use_slots: bool = True,
 ) -> CalibrationResult:
     """Solve every chunk of every MS on the Dask cluster behind ``client`` and merge the H5parms.
 
@@ -321,7 +322,9 @@ def calibrate(
         the finished chunks stay on disk and are reused by the next run.
 
     ``on_chunk`` is called in the driver with each chunk's outcome as it finishes
-    (the pipeline records it in ``state.json``).
+    (the pipeline records it in ``state.json``). ``use_slots=False`` drops the
+    ``subprocess_slots`` request: only for measuring what the slot buys
+    (benchmarks/calibration_scaling.py), never for real runs.
     """
     from distributed import as_completed
 
@@ -344,7 +347,8 @@ def calibrate(
     failures: dict[str, dict[str, Any]] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
-        client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES), retries=retries, pure=False): j
+        client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES) if use_slots else None,
+                      retries=retries, pure=False): j
         for j in todo
     }
     submitted_at = time.time()  # every task is with the scheduler from here on
