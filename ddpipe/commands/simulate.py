@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"integration time, s (default {d.interval:g})")
     g.add_argument("--start", default=d.start, help=f"start, UTC (default {d.start})")
     g.add_argument("--ra", help="phase centre RA: degrees, or hh:mm:ss (default: transits at mid-observation)")
-    g.add_argument("--dec", help="phase centre Dec: degrees, or dd:mm:ss (default +50 lofar, -30 ska-low)")
+    g.add_argument("--dec", help="phase centre Dec: degrees, or dd:mm:ss; write a negative one as --dec=-30:00:00 "
+                   "(default +50 lofar, -30 ska-low)")
     s = parser.add_argument_group("sky, gains and noise")
     s.add_argument("--directions", type=int, default=None,
                    help=f"random patches (directions) (default {d.directions}; not with --skymodel)")

@@ -63,13 +63,14 @@ def smooth_series(
     -------
     np.ndarray
         (ntime, *shape) float64: offset + Σ_k a_k sin(2π t / P_k + ψ_k); the offset
-        has variance 1/2 and the sinusoids together 1/2.
+        has variance 1/2 and the sinusoids together 1/2 (a_k = ±1/√nterms), so the
+        slope never exceeds 2π √nterms / period_min per second.
     """
     t = np.asarray(t, dtype=float)
     offset = rng.normal(0.0, np.sqrt(0.5), size=shape)
     periods = np.exp(rng.uniform(np.log(period_min), np.log(period_max), size=(nterms, *shape)))
     phases = rng.uniform(0.0, 2.0 * np.pi, size=(nterms, *shape))
-    amps = rng.normal(0.0, 1.0, size=(nterms, *shape)) / np.sqrt(nterms)
+    amps = rng.choice([-1.0, 1.0], size=(nterms, *shape)) / np.sqrt(nterms)
     tt = t.reshape((-1,) + (1,) * (len(shape) + 1))
     waves = amps[None] * np.sin(2.0 * np.pi * tt / periods[None] + phases[None])
     return offset[None] + waves.sum(axis=1)

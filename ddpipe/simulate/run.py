@@ -78,26 +78,28 @@ def simulate(out_ms: str | os.PathLike[str], spec: SimulationSpec) -> Simulation
     times = start_mjd_seconds(spec.start) + (np.arange(spec.times) + 0.5) * spec.interval
     freqs = spec.freq_start + np.arange(spec.channels) * spec.chan_width
     layout = make_layout(spec.layout, spec.stations, spec.seed)
-    centre = _phase_centre(spec, layout, times)
+    given = _read_given_sky(spec)
+    centre = _phase_centre(spec, layout, times, given)
     ant1, ant2 = baselines(spec.stations)
     uvw_st = station_uvw(times, layout.itrf, *centre, telescope=layout.site.telescope)
     timings["uvw"] = time.perf_counter() - tick
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{ms.name}.", suffix=".tmp", dir=ms.parent))
     try:
-        return _simulate_into(tmp, spec, (ms, sky_path, truth_path), times, freqs, layout, centre, ant1, ant2,
-                              uvw_st, timings, t_all)
+        return _simulate_into(tmp, spec, given, (ms, sky_path, truth_path), times, freqs, layout, centre, ant1,
+                              ant2, uvw_st, timings, t_all)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _simulate_into(tmp: Path, spec: SimulationSpec, paths: tuple[Path, Path, Path], times: np.ndarray,
+def _simulate_into(tmp: Path, spec: SimulationSpec, given: SkyModel | None, paths: tuple[Path, Path, Path],
+                   times: np.ndarray,
                    freqs: np.ndarray, layout: StationLayout, centre: tuple[float, float], ant1: np.ndarray,
                    ant2: np.ndarray, uvw_st: np.ndarray, timings: dict[str, float], t_all: float) -> SimulationResult:
     """Build every output in ``tmp`` (same folder as the MS), then move them into place, MS last."""
     ms, sky_path, truth_path = paths
     tick = time.perf_counter()
-    sky = _sky(spec, centre, float(freqs.mean()), tmp / sky_path.name)
+    sky = _sky(spec, given, centre, float(freqs.mean()), tmp / sky_path.name)
     patches = tuple(sky.patch_names())
     comps = components_from_skymodel(sky, freqs, centre, directions=patches)
     if spec.corrupt and np.any(comps.direction < 0):
@@ -140,11 +142,37 @@ def _check_outputs(paths: tuple[Path, ...], overwrite: bool) -> None:
             raise UserError(f"{p} already exists; pass --overwrite to replace it (or choose another output name)")
 
 
-def _phase_centre(spec: SimulationSpec, layout: StationLayout, times: np.ndarray) -> tuple[float, float]:
+def _read_given_sky(spec: SimulationSpec) -> SkyModel | None:
+    """The ``--skymodel`` file's model, or None for a random sky."""
+    from ddpipe.sky.skymodel import read_skymodel
+
+    if not spec.skymodel:
+        return None
+    sky = read_skymodel(spec.skymodel)
+    if not sky.sources:
+        raise UserError(f"{spec.skymodel}: the sky model has no sources; add some or leave out --skymodel")
+    return sky
+
+
+def sky_centre(sky: SkyModel) -> tuple[float, float]:
+    """Flux-weighted centroid (ra, dec) of all sources, radians (averaged on the unit sphere)."""
+    w = np.array([abs(s.i) for s in sky.sources]) + 1e-30
+    ra = np.array([s.ra for s in sky.sources])
+    dec = np.array([s.dec for s in sky.sources])
+    x, y, z = (np.sum(w * c) for c in (np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)))
+    return float(np.arctan2(y, x) % (2 * np.pi)), float(np.arctan2(z, np.hypot(x, y)))
+
+
+def _phase_centre(spec: SimulationSpec, layout: StationLayout, times: np.ndarray,
+                  given: SkyModel | None) -> tuple[float, float]:
+    """The requested centre; else the given sky's centroid; else transit at mid-observation, high dec."""
     site = layout.site
     mid = float(times[len(times) // 2])
-    ra = spec.ra if spec.ra is not None else float(local_sidereal_angle(mid, site.lon_deg))
-    dec = spec.dec if spec.dec is not None else float(np.radians(DEFAULT_DEC_DEG[spec.layout]))
+    default_ra, default_dec = (sky_centre(given) if given is not None else
+                               (float(local_sidereal_angle(mid, site.lon_deg)),
+                                float(np.radians(DEFAULT_DEC_DEG[spec.layout]))))
+    ra = spec.ra if spec.ra is not None else default_ra
+    dec = spec.dec if spec.dec is not None else default_dec
     low = float(np.degrees(elevation(times, site.lon_deg, site.lat_deg, ra, dec).min()))
     if low < 10.0:
         log.warning("the phase centre goes down to %.1f deg elevation at %s during the observation", low,
@@ -152,16 +180,13 @@ def _phase_centre(spec: SimulationSpec, layout: StationLayout, times: np.ndarray
     return float(ra) % (2 * np.pi), float(dec)
 
 
-def _sky(spec: SimulationSpec, centre: tuple[float, float], ref_freq: float, sky_path: Path) -> SkyModel:
+def _sky(spec: SimulationSpec, given: SkyModel | None, centre: tuple[float, float], ref_freq: float,
+         sky_path: Path) -> SkyModel:
     """The true sky, written to ``sky_path`` and read back (what DP3 reads is what is predicted)."""
     from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
-    if spec.skymodel:
-        sky = read_skymodel(spec.skymodel)
-        if not sky.sources:
-            raise UserError(f"{spec.skymodel}: the sky model has no sources")
-    else:
-        sky = random_sky(spec.seed, spec.directions, spec.sources_per_direction, centre, ref_freq)
+    sky = given if given is not None else random_sky(spec.seed, spec.directions, spec.sources_per_direction,
+                                                     centre, ref_freq)
     write_skymodel(sky, sky_path)
     return read_skymodel(sky_path)
 

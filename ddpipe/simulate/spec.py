@@ -175,8 +175,14 @@ def parse_sky_angle(text: str, what: str) -> float:
     from ddpipe.sky.angles import AngleError, parse_angle
 
     if _NUMBER.match(text):
-        return math.radians(float(text))
-    try:
-        return parse_angle(text, colon_unit="h" if what == "ra" else "deg")
-    except AngleError as exc:
-        raise UserError(f"--{what} {text!r}: {exc}") from None
+        value = math.radians(float(text))
+    else:
+        try:
+            value = parse_angle(text, colon_unit="h" if what == "ra" else "deg")
+        except AngleError as exc:
+            raise UserError(f"--{what} {text!r}: {exc}") from None
+    if what == "ra" and not 0.0 <= value < 2 * math.pi:
+        raise UserError(f"--ra {text!r}: right ascension must lie in [0, 360) deg, i.e. [00:00:00, 24:00:00)")
+    if what == "dec" and not abs(value) <= math.pi / 2:
+        raise UserError(f"--dec {text!r}: declination must lie within ±90 deg")
+    return value
