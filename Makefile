@@ -20,8 +20,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 demo: setup
-	$(VENV)/bin/ddpipe simulate $(DEMO)/sim.ms --overwrite
-	$(VENV)/bin/ddpipe inspect $(DEMO)/sim.ms
+	$(VENV)/bin/ddpipe demo --workdir $(DEMO)
 
 test: setup system-deps
 	$(PY) -m pytest
