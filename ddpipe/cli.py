@@ -31,6 +31,7 @@ COMMANDS = (
     "run",
     "demo",
     "simulate",
+    "image",
 )
 
 

@@ -87,11 +87,39 @@ def _main_lobe(psf: np.ndarray, cut: float) -> tuple[np.ndarray, np.ndarray, np.
     return (xx + x0 - cx).astype(float), (yy + y0 - cy).astype(float), box[lobe].astype(float)
 
 
-def fit_beam(psf: np.ndarray, cell: float, *, cut: float = 0.35) -> Beam:
+def upsample_centre(psf: np.ndarray, factor: int, half: int) -> np.ndarray:
+    """Band-limited (Fourier) interpolation of the PSF around its centre.
+
+    Parameters
+    ----------
+    psf
+        ``(ny, nx)``, centre on ``(ny//2, nx//2)``.
+    factor
+        Samples per original pixel.
+    half
+        Half-width of the region in original pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2·half·factor + 1,)²`` samples at offsets ``k / factor``, centre in the middle.
+    """
+    ny, nx = psf.shape
+    f = np.fft.fft2(np.fft.ifftshift(np.asarray(psf, dtype=np.float64)))
+    off = np.arange(-half * factor, half * factor + 1) / factor
+    ey = np.exp(2j * np.pi * np.outer(off, np.fft.fftfreq(ny)))
+    ex = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(nx), off))
+    return np.real(ey @ f @ ex) / (ny * nx)
+
+
+def fit_beam(psf: np.ndarray, cell: float, *, cut: float = 0.35, min_pixels: int = 60) -> Beam:
     """Fit a unit-peak elliptical Gaussian centred on the PSF peak to its main lobe.
 
     The pixels above ``cut`` that are connected to the centre are fitted by
-    non-linear least squares (Gauss–Newton from a log-linear start).
+    non-linear least squares (Gauss–Newton from a log-linear start). When the
+    lobe has fewer than ``min_pixels`` pixels (a coarse pixel scale), the PSF is
+    first interpolated (Fourier, exact for a band-limited PSF) onto a finer grid
+    around its centre, so the fit does not depend on the pixel scale.
 
     Parameters
     ----------
@@ -104,7 +132,15 @@ def fit_beam(psf: np.ndarray, cell: float, *, cut: float = 0.35) -> Beam:
     -------
     Beam
     """
-    dx, dy, val = _main_lobe(np.asarray(psf, dtype=np.float64), cut)
+    psf = np.asarray(psf, dtype=np.float64)
+    dx, dy, val = _main_lobe(psf, cut)
+    if 0 < len(val) < min_pixels and min(psf.shape) >= 8:
+        factor = min(8, int(math.ceil(math.sqrt(min_pixels / len(val)))) + 1)
+        half = int(max(np.abs(dx).max(), np.abs(dy).max())) + 2
+        half = min(half, min(psf.shape) // 2 - 1)
+        fine = upsample_centre(psf, factor, half)
+        return fit_beam(fine / fine[fine.shape[0] // 2, fine.shape[1] // 2], cell / factor, cut=cut,
+                        min_pixels=0)
     if len(val) < 4:  # lobe narrower than a pixel: fall back to the pixel size
         d = math.degrees(cell)
         return Beam(d, d, 0.0)
