@@ -243,6 +243,7 @@ def predict_stations(
     freqs: np.ndarray,
     comps: Components,
     gains: np.ndarray | None = None,
+    dtype: type = np.complex128,
 ) -> np.ndarray:
     """Model visibilities for all baselines of a block of time slots.
 
@@ -263,38 +264,55 @@ def predict_stations(
         Sources evaluated on ``freqs``.
     gains
         Optional (ntime, nchan, nst, ndir) complex scalar gains per direction.
+    dtype
+        Output type (complex64 halves memory when the result goes to an MS).
 
     Returns
     -------
     np.ndarray
-        (ntime * nbl, nchan, 4) complex128, rows time-major in baseline order.
+        (ntime * nbl, nchan, 4) ``dtype``, rows time-major in baseline order.
     """
     uvw_st = np.asarray(uvw_st, dtype=float)
     ntime, nchan, nbl = uvw_st.shape[0], np.size(freqs), len(ant1)
-    out = np.zeros((ntime, nchan, nbl, 4), dtype=np.complex128)
+    out = np.zeros((ntime, nbl, nchan, 4), dtype=dtype)
     if comps.ra.size == 0:
-        return out.transpose(0, 2, 1, 3).reshape(ntime * nbl, nchan, 4)
+        return out.reshape(ntime * nbl, nchan, 4)
     phasor = station_phasors(uvw_st, comps.lmn, freqs)  # (t, f, p, s)
     if gains is not None:
         if np.any(comps.direction < 0):
             raise UserError("predict with gains: every source needs a patch (direction)")
         phasor = phasor * np.conj(np.asarray(gains)[:, :, :, comps.direction])
-    point = ~comps.gaussian
     coh = comps.coherency  # (s, f, 4)
-    active = [c for c in range(4) if np.any(coh[:, :, c] != 0)]
+    # correlations to compute, each with the earlier ones it equals (XX == YY for an unpolarised sky)
+    plan: list[tuple[int, list[int]]] = []
+    for c in range(4):
+        if not np.any(coh[:, :, c] != 0):
+            continue
+        for first, targets in plan:
+            if np.array_equal(coh[:, :, first], coh[:, :, c]):
+                targets.append(c)
+                break
+        else:
+            plan.append((c, [c]))
+    point = ~comps.gaussian
     if np.any(point):
         cp = phasor[..., point]
         cp_conj = np.conj(cp)
         cpt = np.swapaxes(cp, -1, -2)  # (t, f, s, q)
-        for c in active:
+        for c, targets in plan:
             s_fc = coh[point][:, :, c].T  # (f, s)
             vis = np.matmul(cp_conj * s_fc[None, :, None, :], cpt)  # (t, f, p, q)
-            out[..., c] += vis[:, :, ant1, ant2]
+            picked = np.moveaxis(vis, 1, -1)[:, ant1, ant2]  # (t, bl, f)
+            for k in targets:
+                out[..., k] += picked
     if np.any(comps.gaussian):
         uv_bl = uvw_st[:, ant2, :2] - uvw_st[:, ant1, :2]  # (t, bl, 2)
         for s in np.flatnonzero(comps.gaussian):
-            taper = gaussian_taper(uv_bl, freqs, comps.major[s], comps.minor[s], comps.pa[s])
-            bl = np.conj(phasor[:, :, ant1, s]) * phasor[:, :, ant2, s] * np.swapaxes(taper, 1, 2)
-            for c in active:
-                out[..., c] += bl * coh[s, :, c][None, :, None]
-    return out.transpose(0, 2, 1, 3).reshape(ntime * nbl, nchan, 4)
+            taper = gaussian_taper(uv_bl, freqs, comps.major[s], comps.minor[s], comps.pa[s])  # (t, bl, f)
+            a = np.moveaxis(phasor[..., s], 1, -1)  # (t, p, f)
+            bl = np.conj(a[:, ant1]) * a[:, ant2] * taper
+            for c, targets in plan:
+                term = bl * coh[s, :, c][None, None, :]
+                for k in targets:
+                    out[..., k] += term
+    return out.reshape(ntime * nbl, nchan, 4)

@@ -218,7 +218,7 @@ def _write_ms(path: Path, spec: SimulationSpec, layout: StationLayout, times: np
             nt = sl.stop - sl.start
             tick = time.perf_counter()
             g = gains.complex_gains(sl) if gains is not None else None
-            data = predict_stations(uvw_st[sl], ant1, ant2, freqs, comps, gains=g).astype(np.complex64)
+            data = predict_stations(uvw_st[sl], ant1, ant2, freqs, comps, gains=g, dtype=np.complex64)
             t_pred += time.perf_counter() - tick
             tick = time.perf_counter()
             if spec.noise > 0:
@@ -245,11 +245,10 @@ def thermal_noise(seed: int, slots: range, nbl: int, nchan: int, sigma: float) -
         numbers for a given seed, however the slots are blocked.
     """
     out = np.empty((len(slots), nbl, nchan, 4), dtype=np.complex64)
+    parts = out.view(np.float32)  # real and imaginary parts interleaved
     for i, k in enumerate(slots):
-        z = np.random.default_rng([seed, 3, k]).standard_normal((2, nbl, nchan, 4), dtype=np.float32)
-        out[i].real = z[0]
-        out[i].imag = z[1]
-    out *= np.float32(sigma)
+        np.random.default_rng([seed, 3, k]).standard_normal(dtype=np.float32, out=parts[i])
+    parts *= np.float32(sigma)
     return out.reshape(len(slots) * nbl, nchan, 4)
 
 
