@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import casacore.tables as pt
-    import numpy as np
 
     from ddpipe.simulate import SimulationSpec, simulate
     from ddpipe.simulate.predict import components_from_skymodel, predict_rows
@@ -68,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  reference: per-baseline DFT (predict_rows, no gains) {per_slot * r.ntimes:.1f} s for all "
               f"{r.ntimes} slots (extrapolated from {nslot}); simulator's predict+corrupt "
               f"{r.timings.get('predict', float('nan')):.1f} s")
-        del np
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

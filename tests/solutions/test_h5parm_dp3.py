@@ -82,7 +82,8 @@ def test_merged_chunks_equal_one_solve(real_ms, foursources, dp3, tmp_path):
     np.testing.assert_array_equal(a.time, b.time)
     np.testing.assert_allclose(b.values, a.values, atol=1e-6, equal_nan=True)
     write_h5parm(tmp_path / "merged.h5", merged)
-    assert read_h5parm(tmp_path / "merged.h5").soltabs["phase000"].values.shape == (3, 8, 8, 4)  # DP3 nchan default 1: one per channel
+    shape = read_h5parm(tmp_path / "merged.h5").soltabs["phase000"].values.shape
+    assert shape == (3, 8, 8, 4)  # DP3's nchan default 1: a solution per channel
 
 
 def known_solutions(meta: dict, seed: int, ndir: int, pol: bool) -> Solutions:
