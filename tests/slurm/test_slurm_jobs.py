@@ -1,0 +1,261 @@
+"""The SLURM scripts and ``cluster: {mode: slurm}`` on a real single-node SLURM.
+
+Each test submits real jobs and then checks what SLURM, Dask and DP3 left on
+disk: the job's state and exit code, the workers the scheduler saw (with their
+``subprocess_slots``), the solutions, the per-chunk DP3 records (never two DP3
+runs at once on one worker) and that no process of the job is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddpipe.solutions.h5parm import read_h5parm
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_SCRIPT = REPO / "slurm" / "ddpipe-run.sbatch"
+WORKERS_SCRIPT = REPO / "slurm" / "ddpipe-workers.sbatch"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
+
+
+def _job_env(slurm, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Everything on 127.0.0.1, this Python for scheduler and workers, scratch under tmp_path."""
+    env = dict(slurm.env)
+    env.update(
+        DDPIPE_PYTHON=sys.executable,
+        DDPIPE_INTERFACE="lo",
+        DDPIPE_DASHBOARD_ADDRESS="127.0.0.1:0",
+        DDPIPE_LOCAL_DIR=str(tmp_path / "scratch"),
+        DDPIPE_WORKER_WAIT="90",
+        DDPIPE_SHUTDOWN_TIMEOUT="20",
+    )
+    env.update(extra)
+    return env
+
+
+def _read_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else f"(no {path})"
+
+
+def _done_records(chunk_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(chunk_dir.glob("chunk_*.done.json"))]
+
+
+def _assert_one_dp3_at_a_time(records: list[dict]) -> None:
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        by_worker.setdefault(r["worker"], []).append((r["started"], r["finished"]))
+    for worker, spans in by_worker.items():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert start >= end - 1e-3, f"two DP3 runs overlapped on {worker}: {spans}"
+
+
+def _tiny_config(path: Path, ms: Path, workdir: Path) -> Path:
+    path.write_text(
+        "inputs:\n"
+        f"  ms: [{ms}]\n"
+        f"  skymodel: {ms.with_suffix('.skymodel')}\n"
+        f"workdir: {workdir}\n"
+        "chunking: {duration: 0, n_chunks: 4}\n"
+        "imaging: {size: [256, 256], scale: 30.0, niter: 200}\n"
+        "cycles:\n"
+        "  - calibration: {mode: scalarphase}\n"
+    )
+    return path
+
+
+@pytest.mark.dp3
+@pytest.mark.slow
+def test_batch_script_runs_the_pipeline_with_slot_workers(slurm, sim_ms, tmp_path):
+    """sbatch ddpipe-run.sbatch: scheduler + 2 srun workers (1 thread each) + `ddpipe run` in address mode."""
+    workdir = tmp_path / "work"
+    config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
+    env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
+    t0 = time.monotonic()
+    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:10:00",
+                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    slurm.wait_gone(job, timeout=240)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    state = slurm.job_state(job)
+    assert state["JobState"] == "COMPLETED" and state["ExitCode"] == "0:0", f"{state}\n{log}"
+    run_dir = tmp_path / f"ddpipe-slurm-{job}"
+
+    # the scheduler saw both workers, each with one subprocess_slots and one thread, on 127.0.0.1
+    seen = json.loads((run_dir / "workers.json").read_text())
+    assert seen["expected"] == 2
+    assert seen["scheduler"].startswith("tcp://127.0.0.1:")
+    workers = seen["workers"]
+    assert len(workers) == 2, workers
+    for addr, w in workers.items():
+        assert addr.startswith("tcp://127.0.0.1:")
+        assert w["resources"] == {"subprocess_slots": 1.0}
+        assert w["nthreads"] == 1
+        assert w["memory_limit"] == 4096 * 2**20  # --mem-per-cpu=4G x 1 thread
+    assert "2 of 2 worker(s) joined with subprocess_slots=1" in log
+
+    # the pipeline ran in address mode and wrote merged solutions over all 40 time slots
+    assert "connected to tcp://127.0.0.1:" in log and "2 worker(s) with subprocess_slots" in log
+    sol = read_h5parm(workdir / "cycle_01" / "solutions.h5")
+    phase = sol.soltabs["phase000"]
+    assert len(sol.directions) == 4 and len(sol.antennas) == 12
+    assert phase.values.shape[phase.axes.index("time")] == 40
+    assert np.all(np.isfinite(phase.values)) and np.ptp(phase.values) > 0.01
+    assert (workdir / "cycle_01" / "image-image.fits").is_file()
+
+    # every chunk ran on one of those workers, one DP3 at a time per worker, numthreads = 1
+    records = _done_records(workdir / "cycle_01" / "chunks")
+    assert len(records) == 4
+    assert {r["worker"] for r in records} <= set(workers)
+    assert {r["numthreads"] for r in records} == {1}
+    _assert_one_dp3_at_a_time(records)
+
+    # orderly shutdown: logs kept, scheduler file and node-local scratch removed, nothing running
+    assert (run_dir / "scheduler.log").is_file()
+    worker_logs = sorted(run_dir.glob("worker-*.log"))
+    assert len(worker_logs) == 2
+    for wl in worker_logs:
+        assert "End worker" in wl.read_text(), f"{wl} shows no orderly worker exit"
+    assert not (run_dir / "scheduler.json").exists()
+    assert list((tmp_path / "scratch").iterdir()) == []
+    assert "finished with exit code 0" in log
+    slurm.assert_nothing_left()
+    assert time.monotonic() - t0 < 240
+
+
+def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms, tmp_path):
+    """Arguments replace `ddpipe run`; --scheduler is appended; the job's exit code is the command's."""
+    env = _job_env(slurm, tmp_path)
+    # a missing sky model is a user error (exit 2) that must come back as the job's exit code
+    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:05:00",
+                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT),
+                       "ddpipe", "calibrate", "--ms", str(sim_ms), "--skymodel", str(tmp_path / "nope.skymodel"),
+                       "--out", str(tmp_path / "sol.h5"), "--workdir", str(tmp_path / "cal"),
+                       env=env, cwd=tmp_path)
+    slurm.wait_gone(job, timeout=120)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    state = slurm.job_state(job)
+    assert state["JobState"] == "FAILED" and state["ExitCode"] == "2:0", f"{state}\n{log}"
+    assert re.search(r"running: ddpipe calibrate .* --scheduler \S+/scheduler\.json", log), log
+    assert "nope.skymodel" in log
+    assert not (tmp_path / "sol.h5").exists()
+    assert list((tmp_path / "scratch").iterdir()) == []
+    slurm.assert_nothing_left()
+
+
+def test_batch_script_refuses_a_missing_config_before_starting_anything(slurm, tmp_path):
+    env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(tmp_path / "missing.yaml"))
+    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:02:00",
+                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    slurm.wait_gone(job, timeout=60)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    assert slurm.job_state(job)["ExitCode"] == "2:0", log
+    assert f"DDPIPE_CONFIG={tmp_path / 'missing.yaml'} does not exist" in log
+    assert not (tmp_path / f"ddpipe-slurm-{job}").exists() or not any((tmp_path / f"ddpipe-slurm-{job}").iterdir())
+    slurm.assert_nothing_left()
+
+
+def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
+    """ddpipe-workers.sbatch adds slot workers to a scheduler started elsewhere; scancel ends them."""
+    from distributed import Client
+
+    sched_file = tmp_path / "scheduler.json"
+    sched = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), "dask scheduler did not start"
+        env = _job_env(slurm, tmp_path, DDPIPE_SCHEDULER_FILE=str(sched_file))
+        job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:05:00",
+                           f"--output={tmp_path}/job-%j.out", str(WORKERS_SCRIPT), env=env, cwd=tmp_path)
+        with Client(scheduler_file=str(sched_file), timeout=30) as client:
+            client.wait_for_workers(2, timeout=90)
+            info = client.scheduler_info(n_workers=-1)["workers"]
+            assert sorted(w["resources"].get("subprocess_slots") for w in info.values()) == [1.0, 1.0]
+            assert all(w["name"].endswith((f"-{job}-0", f"-{job}-1")) for w in info.values())
+            # a slot task runs on them
+            fut = client.submit(os.getpid, resources={"subprocess_slots": 1}, pure=False)
+            assert fut.result(timeout=60) != os.getpid()
+            slurm.run("scancel", job)
+            slurm.wait_gone(job, timeout=60)
+            deadline = time.monotonic() + 30
+            while client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.scheduler_info(n_workers=-1)["workers"] == {}
+    finally:
+        sched.terminate()
+        try:
+            sched.wait(15)
+        except subprocess.TimeoutExpired:
+            sched.kill()
+            sched.wait()
+    log = _read_log(tmp_path / f"job-{job}.out")
+    assert "SIGTERM (scancel or walltime): shutting down" in log
+    assert len(list((tmp_path / f"ddpipe-workers-{job}").glob("worker-*.log"))) == 2
+    slurm.assert_nothing_left()
+
+
+@pytest.mark.dp3
+@pytest.mark.slow
+def test_jobqueue_mode_runs_workers_as_slurm_jobs(slurm, sim_ms, tmp_path):
+    """cluster.mode slurm: dask-jobqueue submits 2 worker jobs with --resources subprocess_slots=1;
+    `ddpipe calibrate` solves on them and cancels them at the end."""
+    config = tmp_path / "jobqueue.yaml"
+    config.write_text(
+        "cluster:\n"
+        "  mode: slurm\n"
+        "  dashboard_address: '127.0.0.1:0'\n"
+        "  no_workers_timeout: 90\n"
+        "  slurm:\n"
+        "    walltime: '00:10:00'\n"
+        "    cores: 1\n"
+        "    memory: 1GiB\n"
+        "    jobs: 2\n"
+        f"    local_directory: {tmp_path / 'scratch'}\n"
+        f"    log_directory: {tmp_path / 'jobs'}\n"
+    )
+    env = dict(slurm.env)
+    # the scheduler (in the driver) and the workers listen on the loopback interface only
+    env["DASK_JOBQUEUE__SLURM__INTERFACE"] = "lo"
+    out = subprocess.run(
+        [sys.executable, "-m", "ddpipe", "calibrate", "--debug", "--config", str(config), "--ms", str(sim_ms),
+         "--skymodel", str(sim_ms.with_suffix(".skymodel")), "--out", str(tmp_path / "sol.h5"),
+         "--workdir", str(tmp_path / "cal"), "--n-chunks", "4"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # the job script dask-jobqueue submitted carries the slot resource
+    assert "#SBATCH --cpus-per-task=1" in out.stderr
+    assert "--resources subprocess_slots=1" in out.stderr and "--interface lo" in out.stderr
+    sol = read_h5parm(tmp_path / "sol.h5")
+    phase = sol.soltabs["phase000"]
+    assert phase.values.shape[phase.axes.index("time")] == 40
+    assert np.all(np.isfinite(phase.values))
+
+    # both worker jobs ran and registered with the driver's scheduler on 127.0.0.1
+    errs = sorted((tmp_path / "jobs").glob("ddpipe-worker-*.err"))
+    assert len(errs) == 2, errs
+    started = set()
+    for e in errs:
+        text = e.read_text(errors="replace")
+        assert re.search(r"Registered to:\s+tcp://127\.0\.0\.1:\d+", text), text[-2000:]
+        started.update(re.findall(r"Start worker at:\s+(tcp://\S+)", text))
+    records = _done_records(tmp_path / "cal" / "chunks")
+    assert len(records) == 4 and {r["worker"] for r in records} <= started
+    _assert_one_dp3_at_a_time(records)
+    slurm.assert_nothing_left(timeout=60)
