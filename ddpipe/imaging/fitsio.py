@@ -79,6 +79,7 @@ def header_cards(geom: ImageGeometry, *, bunit: str = "JY/BEAM", beam: Beam | No
     if geom.date_obs > 0:
         when = _MJD0 + datetime.timedelta(seconds=geom.date_obs)
         cards.append(("DATE-OBS", when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]))
+        cards.append(("MJD-OBS", geom.date_obs / 86400.0))
     if geom.telescope:
         cards.append(("TELESCOP", geom.telescope))
     cards += list((extra or {}).items())
