@@ -128,3 +128,30 @@ def test_slurm_up_without_root_or_packages_says_what_to_install(tmp_path):
     assert out.returncode == 3, out.stderr
     assert "not root; run as root: apt-get install -y" in out.stderr and "slurmctld" in out.stderr
     assert not (tmp_path / "state" / "pids").exists()
+
+
+def _anchors(md: str) -> set[str]:
+    """GitHub heading anchors (lower case, punctuation dropped, spaces → '-'), outside code fences."""
+    out, fenced = set(), False
+    for line in md.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"^#{1,6}\s+(.*?)\s*$", line)
+        if m:
+            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_readme_links_resolve():
+    """slurm/README.md's relative links (the docs tests check README.md and docs/*.md only)."""
+    text = README.read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S))
+    assert targets, "no links found: the pattern is wrong"
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (README.parent / path).resolve() if path else README
+        assert dest.exists(), f"slurm/README.md links to {target}: {dest} does not exist"
+        if anchor:
+            assert anchor in _anchors(dest.read_text()), f"slurm/README.md links to {target}: no such heading"
