@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
+QUICKSTART = DOCS / "quickstart.md"
 
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -138,6 +140,28 @@ def shell_lines(block: Block) -> list[str]:
 
 
 SHELL = ("bash", "sh", "shell", "console")
+
+
+def ddpipe_commands(page: Path) -> list[list[str]]:
+    """argv (without 'ddpipe') of every ``ddpipe ...`` line in the shell blocks of ``page``, in order."""
+    blocks, _ = split_blocks(page.read_text(encoding="utf-8"))
+    out = []
+    for b in blocks:
+        if b.lang in SHELL:
+            out += [shlex.split(c)[1:] for c in shell_lines(b) if c.split()[0] == "ddpipe"]
+    return out
+
+
+def named_yaml_blocks(page: Path) -> dict[str, str]:
+    """``{file name: text}`` of the YAML blocks whose first line is a ``# NAME.yaml`` comment."""
+    blocks, _ = split_blocks(page.read_text(encoding="utf-8"))
+    out = {}
+    for b in blocks:
+        if b.lang == "yaml" and b.lines:
+            m = re.fullmatch(r"#\s*([\w.-]+\.ya?ml)\s*", b.lines[0])
+            if m:
+                out[m.group(1)] = "\n".join(b.lines) + "\n"
+    return out
 
 
 def load_generator() -> ModuleType:

@@ -10,37 +10,14 @@ from pathlib import Path
 import pytest
 
 from ddpipe.cli import COMMANDS, build_parser, main
-from docs_helpers import DOCS, REPO, SHELL, split_blocks, shell_lines
+from docs_helpers import DOCS, QUICKSTART, REPO, SHELL, ddpipe_commands, named_yaml_blocks, shell_lines, split_blocks
 
-QUICKSTART = DOCS / "quickstart.md"
 #: subcommands cheap enough to run for real from the quickstart (seconds, no DP3)
 CHEAP = ("simulate", "inspect", "plan", "validate")
 
 
 def _doc_pages() -> list[Path]:
     return sorted(DOCS.glob("*.md"))
-
-
-def ddpipe_commands(page: Path) -> list[list[str]]:
-    """argv (without 'ddpipe') of every ``ddpipe ...`` line in the shell blocks of ``page``, in order."""
-    blocks, _ = split_blocks(page.read_text(encoding="utf-8"))
-    out = []
-    for b in blocks:
-        if b.lang in SHELL:
-            out += [shlex.split(c)[1:] for c in shell_lines(b) if c.split()[0] == "ddpipe"]
-    return out
-
-
-def named_yaml_blocks(page: Path) -> dict[str, str]:
-    """``{file name: text}`` of the YAML blocks whose first line is a ``# NAME.yaml`` comment."""
-    blocks, _ = split_blocks(page.read_text(encoding="utf-8"))
-    out = {}
-    for b in blocks:
-        if b.lang == "yaml" and b.lines:
-            m = re.fullmatch(r"#\s*([\w.-]+\.ya?ml)\s*", b.lines[0])
-            if m:
-                out[m.group(1)] = "\n".join(b.lines) + "\n"
-    return out
 
 
 def test_quickstart_shows_the_whole_path():
