@@ -134,7 +134,10 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
             dashboard_address=cfg.dashboard_address,
             local_directory=str(scratch),
             memory_limit=_memory_limit(cfg.memory_limit),
-            silence_logs=logging.ERROR,
+            # a failed chunk is reported once, by the driver's failure table; the workers' own
+            # "Compute Failed ... Traceback" dumps are only shown when debugging
+            silence_logs=logging.ERROR if logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+            else logging.CRITICAL,
         )
         client = Client(cluster)
     handle = ClusterHandle(client, cluster, "local")
