@@ -409,6 +409,7 @@ def calibrate(
         per_ms.append(merge_along_time(parts))
     merged = per_ms[0] if len(per_ms) == 1 else merge_along_freq(per_ms)
     out_h5 = Path(out_h5).resolve() if out_h5 else out_dir / "solutions.h5"
+    out_h5.unlink(missing_ok=True)  # written afresh: an earlier, possibly torn, file is never merged into
     write_h5parm(out_h5, merged)
     wall = time.monotonic() - t0
     ordered = tuple(outcomes[j.stem] for j in jobs)
