@@ -82,23 +82,43 @@ def enu_to_itrf(enu: np.ndarray, lon_deg: float, lat_deg: float, height: float) 
     return geodetic_to_itrf(lon_deg, lat_deg, height)[None, :] + np.asarray(enu, dtype=float) @ rot
 
 
-def _scatter(rng: np.random.Generator, n: int, rmin: float, rmax: float, taken: list[np.ndarray],
-             min_sep: float, log_radius: bool) -> list[np.ndarray]:
-    """Draw ``n`` points in an annulus [rmin, rmax] at least ``min_sep`` from each other and ``taken``."""
-    out: list[np.ndarray] = []
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 10000 * max(n, 1):
-            raise UserError(f"cannot place {n} stations between {rmin:.0f} and {rmax:.0f} m at "
-                            f"{min_sep:.0f} m spacing; use fewer stations")
+def _place(rng: np.random.Generator, n: int, draw, taken: np.ndarray, min_sep: float, what: str) -> np.ndarray:
+    """Draw ``n`` points with ``draw(rng) -> (2,)`` keeping ``min_sep`` from each other and ``taken``.
+
+    Returns ``taken`` with the new points appended, shape (len(taken) + n, 2).
+    """
+    pts = np.asarray(taken, dtype=float).reshape(-1, 2)
+    want = len(pts) + n
+    for _ in range(500 * n + 1000):
+        if len(pts) == want:
+            return pts
+        p = draw(rng)
+        if len(pts) == 0 or np.min(np.hypot(*(pts - p).T)) >= min_sep:
+            pts = np.vstack([pts, p])
+    raise UserError(f"cannot place {n} {what} stations {min_sep:.0f} m apart; use fewer stations")
+
+
+def _disc(rmin: float, rmax: float, log_radius: bool):
+    """A candidate drawer: uniform in area (or log-uniform in radius) within an annulus."""
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
         u = rng.uniform()
         r = rmin * (rmax / rmin) ** u if log_radius else np.sqrt(rmin**2 + u * (rmax**2 - rmin**2))
         a = rng.uniform(0.0, 2.0 * np.pi)
-        p = np.array([r * np.sin(a), r * np.cos(a)])
-        if all(np.hypot(*(p - q)) >= min_sep for q in taken + out):
-            out.append(p)
-    return out
+        return np.array([r * np.sin(a), r * np.cos(a)])
+
+    return draw
+
+
+def _spiral_arms(rmin: float, rmax: float, narms: int = 3, twist: float = 0.6):
+    """A candidate drawer: on one of ``narms`` logarithmic spiral arms, log-uniform in radius."""
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        r = rmin * (rmax / rmin) ** rng.uniform()
+        a = 2.0 * np.pi * rng.integers(narms) / narms + twist * np.log(r / rmin) + rng.normal(0.0, 0.04)
+        return np.array([r * np.sin(a), r * np.cos(a)])
+
+    return draw
 
 
 def make_layout(kind: str, nstation: int, seed: int) -> StationLayout:
@@ -107,10 +127,11 @@ def make_layout(kind: str, nstation: int, seed: int) -> StationLayout:
     Parameters
     ----------
     kind
-        ``'lofar'``: two thirds of the stations in a 1.5 km core (``CS...``), the
-        rest remote (``RS...``) at 2–8 km with a log-uniform radius.
-        ``'ska-low'``: half in a 500 m core (``C...``), the rest on three
-        logarithmic spiral arms out to 7 km (``S...``).
+        ``'lofar'``: two thirds of the stations in a core of 1.5 km radius
+        (``CS...``), the rest remote (``RS...``) out to 8 km with a log-uniform
+        radius. ``'ska-low'``: half in a 500 m core (``C...``), the rest on three
+        logarithmic spiral arms out to 7 km (``S...``). Cores grow when more
+        stations are asked for than fit; stations stay 1.5 diameters apart.
     nstation
         Number of stations, at least 2.
     seed
@@ -126,27 +147,22 @@ def make_layout(kind: str, nstation: int, seed: int) -> StationLayout:
         raise UserError(f"stations={nstation}: need at least 2 stations")
     site = SITES[kind]
     rng = np.random.default_rng([seed, 0])
-    sep = 2.0 * site.station_diameter
+    sep = 1.5 * site.station_diameter
     if kind == "lofar":
-        ncore = max(1, int(round(nstation * 2 / 3))) if nstation > 2 else nstation - 1
-        core = _scatter(rng, ncore, 1.0, 1500.0, [], sep, log_radius=False)
-        remote = _scatter(rng, nstation - ncore, 2000.0, 8000.0, core, sep, log_radius=True)
+        ncore = int(round(nstation * 2 / 3)) if nstation > 2 else 1
+        rcore = max(1500.0, 1.2 * sep * np.sqrt(ncore))
+        pts = _place(rng, ncore, _disc(1.0, rcore, log_radius=False), np.zeros((0, 2)), sep, "core")
+        pts = _place(rng, nstation - ncore, _disc(rcore + 500.0, max(8000.0, 4 * rcore), log_radius=True), pts,
+                     sep, "remote")
         names = [f"CS{i + 1:03d}" for i in range(ncore)] + [f"RS{i + 101:03d}" for i in range(nstation - ncore)]
-        pts = core + remote
     else:
         ncore = max(1, nstation // 2)
-        core = _scatter(rng, ncore, 1.0, 500.0, [], sep, log_radius=False)
-        pts = list(core)
-        narm = nstation - ncore
-        for k in range(narm):
-            arm, step = k % 3, k // 3
-            nper = (narm + 2) // 3
-            r = 600.0 * (7000.0 / 600.0) ** ((step + rng.uniform(0.0, 0.5)) / max(nper, 1))
-            a = 2.0 * np.pi * arm / 3 + 0.6 * np.log(r / 600.0) + rng.normal(0.0, 0.03)
-            pts.append(np.array([r * np.sin(a), r * np.cos(a)]))
-        names = [f"C{i + 1:03d}" for i in range(ncore)] + [f"S{i + 1:03d}" for i in range(narm)]
+        rcore = max(500.0, 1.2 * sep * np.sqrt(ncore))
+        pts = _place(rng, ncore, _disc(1.0, rcore, log_radius=False), np.zeros((0, 2)), sep, "core")
+        pts = _place(rng, nstation - ncore, _spiral_arms(rcore + 100.0, max(7000.0, 10 * rcore)), pts, sep, "arm")
+        names = [f"C{i + 1:03d}" for i in range(ncore)] + [f"S{i + 1:03d}" for i in range(nstation - ncore)]
     enu = np.zeros((nstation, 3))
-    enu[:, :2] = np.array(pts)
+    enu[:, :2] = pts
     return StationLayout(
         names=tuple(names),
         itrf=enu_to_itrf(enu, site.lon_deg, site.lat_deg, site.height),

@@ -42,7 +42,7 @@ def test_layout(kind):
     radius = np.linalg.norm(lay.itrf, axis=1)
     assert np.all((radius > 6.35e6) & (radius < 6.40e6))  # on the Earth's surface
     sep = np.linalg.norm(lay.enu[:, None, :2] - lay.enu[None, :, :2], axis=-1) + np.eye(40) * 1e9
-    assert sep.min() >= 2 * lay.site.station_diameter
+    assert sep.min() >= 1.5 * lay.site.station_diameter
     dist = np.linalg.norm(lay.enu[:, :2], axis=1)
     core = np.array([n.startswith("C") for n in lay.names])
     assert core.sum() >= 20 and dist[core].max() <= 1500 and dist[~core].min() >= 500 and dist.max() <= 8000
@@ -99,3 +99,11 @@ def test_simulated_uvw_column_matches_mscal(tmp_path):
 def test_baselines_are_cross_correlations_in_order():
     a1, a2 = baselines(4)
     assert list(zip(a1, a2)) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("kind", ["lofar", "ska-low"])
+def test_large_arrays_fit(kind):
+    """Cores grow with the station count instead of failing to pack (SKA-Low has 512 stations)."""
+    lay = make_layout(kind, 512, seed=1)
+    sep = np.linalg.norm(lay.enu[:, None, :2] - lay.enu[None, :, :2], axis=-1) + np.eye(512) * 1e9
+    assert sep.min() >= 1.5 * lay.site.station_diameter and len(set(lay.names)) == 512
