@@ -38,7 +38,8 @@ def _candidates(absr: np.ndarray, level: float, max_candidates: int) -> tuple[np
 
 def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: float, stop: float,
            max_iter: int, mask: np.ndarray | None = None, max_candidates: int = 100_000,
-           convolver: KernelConvolver | None = None, update_residual: bool = True) -> MinorResult:
+           convolver: KernelConvolver | None = None, update_residual: bool = True,
+           regions: np.ndarray | None = None) -> MinorResult:
     """Run Hogbom CLEAN in place on ``residual`` and ``model``.
 
     Parameters
@@ -63,6 +64,14 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
         Longest candidate list; beyond it the level is raised and the loop repeats.
     convolver
         A :class:`KernelConvolver` for ``psf`` (made on demand).
+    update_residual
+        Bring the whole residual up to date at the end (False: the caller recomputes
+        it in a major cycle).
+    regions
+        ``(ny, nx)`` int facet index: a component's PSF is subtracted only inside its
+        own facet. Across facets the true response is the PSF smeared by the relative
+        gain errors, which the PSF does not describe; leaving it to the major cycle
+        keeps the minor cycle from cleaning sidelobes it has itself mis-subtracted.
 
     Returns
     -------
@@ -83,6 +92,7 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
             return MinorResult(n_done, peak, peak <= stop)
         idx, level = _candidates(absr, stop, max_candidates)
         ys, xs = np.divmod(idx, nx)
+        reg = None if regions is None else regions.ravel()[idx]
         vals = residual.ravel()[idx].astype(np.float32)
         amps = np.zeros(len(idx), dtype=np.float64)
         while n_done < max_iter:
@@ -96,6 +106,8 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
             dy = ys - ys[k] + cy
             dx = xs - xs[k] + cx
             ok = (dy >= 0) & (dy < py) & (dx >= 0) & (dx < px)
+            if reg is not None:
+                ok &= reg == reg[k]
             if ok.all():
                 vals -= np.float32(a) * psf[dy, dx]
             else:
@@ -108,7 +120,12 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
         if update_residual or capped:
             if convolver is None:
                 convolver = KernelConvolver(psf, residual.shape, dtype=np.float32)
-            residual -= convolver(delta).astype(residual.dtype, copy=False)
+            if regions is None:
+                residual -= convolver(delta).astype(residual.dtype, copy=False)
+            else:
+                for r in np.unique(regions.ravel()[idx][amps != 0]):
+                    inside = regions == r
+                    residual -= np.where(inside, convolver(np.where(inside, delta, 0)), 0).astype(residual.dtype)
         if not capped:
             # pixels that rose above the level while cleaning wait for the next major cycle
             return MinorResult(n_done, peak, peak <= stop)

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 #: major cycles at most (WSClean's -nmiter default)
 MAX_MAJOR = 20
+#: with DD corrections a minor cycle cleans at most this fraction of the peak: the response
+#: of a component in other facets (its PSF smeared by the relative gains) is unknown to the
+#: minor cycle, and cleaning deeper than that error before the next major cycle stalls CLEAN
+FACET_MAX_MGAIN = 0.5
 #: the five products, WSClean's names
 PRODUCTS = ("dirty", "psf", "model", "residual", "image")
 
@@ -191,6 +195,10 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
 
     model = np.zeros(shape, dtype=np.float32)
     n_iter, n_major, t_minor, t_major = 0, 0, 0.0, 0.0
+    mgain = params.mgain
+    if setup.facets and mgain > FACET_MAX_MGAIN:
+        log.info("DD facets: major-cycle gain %.2g capped at %.2g", mgain, FACET_MAX_MGAIN)
+        mgain = FACET_MAX_MGAIN
     cleaner = None
     if params.multiscale and params.niter > 0:
         cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
@@ -203,13 +211,14 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         if peak <= stop:
             t_minor += time.perf_counter() - t0
             break
-        minor_stop = max(stop, (1.0 - params.mgain) * peak)
+        minor_stop = max(stop, (1.0 - mgain) * peak)
         if cleaner is not None:
             res = cleaner.clean(residual, model, gain=params.gain, stop=minor_stop,
                                 max_iter=params.niter - n_iter, mask=clean_mask)
         else:
             res = hogbom(residual, psf2, model, gain=params.gain, stop=minor_stop,
-                         max_iter=params.niter - n_iter, mask=clean_mask, update_residual=False)
+                         max_iter=params.niter - n_iter, mask=clean_mask, update_residual=False,
+                         regions=labels if setup.facets else None)
         n_iter += res.n_iter
         t_minor += time.perf_counter() - t0
         log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
