@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -137,13 +138,14 @@ def solution_stats(h5: Path) -> dict[str, Any]:
 class Pipeline:
     """One run over a workdir. ``run()`` does every cycle; stages skip when already done."""
 
-    def __init__(self, cfg: Config, *, restart_from: str | None = None, force: bool = False):
+    def __init__(self, cfg: Config, *, restart_from: str | None = None, force: bool = False,
+                 timings: dict[str, float] | None = None):
         self.cfg = cfg
         self.workdir = Path(cfg.workdir).resolve()
         self.force = force
         self.restart_from = parse_restart(restart_from, len(cfg.cycles)) if restart_from else None
         self.state: State | None = None
-        self.summary = RunSummary(str(self.workdir))
+        self.summary = RunSummary(str(self.workdir), timings=dict(timings or {}))
 
     # -- inputs --
     def check_inputs(self) -> None:
@@ -176,12 +178,11 @@ class Pipeline:
             finally:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
-        self.summary.timings["total"] = time.monotonic() - t0
         return self.summary
 
     def _run_locked(self) -> None:
         from ddpipe.cluster import open_cluster
-        from ddpipe.report import write_report
+        from ddpipe.report import write_report, write_summary
 
         cfg = self.cfg
         first = cfg.cycles[0]
@@ -191,8 +192,8 @@ class Pipeline:
         self.summary.timings["image_before"] = time.monotonic() - t
         reference = {}
         sky = None
-        cluster = None
-        try:
+        client = None
+        with ExitStack() as stack:  # the cluster, once a cycle needs one, closes with the loop
             for cyc in cfg.cycles:
                 ref_dr = None
                 if cfg.inputs.reference_ms:
@@ -205,17 +206,14 @@ class Pipeline:
                     ref_dr = reference[key]
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr
-                if cluster is None and not self._cycle_done(cyc, sky):
-                    cluster = open_cluster(cfg.cluster, self.workdir)
-                    handle = cluster.__enter__()
-                sky = self.cycle(cyc, sky, handle.client if cluster is not None else None, ref_dr)
-        finally:
-            if cluster is not None:
-                cluster.__exit__(None, None, None)
+                if client is None and not self._cycle_done(cyc, sky):
+                    client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
+                sky = self.cycle(cyc, sky, client, ref_dr)
         t = time.monotonic()
-        self.summary.timings["total"] = t - self._t0
         self.summary.report = str(write_report(self.workdir, self.summary))
         self.summary.timings["report"] = time.monotonic() - t
+        self.summary.timings["total"] = time.monotonic() - self._t0
+        write_summary(self.workdir, self.summary)
 
     # -- one cycle --
     def _cycle_dir(self, cyc: CycleConfig) -> Path:
@@ -378,6 +376,10 @@ def _file_log(workdir: Path) -> logging.Handler:
     return h
 
 
-def run_pipeline(cfg: Config, *, restart_from: str | None = None, force: bool = False) -> RunSummary:
-    """Run (or resume) the self-calibration described by ``cfg``."""
-    return Pipeline(cfg, restart_from=restart_from, force=force).run()
+def run_pipeline(cfg: Config, *, restart_from: str | None = None, force: bool = False,
+                 timings: dict[str, float] | None = None) -> RunSummary:
+    """Run (or resume) the self-calibration described by ``cfg``.
+
+    ``timings`` seeds the summary's stage timings (e.g. the demo's simulation).
+    """
+    return Pipeline(cfg, restart_from=restart_from, force=force, timings=timings).run()

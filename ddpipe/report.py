@@ -106,14 +106,21 @@ def plot_timings(summary: dict[str, Any], png: Path) -> Path:
     return png
 
 
+def write_summary(workdir: Path, run: Any) -> Path:
+    """``summary.json`` in the workdir and beside the HTML page (written last, complete)."""
+    text = json.dumps(run.to_json(), indent=1)
+    (Path(workdir) / "report").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(workdir) / "report" / "summary.json", text)
+    atomic_write_text(Path(workdir) / "summary.json", text)
+    return Path(workdir) / "summary.json"
+
+
 def write_report(workdir: Path, run: Any) -> Path:
-    """Write ``summary.json`` and ``report/index.html`` (+ PNGs); returns the HTML path."""
+    """Write ``report/index.html`` and its PNGs; returns the HTML path."""
     workdir = Path(workdir)
     rdir = workdir / "report"
     rdir.mkdir(parents=True, exist_ok=True)
     summary = run.to_json()
-    atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=1))
-    atomic_write_text(rdir / "summary.json", json.dumps(summary, indent=1))
     rows, figs = [], []
     if run.before is not None:
         rows.append(("before calibration", "-", run.before, None))
@@ -139,7 +146,7 @@ def write_report(workdir: Path, run: Any) -> Path:
 td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}figure{{display:inline-block;margin:8px}}
 img{{max-width:520px}}</style></head><body>
 <h1>ddpipe self-calibration report</h1>
-<p>Workdir: <code>{html.escape(str(workdir))}</code>. Total wall time {summary['timings'].get('total', 0):.1f} s.
+<p>Workdir: <code>{html.escape(str(workdir))}</code>. Stage wall times are in the bar chart below.
 Machine-readable: <a href="summary.json">summary.json</a>.</p>
 <table><tr><th>image</th><th>mode</th><th>rms (Jy/beam)</th><th>peak (Jy/beam)</th><th>dynamic range</th>
 <th>reference DR (uncorrupted)</th><th>components</th></tr>

@@ -285,11 +285,10 @@ How the settings of cycle *k* are made:
 3. A `cycles` list in your file **replaces** the default list as a whole: it is
    not merged entry by entry, and its length sets the number of cycles.
 
-Consequence: the default cycles set `calibration.mode` in each entry, so a
-top-level `calibration.mode` in your file has no effect unless your file also
-gives its own `cycles` list (`ddpipe validate` accepts it either way). To run
-every cycle in one mode, give `cycles: [{}, {}, {}]` together with
-`calibration: {mode: ...}`.
+The default cycles are three empty entries, so a top-level `calibration` or
+`imaging` key in your file applies to every cycle; give your own `cycles` list
+to change settings from one cycle to the next (the usual strategy: phase-only
+cycles first, then amplitude and phase).
 
 Directions per cycle: in the first cycle, a starting sky model whose sources
 all have patches keeps its patches as the directions (`n_directions` is not

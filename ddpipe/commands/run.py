@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run or resume the self-calibration pipeline from a YAML config"
 
@@ -33,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace) -> dict:
     o: dict = {}
-    if args.workdir:
-        o["workdir"] = args.workdir
+    if args.workdir:  # relative to where the user is, not to the config file
+        o["workdir"] = str(Path(args.workdir).resolve())
     if args.scheduler:
         o.setdefault("cluster", {}).update({"mode": "address", "address": args.scheduler})
     if args.workers is not None:

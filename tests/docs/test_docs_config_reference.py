@@ -79,4 +79,4 @@ def test_a_default_the_generator_cannot_read_is_refused(tmp_path):
 def test_cycles_rules_are_documented():
     page = gen.generate()
     assert "replaces** the default list" in page
-    assert "cycles:\n  - calibration: {mode: scalarphase}" in page
+    assert "cycles:\n  - {}\n  - {}\n  - {}" in page
