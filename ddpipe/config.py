@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,9 @@ from typing import Any, Union
 import yaml
 
 from ddpipe.errors import UserError
+
+#: mappings whose keys are the user's own (passed through verbatim), not schema keys
+FREE_MAPPINGS = ("dp3.extra",)
 
 DEFAULT_CONFIG = Path(str(resources.files("ddpipe") / "data" / "default.yaml"))
 
@@ -190,7 +194,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "extra":
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "extra":  # dp3.extra is replaced whole
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
@@ -224,7 +228,7 @@ class _Ctx:
 
 
 def _check_keys(data: Any, defaults: Any, prefix: str, ctx: _Ctx) -> None:
-    if not isinstance(defaults, dict) or prefix.endswith("extra"):
+    if not isinstance(defaults, dict) or prefix.rstrip(".") in FREE_MAPPINGS:
         return
     if not isinstance(data, dict):
         raise ctx.fail(prefix.rstrip("."), data, "expected a mapping of keys")
@@ -288,6 +292,12 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             raise ctx.fail(key, value, "expected an integer")
         return _range(value, meta, key, ctx)
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads 2.0e6 as a string: it wants 2.0e+6; take either
+            try:
+                value = float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()) else value
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.fail(key, value, "expected a number")
         return _range(float(value), meta, key, ctx)
@@ -303,8 +313,6 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             raise ctx.fail(key, value, f"one of {' | '.join(choices)}{did}")
         pattern = meta.get("pattern")
         if pattern:
-            import re
-
             if not re.match(pattern, value):
                 raise ctx.fail(key, value, "expected a duration like 01:00:00 or 1-00:00:00")
         if meta.get("path"):

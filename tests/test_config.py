@@ -88,6 +88,25 @@ def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
     assert len(errout) == 1 and needle in errout[0] and "Traceback" not in errout[0]
 
 
+def test_dp3_extra_takes_any_dp3_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text('dp3:\n  extra: {"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]", "ddecal.maxiter": 10}\n')
+    cfg = C.load_config(p)
+    assert cfg.dp3.extra == {"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]", "ddecal.maxiter": 10}
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "demo.yaml", "lofar-hba.yaml"])
+def test_shipped_configs_validate(name):
+    C.load_config(REPO / "configs" / name)
+
+
+def test_exponent_without_sign_is_a_number(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("calibration: {smoothnessconstraint: 2.0e6, tolerance: 1e-4}\n")
+    cal = C.load_config(p).calibration
+    assert cal.smoothnessconstraint == 2.0e6 and cal.tolerance == 1e-4
+
+
 def test_validate_missing_file(capsys, tmp_path):
     assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
