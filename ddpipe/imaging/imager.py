@@ -88,7 +88,7 @@ class _Setup:
     cell: float
     epsilon: float
     nthreads: int
-    factor: np.ndarray | None  # density-weighting factor grid; None = natural
+    factor: np.ndarray  # density-weighting factor per uv cell (ones for natural)
     facets: tuple[Facet, ...]  # empty: no direction-dependent correction
     gains: tuple[GainTable | None, ...]  # per MS, None without correction
     memo: dict = field(default_factory=dict)  # per-block arrays kept while the data are cached
@@ -171,8 +171,10 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
 
     source = BlockSource(descs, params.row_block, int(cache_mb * 2**20))
     t0 = time.perf_counter()
-    factor = None
-    if params.weight != "natural":
+    if params.weight == "natural":  # no pass over the data; samples off the uv grid still drop out
+        grid = weighting.grid_shape(shape)
+        factor = np.ones((grid[0] // 2) * grid[1])
+    else:
         factor = _density_factor(source, shape, cell, params)
     timings["weights"] = time.perf_counter() - t0
     setup = _Setup(descs, source, shape, cell, epsilon, nthreads, factor,
@@ -286,9 +288,11 @@ def _density_factor(source: BlockSource, shape: tuple[int, int], cell: float,
 
 
 def _imaging_weight(setup: _Setup, key: tuple, uvw: np.ndarray, freq: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Natural weights ``w (row, chan)`` times the density factor of each sample's uv cell."""
-    if setup.factor is None:
-        return w.astype(np.float32, copy=False)
+    """Natural weights ``w (row, chan)`` times the density factor of each sample's uv cell.
+
+    Samples beyond the padded uv grid (finer than the pixel scale can represent)
+    get weight 0 in every weighting mode, as WSClean does.
+    """
     cells = setup.memo.get(("cells",) + key)
     if cells is None:
         cells = weighting.density_cells(uvw, freq, weighting.grid_shape(setup.shape), setup.cell)

@@ -4,7 +4,8 @@ The density grid follows WSClean (3.1) so that both give the same weights for
 the same image size and scale: the grid has the *padded* image dimensions
 (N × 1.2, rounded up to a multiple of 4) in uv cells of 1/(N_pad · cell), holds
 only the half plane v ≥ 0 (a baseline and its conjugate fall in one cell), and
-the finished weights pass WSClean's default rank filter (level 3, window 16):
+samples off that grid (beyond what the padded pixel scale represents) get
+no weight in any mode, and the finished weights pass WSClean's default rank filter (level 3, window 16):
 a cell weighing more than 3× the mean of the occupied cells around it is cut
 to that, which tames isolated cells. Briggs: w_i / (1 + W_k f²) with
 f² = (5·10^-R)² / (Σ_k W_k² / Σ_i w_i).

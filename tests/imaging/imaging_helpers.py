@@ -38,3 +38,17 @@ def point_skymodel(path: Path) -> Path:
     lines += [f"{n}, POINT, P{n}, {math.degrees(ra)}deg, {math.degrees(dec)}deg, {f}" for n, ra, dec, f in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def need_wsclean() -> None:
+    """Skip without WSClean, but fail under CI where it must be installed (as the root conftest's need_tool)."""
+    import os
+    import shutil
+
+    import pytest
+
+    if shutil.which("wsclean") is None:
+        msg = "wsclean not on PATH (apt-get install -y wsclean; make test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)

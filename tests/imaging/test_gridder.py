@@ -79,7 +79,7 @@ def _lm_from_world(ra, dec, ra0, dec0):
 
 
 @pytest.mark.parametrize("key,column,size,scale", [
-    ("tDDECal", "foursources_DATA", 1024, 20.0),  # LOFAR HBA, four sources up to 2.4 deg out
+    ("tDDECal", "foursources_DATA", 2048, 8.0),  # LOFAR HBA (19" beam), four sources up to 2.4 deg out
     ("tOSKAR", "DATA", 256, 120.0),  # OSKAR simulation, 50 MHz, 8.5 deg field
 ])
 def test_dirty_image_of_a_real_ms_matches_the_dft_at_its_sources(real_ms_readonly, tmp_path, key, column,
