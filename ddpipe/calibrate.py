@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ddpipe.cluster import SLOT_RESOURCES
+from ddpipe.cluster import SLOT, SLOT_RESOURCES, dask_worker_command, worker_slots
 from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
 from ddpipe.errors import PipelineError, UserError
 from ddpipe.state import atomic_write_text, sha256_file
@@ -323,6 +323,35 @@ class _Progress:
             log.info("chunk %d/%d done (%s), ETA %.0f s", self.done, self.total, what, eta)
 
 
+class _SlotWatch:
+    """Notices when no worker offering ``subprocess_slots`` has been connected for ``timeout`` s."""
+
+    def __init__(self, client: Any, timeout: float | None):
+        self.client, self.timeout = client, timeout
+        self.since: float | None = None
+        self.next_check = 0.0
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        if not self.timeout or now < self.next_check:
+            return False
+        self.next_check = now + 1.0
+        try:
+            present = any(n >= 1 for n in worker_slots(self.client).values())
+        except Exception:  # the scheduler itself is gone: no worker either
+            present = False
+        self.since = None if present else (self.since or now)
+        return self.since is not None and now - self.since >= self.timeout
+
+    def reason(self) -> str:
+        try:
+            where = self.client.scheduler.address
+        except Exception:
+            where = "the scheduler"
+        return (f"no worker offering '{SLOT}' for {self.timeout:g} s (cluster.no_workers_timeout); "
+                f"add one ({dask_worker_command(where)}) and rerun")
+
+
 def calibrate(
     ms_paths: Sequence[str],
     skymodel: str,
@@ -339,6 +368,7 @@ def calibrate(
     force: bool = False,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
     use_slots: bool = True,
+    no_workers_timeout: float | None = None,
 ) -> CalibrationResult:
     """Solve every chunk of every MS on the Dask cluster behind ``client`` and merge the H5parms.
 
@@ -351,7 +381,10 @@ def calibrate(
     ``on_chunk`` is called in the driver with each chunk's outcome as it finishes
     (the pipeline records it in ``state.json``). ``use_slots=False`` drops the
     ``subprocess_slots`` request: only for measuring what the slot buys
-    (benchmarks/calibration_scaling.py), never for real runs.
+    (benchmarks/calibration_scaling.py), never for real runs. When no worker offering
+    ``subprocess_slots`` has been connected for ``no_workers_timeout`` seconds, the
+    unfinished chunks fail instead of waiting forever (a scheduler started elsewhere
+    does not know ddpipe's cluster.no_workers_timeout).
     """
     from distributed import as_completed
 
@@ -380,24 +413,35 @@ def calibrate(
     }
     submitted_at = time.time()  # every task is with the scheduler from here on
     progress = _Progress(len(jobs), len(reused))
-    for fut in as_completed(list(futures)):
-        job = futures[fut]
-        if fut.status == "error":
-            exc = fut.exception()
-            details = getattr(exc, "details", None) or {
-                "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
-                "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
-            }
-            details.setdefault("error", str(exc))
-            failures[job.stem] = details
-            progress.update(None, failed=job.stem)
-        else:
-            outcome = fut.result()
-            outcomes[job.stem] = outcome
-            progress.update(outcome)
-            if on_chunk is not None:
-                on_chunk(outcome)
-        fut.release()
+    pending = as_completed(list(futures))
+    watch = _SlotWatch(client, no_workers_timeout if use_slots else None)
+    while not pending.is_empty():
+        batch = pending.next_batch(block=False) if pending.has_ready() else []
+        if not batch and watch.expired():
+            for job in todo:
+                if job.stem not in outcomes and job.stem not in failures:
+                    failures[job.stem] = {"stem": job.stem, "log_path": str(job.log_path), "error": watch.reason()}
+            break
+        if not batch:
+            time.sleep(0.1)
+        for fut in batch:
+            job = futures[fut]
+            if fut.status == "error":
+                exc = fut.exception()
+                details = getattr(exc, "details", None) or {
+                    "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
+                    "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
+                }
+                details.setdefault("error", str(exc))
+                failures[job.stem] = details
+                progress.update(None, failed=job.stem)
+            else:
+                outcome = fut.result()
+                outcomes[job.stem] = outcome
+                progress.update(outcome)
+                if on_chunk is not None:
+                    on_chunk(outcome)
+            fut.release()
     if failures:
         raise CalibrationFailed(failure_table(failures, len(jobs)))
     t_solve = time.monotonic() - t0

@@ -268,6 +268,7 @@ class Pipeline:
         if rec is None:
             res = calibrate(cfg.inputs.ms, str(sky), directions, cyc.calibration, cfg.chunking, cfg.dp3, cdir, client,
                             data_column=cfg.inputs.data_column, retries=cfg.cluster.retries, force=self.force,
+                            no_workers_timeout=cfg.cluster.no_workers_timeout,
                             on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)))
             n_chunks, reused = len(res.chunks), res.reused
             rec = state.record(f"{name}/calibrate", key, [res.solutions], chunks=n_chunks, reused=reused,

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         result = calibrate(
             ms_paths, skymodel, directions, cfg.calibration, cfg.chunking, cfg.dp3, workdir, handle.client,
             out_h5=Path(args.out), data_column=cfg.inputs.data_column, retries=cfg.cluster.retries,
+            no_workers_timeout=cfg.cluster.no_workers_timeout,
             force=args.force,
         )
     print(f"{result.solutions}: {len(result.chunks)} chunk(s) ({result.reused} reused), "
