@@ -161,21 +161,26 @@ def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
 
     col = column or desc.data_column
     i0, i1 = desc.corr_index
+    # read only the two parallel hands: (blc, trc, inc) over (chan, corr)
+    sl = ([0, i0], [-1, i1], [1, max(1, i1 - i0)])
+
+    def hands(t, name: str, start: int, n: int) -> np.ndarray:
+        a = t.getcolslice(name, *sl, start, n)
+        return a if i1 != i0 else np.concatenate([a, a], axis=-1)
+
     with pt.table(desc.path, ack=False) as t:
         for start in range(0, desc.nrow, row_block):
             n = min(row_block, desc.nrow - start)
-            flag = t.getcol("FLAG", start, n)
-            flag_row = t.getcol("FLAG_ROW", start, n)
+            bad = hands(t, "FLAG", start, n)
+            bad |= t.getcol("FLAG_ROW", start, n)[:, None, None]
             if desc.weight_column == "WEIGHT_SPECTRUM":
-                w = t.getcol("WEIGHT_SPECTRUM", start, n)
+                weight = hands(t, "WEIGHT_SPECTRUM", start, n).astype(np.float32, copy=False)
             else:
-                w = np.broadcast_to(t.getcol("WEIGHT", start, n)[:, None, :], flag.shape)
-            weight = np.stack([w[..., i0], w[..., i1]], axis=-1).astype(np.float32)
-            bad = np.stack([flag[..., i0], flag[..., i1]], axis=-1) | flag_row[:, None, None]
+                w = t.getcol("WEIGHT", start, n)[:, [i0, i1]].astype(np.float32)
+                weight = np.repeat(w[:, None, :], bad.shape[1], axis=1)
             vis = None
             if with_vis:
-                d = t.getcol(col, start, n)
-                vis = np.stack([d[..., i0], d[..., i1]], axis=-1).astype(np.complex64, copy=False)
+                vis = hands(t, col, start, n).astype(np.complex64, copy=False)
                 bad |= ~np.isfinite(vis)
                 vis[bad] = 0
             weight[bad] = 0
