@@ -8,6 +8,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from typing import Callable, Mapping
+
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,3 +74,31 @@ def real_ms_readonly(_unpacked: dict[str, Path]) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def foursources(shared_data: Path) -> Path:
     return shared_data / "foursources.skymodel"
+
+
+@pytest.fixture
+def dp3(tmp_path: Path) -> Callable[[Mapping[str, str], str], object]:
+    """``dp3(parset, name)`` runs the real DP3 through ddpipe's runner (``checkparset=1``);
+    the log goes to ``tmp_path/name.log``."""
+    from ddpipe.dp3 import dp3_argv, dp3_environment, find_dp3, run_dp3
+    from ddpipe.errors import UserError
+
+    try:
+        exe = find_dp3()
+    except UserError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    env = dp3_environment(cache_dir=tmp_path / "cache")
+
+    def run(parset: Mapping[str, str], name: str):
+        return run_dp3(dp3_argv(exe, dict(parset), 1), log_path=tmp_path / f"{name}.log", timeout=300, env=env)
+
+    return run
+
+
+@pytest.fixture
+def wsclean() -> str:
+    """Path of WSClean; skip without it, but fail under CI where it must be installed."""
+    need_tool("wsclean")
+    return shutil.which("wsclean")
