@@ -241,12 +241,17 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
              "worker": worker},
         ) from None
     try:
-        read_h5parm(partial)
+        got = tuple(d.strip("[]") for d in read_h5parm(partial).directions)
+        asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get("ddecal.directions", "")))
+        if asked and got != asked:
+            raise UserError(f"{partial}: directions {', '.join(got)} but ddecal.directions asked for {', '.join(asked)}")
     except (UserError, OSError) as exc:
+        # returncode None: the table shows this reason, not DP3's (misleading) exit code 0
         raise ChunkFailed(
-            f"{job.stem}: DP3 exited 0 but its H5parm {partial} is unreadable ({exc}); see {job.log_path}",
-            {"stem": job.stem, "returncode": 0, "signal": None, "timed_out": False,
-             "log_path": str(job.log_path), "tail": [], "worker": worker},
+            f"{job.stem}: DP3 exited 0 but its H5parm {partial} is unusable ({exc}); see {job.log_path}",
+            {"stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
+             "log_path": str(job.log_path), "tail": [], "worker": worker,
+             "error": f"DP3 exited 0 with an unusable H5parm: {exc}"},
         ) from None
     os.replace(partial, job.h5_path)
     finished = time.time()
