@@ -149,10 +149,16 @@ class Pipeline:
 
     # -- inputs --
     def check_inputs(self) -> None:
+        import tempfile
+
+        from ddpipe.dp3.runner import find_dp3
         from ddpipe.ms.inspect import inspect_ms, require_unflagged
-        from ddpipe.sky.skymodel import read_skymodel
+        from ddpipe.sky.directions import require_directions
 
         cfg = self.cfg
+        if self.workdir.exists() and not self.workdir.is_dir():
+            raise UserError(f"workdir: {self.workdir} exists and is not a folder; remove it or choose another "
+                            "workdir (config key workdir or --workdir)")
         if not cfg.inputs.ms:
             raise UserError(f"{cfg.source}: inputs.ms is empty; list the Measurement Set(s) to process")
         if not cfg.inputs.skymodel:
@@ -162,7 +168,9 @@ class Pipeline:
             require_unflagged(inspect_ms(ms, data_column=cfg.inputs.data_column))
         if not Path(cfg.inputs.skymodel).is_file():
             raise UserError(f"inputs.skymodel: {cfg.inputs.skymodel} does not exist; check the path")
-        read_skymodel(cfg.inputs.skymodel)  # fail early on a malformed model
+        with tempfile.TemporaryDirectory() as tmp:  # the directions DP3 will get: a bad model fails before any work
+            require_directions(cfg.inputs.skymodel, cfg.cycles[0].calibration.n_directions, tmp)
+        find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
 
     def run(self) -> RunSummary:
         t0 = self._t0 = time.monotonic()
