@@ -1,0 +1,184 @@
+"""No hangs (issue 7, item 6): a cluster that cannot run DP3, a scheduler that is not
+there, a workdir already in use and workers that vanish all end in a clear error,
+in bounded time, without touching the inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import relkit
+from ddpipe.state import WorkdirLock
+
+pytestmark = [pytest.mark.dp3, pytest.mark.slow]
+
+ONE_CYCLE = {"cycles": [{}]}
+
+
+def _one_error_line(stderr: str) -> str:
+    """The CLI's error line; fails unless there is exactly one and no traceback."""
+    assert "Traceback" not in stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("ddpipe run: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _start_scheduler(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    import json
+
+    sched_file = tmp_path / "scheduler.json"
+    proc = relkit.start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+                        env, tmp_path / "scheduler.log")
+    relkit.wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc,
+                    tmp_path / "scheduler.log")
+    return proc, json.loads(sched_file.read_text())["address"]
+
+
+def _start_worker(address: str, name: str, tmp_path: Path, env: dict[str, str], slots: bool) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+            "--dashboard-address", "127.0.0.1:0", "--name", name, "--local-directory", str(tmp_path / name)]
+    if slots:
+        argv += ["--resources", "subprocess_slots=1"]
+    return relkit.start(argv, env, tmp_path / f"{name}.log")
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in reversed(procs):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            relkit.kill_group(p)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_worker_offers_subprocess_slots_fails_within_30_s(inputs, tag, tmp_path):
+    before = inputs.hashes()
+    env = relkit.tagged_env(tag)
+    procs: list[subprocess.Popen] = []
+    try:
+        sched, address = _start_scheduler(tmp_path, env)
+        procs.append(sched)
+        procs.append(_start_worker(address, "plain", tmp_path, env, slots=False))
+        relkit.wait_for(lambda: "Registered to" in (tmp_path / "plain.log").read_text(), 60, "the worker to register")
+        work = tmp_path / "work"
+        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, cluster={"worker_wait": 5.0}, **ONE_CYCLE)
+        t0 = time.monotonic()
+        res = relkit.run_ddpipe(["run", str(cfg), "--scheduler", address], env, timeout=120)
+        elapsed = time.monotonic() - t0
+    finally:
+        _stop(procs)
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = _one_error_line(res.stderr)
+    assert "none offers the 'subprocess_slots' resource" in line and address in line
+    assert "dask worker" in line and "--resources subprocess_slots=1" in line
+    assert elapsed < 30, f"took {elapsed:.0f} s"
+    assert not list(work.glob("cycle_01/chunks/*.log")), "no DP3 may have run"
+    relkit.assert_no_survivors(tag)
+    assert inputs.hashes() == before
+
+
+def test_unreachable_scheduler_fails_within_the_connect_timeout(inputs, tag, tmp_path):
+    before = inputs.hashes()
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    cfg = relkit.write_config(tmp_path / "run.yaml", inputs, tmp_path / "work", cluster={"worker_wait": 4.0},
+                              **ONE_CYCLE)
+    t0 = time.monotonic()
+    res = relkit.run_ddpipe(["run", str(cfg), "--scheduler", address], relkit.tagged_env(tag), timeout=120)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = _one_error_line(res.stderr)
+    assert f"cannot reach the Dask scheduler at {address} within 4 s" in line and "dask scheduler" in line
+    # the time to image cycle 0 and start Python comes first; the wait itself is bounded by worker_wait
+    log = (tmp_path / "work" / "logs" / "ddpipe.log").read_text()
+    assert "image:" in log
+    assert elapsed < 4 + 40, f"took {elapsed:.0f} s"
+    relkit.assert_no_survivors(tag)
+    assert inputs.hashes() == before
+
+
+def test_second_run_on_a_workdir_in_use_is_refused(inputs, tag, tmp_path):
+    before = inputs.hashes()
+    work = tmp_path / "work"
+    cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, **ONE_CYCLE)
+    marker = tmp_path / "paused"
+    env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_00/image-dirty", marker)
+    log = tmp_path / "first.log"
+    first = relkit.start_driver(["run", str(cfg)], env, log, paused=True)
+    try:
+        relkit.wait_for(marker.exists, 120, "the first run to be imaging", first, log)
+        listing = relkit.tree_hashes(work)
+        t0 = time.monotonic()
+        res = relkit.run_ddpipe(["run", str(cfg)], relkit.tagged_env(tag), timeout=60)
+        elapsed = time.monotonic() - t0
+        assert res.returncode == 2, res.stderr[-2000:]
+        line = _one_error_line(res.stderr)
+        assert f"{work} is in use by another ddpipe run (pid {first.pid}" in line and "another workdir" in line
+        assert elapsed < 20
+        assert relkit.tree_hashes(work) == listing, "the refused run wrote into the workdir"
+        assert first.poll() is None, "the first run must go on"
+    finally:
+        relkit.kill_group(first)
+    relkit.assert_no_survivors(tag)
+    with WorkdirLock(work):  # a dead run's lock is free again
+        pass
+    assert inputs.hashes() == before
+
+
+def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3, real_dp3, tag, tmp_path):
+    """The only slot worker is SIGKILLed while its DP3 runs and none comes back: the run ends
+    with a clear error within cluster.no_workers_timeout (not a hang), chunks done so far kept."""
+    before = inputs.hashes()
+    env = relkit.tagged_env(tag, REAL_DP3=real_dp3, FAKE_DP3_MATCH="cycle_01/chunks/chunk_001.",
+                            FAKE_DP3_ACTION="slow", FAKE_DP3_DELAY="300", FAKE_DP3_PIDS=str(tmp_path / "pids"))
+    procs: list[subprocess.Popen] = []
+    try:
+        sched, address = _start_scheduler(tmp_path, env)
+        procs.append(sched)
+        worker = _start_worker(address, "only", tmp_path, env, slots=True)
+        procs.append(worker)
+        work = tmp_path / "work"
+        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
+                                  cluster={"mode": "address", "address": address, "worker_wait": 60.0,
+                                           "no_workers_timeout": 10.0}, **ONE_CYCLE)
+        log = tmp_path / "driver.log"
+        driver = relkit.start_driver(["run", str(cfg)], env, log)
+        procs.append(driver)
+        relkit.wait_for(lambda: (tmp_path / "pids").exists(), 180, "chunk_001's DP3 to start", driver, log)
+        done_before = sorted(work.glob("cycle_01/chunks/*.done.json"))
+        os.killpg(worker.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        try:
+            rc = driver.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run hangs after losing its only worker:\n{relkit.tail(log)}")
+        elapsed = time.monotonic() - t0
+    finally:
+        _stop(procs)
+    out = log.read_text()
+    assert rc == 1, out[-3000:]
+    assert "Traceback" not in out
+    err = out[out.index("ddpipe run: error:"):]
+    assert "chunk_001" in err and "subprocess_slots" in err, err
+    assert elapsed < 10 + 45
+    assert all(p.exists() for p in done_before)
+    pid = int((tmp_path / "pids").read_text().split()[0])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    relkit.assert_no_survivors(tag)
+    assert inputs.hashes() == before
