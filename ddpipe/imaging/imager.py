@@ -1,8 +1,9 @@
 """``make_image``: weighting, gridding, major/minor-cycle CLEAN, restore and FITS output.
 
 The Measurement Sets are streamed in row blocks on every pass (weights, then
-one pass per major cycle), so memory is a few image-sized buffers plus one
-block whatever the size of the data. With facets (solutions given), every pass
+one pass per major cycle, :mod:`ddpipe.imaging.passes`), so memory is a few
+image-sized buffers plus one block whatever the size of the data; the CLEAN
+loop is :mod:`ddpipe.imaging.cycles`. With facets (solutions given), every pass
 predicts each facet's model, corrupts it with that direction's gains,
 subtracts, and grids the residual once per facet with that direction's inverse
 gains applied; each facet keeps its own Voronoi cell of the image.
@@ -21,14 +22,15 @@ import numpy as np
 
 from ddpipe.config import ImagingConfig
 from ddpipe.errors import UserError
-from ddpipe.imaging import gridder, weighting
-from ddpipe.imaging.beam import Beam, fit_beam, restore
+from ddpipe.imaging import weighting
+from ddpipe.imaging.beam import fit_beam, restore
 from ddpipe.imaging.components import model_to_skymodel
-from ddpipe.imaging.facets import Facet, GainTable, correct, corrupt, facet_labels, make_facets
+from ddpipe.imaging.facets import Facet, GainTable, facet_labels, make_facets
 from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
-from ddpipe.imaging.hogbom import hogbom
-from ddpipe.imaging.msdata import BlockSource, MSDescription, describe_ms, stokes_i
+from ddpipe.imaging.cycles import CleanSettings, clean_cycles
+from ddpipe.imaging.msdata import BlockSource, MSDescription, describe_ms
 from ddpipe.imaging.multiscale import MultiscaleCleaner
+from ddpipe.imaging.passes import PassSetup, density_factor, residual_pass
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
 
@@ -76,22 +78,6 @@ class ImageResult:
     def paths(self) -> dict[str, Path]:
         """The five FITS files by product name (dirty, psf, model, residual, image)."""
         return {k: getattr(self, k) for k in PRODUCTS}
-
-
-@dataclass(frozen=True)
-class _Setup:
-    """Everything a pass over the data needs; built once per image."""
-
-    descs: tuple[MSDescription, ...]
-    source: BlockSource
-    shape: tuple[int, int]
-    cell: float
-    epsilon: float
-    nthreads: int
-    factor: np.ndarray  # density-weighting factor per uv cell (ones for natural)
-    facets: tuple[Facet, ...]  # empty: no direction-dependent correction
-    gains: tuple[GainTable | None, ...]  # per MS, None without correction
-    memo: dict = field(default_factory=dict)  # per-block arrays kept while the data are cached
 
 
 def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: str | Path, *,
@@ -175,19 +161,18 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         grid = weighting.grid_shape(shape)
         factor = np.ones((grid[0] // 2) * grid[1])
     else:
-        factor = _density_factor(source, shape, cell, params)
+        factor = density_factor(source, shape, cell, params.weight, params.robust)
     timings["weights"] = time.perf_counter() - t0
-    setup = _Setup(descs, source, shape, cell, epsilon, nthreads, factor,
-                   facets if use_solutions else (), gains)
+    setup = PassSetup(descs, source, shape, cell, epsilon, nthreads, factor,
+                      facets if use_solutions else (), gains)
     log.info("imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s", len(descs), nx, ny, params.scale,
              params.weight, f", {len(facets)} facets with DD corrections" if use_solutions else "")
 
     t0 = time.perf_counter()
     # CLEAN gets a PSF twice the image size: with a clipped PSF Hogbom can diverge
     psf_shape = (2 * ny, 2 * nx) if params.niter > 0 else shape
-    residual, psf2 = _residual_pass(setup, labels, None, psf_shape=psf_shape)
+    dirty, psf2 = residual_pass(setup, labels, None, psf_shape=psf_shape)
     timings["dirty"] = time.perf_counter() - t0
-    dirty = residual.copy()
     oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
     psf = psf2[oy:oy + ny, ox:ox + nx]  # the image-sized PSF that is written out
     t0 = time.perf_counter()
@@ -195,8 +180,6 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     timings["beam"] = time.perf_counter() - t0
     log.info("restoring beam %.2f x %.2f arcsec, PA %.1f deg", beam.bmaj * 3600, beam.bmin * 3600, beam.bpa)
 
-    model = np.zeros(shape, dtype=np.float32)
-    n_iter, n_major, t_minor, t_major = 0, 0, 0.0, 0.0
     mgain = params.mgain
     if setup.facets and mgain > FACET_MAX_MGAIN:
         log.info("DD facets: major-cycle gain %.2g capped at %.2g", mgain, FACET_MAX_MGAIN)
@@ -204,35 +187,12 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     cleaner = None
     if params.multiscale and params.niter > 0:
         cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
-    while n_iter < params.niter and n_major < MAX_MAJOR:
-        t0 = time.perf_counter()
-        rms = mad_rms(residual)
-        stop = max(params.threshold, params.auto_threshold * rms)
-        absr = np.abs(residual) if clean_mask is None else np.where(clean_mask, np.abs(residual), 0)
-        peak = float(absr.max())
-        if peak <= stop:
-            t_minor += time.perf_counter() - t0
-            break
-        minor_stop = max(stop, (1.0 - mgain) * peak)
-        if cleaner is not None:
-            res = cleaner.clean(residual, model, gain=params.gain, stop=minor_stop,
-                                max_iter=params.niter - n_iter, mask=clean_mask)
-        else:
-            res = hogbom(residual, psf2, model, gain=params.gain, stop=minor_stop,
-                         max_iter=params.niter - n_iter, mask=clean_mask, update_residual=False,
-                         regions=labels if setup.facets else None)
-        n_iter += res.n_iter
-        t_minor += time.perf_counter() - t0
-        log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
-                 n_major + 1, peak, rms, minor_stop, res.n_iter, n_iter)
-        if res.n_iter == 0:
-            break
-        t0 = time.perf_counter()
-        residual, _ = _residual_pass(setup, labels, model)
-        t_major += time.perf_counter() - t0
-        n_major += 1
-    timings["minor"] = t_minor
-    timings["major"] = t_major
+    settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
+    cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_pass(setup, labels, m)[0],
+                           mask=clean_mask, regions=labels if setup.facets else None, cleaner=cleaner)
+    model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
+    timings["minor"] = cleaned.seconds_minor
+    timings["major"] = cleaned.seconds_major
 
     t0 = time.perf_counter()
     restored = restore(model, residual, beam, cell, nthreads=nthreads)
@@ -268,121 +228,6 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     log.info("image: peak %.4g Jy/beam, residual rms %.3g Jy/beam, dynamic range %.0f, %d components, %.1f s",
              peak, rms, result.dynamic_range, result.n_components, timings["total"])
     return result
-
-
-# --------------------------------------------------------------------------- passes over the data
-
-
-def _density_factor(source: BlockSource, shape: tuple[int, int], cell: float,
-                    params: ImagingConfig) -> np.ndarray:
-    """Uniform/Briggs weighting factor grid from one pass over weights and UVW."""
-    grid = weighting.grid_shape(shape)
-    density = np.zeros((grid[0] // 2) * grid[1], dtype=np.float64)
-    total = 0.0
-    for i, d in enumerate(source.descs):
-        for blk in source.blocks(i, with_vis=False):
-            w = np.minimum(blk.weight[..., 0], blk.weight[..., 1])
-            cells = weighting.density_cells(blk.uvw, d.freq, grid, cell)
-            total += weighting.accumulate(density, cells, w)
-    return weighting.finish(density, total, params.weight, params.robust, grid=grid)
-
-
-def _imaging_weight(setup: _Setup, key: tuple, uvw: np.ndarray, freq: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Natural weights ``w (row, chan)`` times the density factor of each sample's uv cell.
-
-    Samples beyond the padded uv grid (finer than the pixel scale can represent)
-    get weight 0 in every weighting mode, as WSClean does.
-    """
-    cells = setup.memo.get(("cells",) + key)
-    if cells is None:
-        cells = weighting.density_cells(uvw, freq, weighting.grid_shape(setup.shape), setup.cell)
-        if setup.source.caching:
-            setup.memo[("cells",) + key] = cells
-    return weighting.apply(setup.factor, cells, w)
-
-
-def _stokes_i_block(setup: _Setup, key: tuple, blk, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stokes I visibilities and imaging weights of a block (kept while the data are cached)."""
-    got = setup.memo.get(("stokes",) + key)
-    if got is None:
-        v, w = stokes_i(blk.vis, blk.weight)
-        got = (v, _imaging_weight(setup, key, blk.uvw, freq, w))
-        if setup.source.caching:
-            setup.memo[("stokes",) + key] = got
-    return got
-
-
-def _residual_pass(setup: _Setup, labels: np.ndarray | None, model: np.ndarray | None, *,
-                   psf_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """One pass over every MS: (residual image in Jy/beam, PSF of ``psf_shape`` or None).
-
-    The residual is data − model (corrupted per facet when correcting), gridded
-    with the imaging weights and normalised by their sum (per facet). The PSF is
-    the 2-D one (no w-term: the minor cycle treats the PSF as shift-invariant
-    anyway and the major cycles are exact), which makes one twice the image size
-    cheap enough to cover every offset between two pixels.
-    """
-    shape, cell = setup.shape, setup.cell
-    nf = max(1, len(setup.facets))
-    acc = np.zeros((nf,) + shape, dtype=np.float64)
-    wsum = np.zeros(nf)
-    want_psf = psf_shape is not None
-    psf_acc = np.zeros(psf_shape, dtype=np.float64) if want_psf else None
-    psf_wsum = 0.0
-    have_model = model is not None and bool(np.any(model))
-    facet_models = []
-    if have_model and setup.facets:
-        facet_models = [(d, np.where(labels == d, model, 0).astype(np.float32)) for d in range(nf)]
-        facet_models = [(d, m) for d, m in facet_models if np.any(m)]
-    kw = dict(epsilon=setup.epsilon, nthreads=setup.nthreads)
-    for i, (desc, gt) in enumerate(zip(setup.descs, setup.gains)):
-        freq = desc.freq
-        for blk in setup.source.blocks(i):
-            key = (i, blk.start)
-            if gt is None:
-                v, wim = _stokes_i_block(setup, key, blk, freq)
-                if have_model:
-                    v = v - gridder.degrid(blk.uvw, freq, model, cell, mask=wim > 0, **kw)
-                acc[0] += gridder.grid(blk.uvw, freq, v, wim, shape, cell, **kw)
-                wsum[0] += float(wim.sum(dtype=np.float64))
-            else:
-                g, index = gt.for_block(blk.time, blk.ant1, blk.ant2)
-                res = blk.vis
-                if facet_models:
-                    sel = np.minimum(blk.weight[..., 0], blk.weight[..., 1]) > 0
-                    res = blk.vis.copy()
-                    for d, fm in facet_models:
-                        mv = gridder.degrid(blk.uvw, freq, fm, cell, mask=sel, **kw)
-                        gp, gq = gt.pick(g, index, d)
-                        res -= corrupt(mv, gp, gq)
-                for f in range(nf):
-                    gp, gq = gt.pick(g, index, f)
-                    vc, wc = correct(res, blk.weight, gp, gq)
-                    v, w = stokes_i(vc, wc)
-                    wim = _imaging_weight(setup, key, blk.uvw, freq, w)
-                    acc[f] += gridder.grid(blk.uvw, freq, v, wim, shape, cell, **kw)
-                    wsum[f] += float(wim.sum(dtype=np.float64))
-                if want_psf:
-                    _, wim = _stokes_i_block(setup, key, blk, freq)
-            if want_psf:
-                ones = np.ones(wim.shape, dtype=np.complex64)
-                psf_acc += gridder.grid(blk.uvw, freq, ones, wim, psf_shape, cell, do_wgridding=False, **kw)
-                psf_wsum += float(wim.sum(dtype=np.float64))
-    if not np.any(wsum > 0):
-        names = ", ".join(d.path for d in setup.descs)
-        raise UserError(f"{names}: every visibility is flagged or has zero weight (column "
-                        f"{setup.descs[0].data_column}); there is nothing to image")
-    if setup.facets:
-        residual = np.zeros(shape, dtype=np.float64)
-        for f in range(nf):
-            if wsum[f] > 0:
-                residual += np.where(labels == f, acc[f] / wsum[f], 0)
-    else:
-        residual = acc[0] / wsum[0]
-    psf = None
-    if want_psf:
-        psf = (psf_acc / psf_wsum).astype(np.float32)
-    return residual.astype(np.float32), psf
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,102 @@
+"""Major/minor-cycle CLEAN (Cotton–Schwab) around a function that recomputes the residual.
+
+The loop itself knows nothing about visibilities: ``recompute(model)`` returns
+the exact residual image of a model (a pass over the data in ``make_image``,
+or an image-plane convolution in the tests). Stopping follows WSClean: each
+minor cycle cleans down to ``max(threshold, auto_threshold × MAD rms, (1 −
+mgain) × peak)``; CLEAN ends when the peak is at the threshold, after ``niter``
+components, or after ``max_major`` major cycles.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ddpipe.imaging.hogbom import hogbom
+from ddpipe.imaging.multiscale import MultiscaleCleaner
+from ddpipe.imaging.stats import mad_rms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    """What the major/minor loop needs from the imaging config (plus the facet cap on mgain)."""
+
+    niter: int
+    gain: float
+    mgain: float
+    threshold: float = 0.0
+    auto_threshold: float = 0.0
+    max_major: int = 20
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Final model (Jy/pixel) and residual (Jy/beam), ``(ny, nx)`` float32, and the bookkeeping."""
+
+    model: np.ndarray
+    residual: np.ndarray
+    n_iter: int
+    n_major: int
+    seconds_minor: float
+    seconds_major: float
+
+
+def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
+                 recompute: Callable[[np.ndarray], np.ndarray], *, mask: np.ndarray | None = None,
+                 regions: np.ndarray | None = None, cleaner: MultiscaleCleaner | None = None) -> CleanResult:
+    """Deconvolve ``dirty`` with major cycles.
+
+    Parameters
+    ----------
+    dirty
+        ``(ny, nx)`` float32 dirty image, Jy/beam.
+    psf2
+        ``(2ny, 2nx)`` PSF, peak 1 at its centre.
+    settings
+        Gains, limits and thresholds.
+    recompute
+        ``model (ny, nx) → residual (ny, nx)``: the exact residual of a model.
+    mask
+        ``(ny, nx)`` bool, where components may go.
+    regions
+        ``(ny, nx)`` int facet index for Hogbom (see :func:`ddpipe.imaging.hogbom.hogbom`).
+    cleaner
+        A multiscale cleaner to use instead of Hogbom.
+    """
+    residual = dirty.astype(np.float32, copy=True)
+    model = np.zeros(dirty.shape, dtype=np.float32)
+    n_iter, n_major, t_minor, t_major = 0, 0, 0.0, 0.0
+    while n_iter < settings.niter and n_major < settings.max_major:
+        t0 = time.perf_counter()
+        rms = mad_rms(residual)
+        stop = max(settings.threshold, settings.auto_threshold * rms)
+        absr = np.abs(residual) if mask is None else np.where(mask, np.abs(residual), 0)
+        peak = float(absr.max())
+        if peak <= stop:
+            t_minor += time.perf_counter() - t0
+            break
+        minor_stop = max(stop, (1.0 - settings.mgain) * peak)
+        budget = settings.niter - n_iter
+        if cleaner is not None:
+            res = cleaner.clean(residual, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask)
+        else:
+            res = hogbom(residual, psf2, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask,
+                         update_residual=False, regions=regions)
+        n_iter += res.n_iter
+        t_minor += time.perf_counter() - t0
+        log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
+                 n_major + 1, peak, rms, minor_stop, res.n_iter, n_iter)
+        if res.n_iter == 0:
+            break
+        t0 = time.perf_counter()
+        residual = recompute(model).astype(np.float32, copy=False)
+        t_major += time.perf_counter() - t0
+        n_major += 1
+    return CleanResult(model, residual, n_iter, n_major, t_minor, t_major)
