@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from ddpipe.solutions.h5parm import read_h5parm
@@ -191,6 +192,21 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
             # a slot task runs on them
             fut = client.submit(os.getpid, resources={"subprocess_slots": 1}, pure=False)
             assert fut.result(timeout=60) != os.getpid()
+
+            # a worker process dies while its subprocess (in its own session, as DP3 runs) lives on
+            def spawn_and_report():
+                import subprocess as sp
+
+                child = sp.Popen(["sleep", "700"], start_new_session=True)
+                return child.pid, os.getpid()
+
+            child_pid, worker_pid = client.submit(spawn_and_report, pure=False).result(timeout=60)
+            orphan = psutil.Process(child_pid)
+            psutil.Process(worker_pid).kill()
+            deadline = time.monotonic() + 10
+            while orphan.ppid() == worker_pid and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert orphan.is_running() and orphan.status() != psutil.STATUS_ZOMBIE  # orphaned, still alive
             slurm.run("scancel", job)
             slurm.wait_gone(job, timeout=60)
             deadline = time.monotonic() + 30
@@ -206,7 +222,12 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
             sched.wait()
     log = _read_log(tmp_path / f"job-{job}.out")
     assert "SIGTERM (scancel or walltime): shutting down" in log
-    assert len(list((tmp_path / f"ddpipe-workers-{job}").glob("worker-*.log"))) == 2
+    worker_logs = list((tmp_path / f"ddpipe-workers-{job}").glob("worker-*.log"))
+    assert len(worker_logs) == 2
+    # the worker task found the orphan by its tag and stopped it
+    assert f"stopping process {child_pid} left behind by the worker (SIGKILL)" in "".join(
+        p.read_text() for p in worker_logs)
+    assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
     slurm.assert_nothing_left()
 
 
@@ -259,3 +280,38 @@ def test_jobqueue_mode_runs_workers_as_slurm_jobs(slurm, sim_ms, tmp_path):
     assert len(records) == 4 and {r["worker"] for r in records} <= started
     _assert_one_dp3_at_a_time(records)
     slurm.assert_nothing_left(timeout=60)
+
+
+def test_walltime_warning_shuts_down_a_run_mid_dp3(slurm, sim_ms, tmp_path):
+    """SIGTERM to the batch shell only (what `--signal=B:TERM@180` sends before the walltime) while
+    DP3 runs: the trap stops driver, workers and scheduler, and no DP3 survives."""
+    fake_dp3 = tmp_path / "slow_dp3.sh"  # a DP3 that never finishes on its own
+    fake_dp3.write_text("#!/bin/sh\nexec sleep 600\n")
+    fake_dp3.chmod(0o755)
+    workdir = tmp_path / "work"
+    config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
+    config.write_text(config.read_text() + f"dp3: {{executable: {fake_dp3}}}\n")
+    env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
+    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:10:00",
+                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    chunks = workdir / "cycle_01" / "chunks"
+    deadline = time.monotonic() + 150
+    while len(list(chunks.glob("chunk_*.log"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(list(chunks.glob("chunk_*.log"))) == 2, _read_log(tmp_path / f"job-{job}.out")
+    sleeping = [p for p in slurm.our_processes() if " sleep 600" in p]
+    assert len(sleeping) == 2, sleeping  # one "DP3" per worker: the slot at work
+    # a worker process dies under its DP3 (as by the OOM killer); the nanny restarts it and the
+    # chunk is rescheduled: afterwards, neither the old DP3 nor the new one may survive the job
+    orphan = psutil.Process(int(sleeping[0].split()[0]))
+    orphan.parent().kill()
+    t0 = time.monotonic()
+    slurm.run("scancel", "--batch", "--signal=TERM", job)
+    slurm.wait_gone(job, timeout=120)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    assert "SIGTERM (scancel or walltime near): shutting down" in log
+    assert "stopping the driver" in log and "finished with exit code 143" in log
+    assert time.monotonic() - t0 < 90, log
+    assert list((tmp_path / "scratch").iterdir()) == []
+    assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+    slurm.assert_nothing_left()
