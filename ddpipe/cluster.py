@@ -196,8 +196,33 @@ def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
     return args
 
 
+def _walltime_seconds(text: str) -> float:
+    """SLURM walltime ``HH:MM[:SS]`` or ``D-HH:MM[:SS]`` → seconds."""
+    days, _, hms = text.strip().rpartition("-")
+    parts = [float(x) for x in hms.split(":")] + [0.0, 0.0]
+    return (float(days) if days else 0.0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def check_lifetime(cfg: ClusterConfig) -> None:
+    """Workers must retire (lifetime + 2 min stagger) before SLURM's walltime kills them."""
+    s = cfg.slurm
+    if not s.lifetime:
+        return
+    from dask.utils import parse_timedelta
+
+    try:
+        life, wall = parse_timedelta(s.lifetime), _walltime_seconds(s.walltime)
+    except (ValueError, TypeError, KeyError):
+        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m or 11h") from None
+    if life + 120 >= wall:
+        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger is not below "
+                        f"cluster.slurm.walltime = {s.walltime!r}: workers would be killed mid-chunk; "
+                        "make lifetime at least the longest chunk's DP3 time shorter than walltime")
+
+
 def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
     """Keyword arguments for ``dask_jobqueue.SLURMCluster`` (one Dask worker per job)."""
+    check_lifetime(cfg)
     s = cfg.slurm
     log_dir = Path(s.log_directory) if s.log_directory else Path(workdir).resolve() / "logs" / "slurm"
     return dict(
@@ -213,6 +238,7 @@ def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
         worker_extra_args=slurm_worker_args(cfg),
         job_name="ddpipe-worker",
         scheduler_options={"dashboard_address": cfg.dashboard_address},
+        interface=s.interface,
     )
 
 
@@ -227,7 +253,11 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
     with dask.config.set(_dask_settings(cfg)):
         cluster = SLURMCluster(**kwargs)
         log.debug("SLURM worker job script:\n%s", cluster.job_script())
-        cluster.scale(jobs=cfg.slurm.jobs)
+        if cfg.slurm.lifetime:
+            # retiring workers are only replaced by an adaptive cluster (scale() leaves none, measured)
+            cluster.adapt(minimum_jobs=cfg.slurm.jobs, maximum_jobs=cfg.slurm.jobs)
+        else:
+            cluster.scale(jobs=cfg.slurm.jobs)
         client = Client(cluster)
     handle = ClusterHandle(client, cluster, "slurm")
     log.info("SLURM cluster: %d worker job(s) requested; job logs in %s", cfg.slurm.jobs, kwargs["log_directory"])

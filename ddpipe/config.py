@@ -54,6 +54,7 @@ class SlurmConfig:
     local_directory: str | None = _c()
     log_directory: str | None = _c(path=True)
     lifetime: str | None = _c()
+    interface: str | None = _c()
 
 
 @dataclass(frozen=True)

@@ -165,3 +165,24 @@ def test_slurm_job_script_has_the_slot_resource(tmp_path):
     assert "--lifetime 110m" in script
     assert "--nthreads 4" in script
     assert str(tmp_path / "logs" / "slurm") in script
+
+
+@pytest.mark.parametrize("walltime, lifetime, ok", [
+    ("01:00:00", "55m", True), ("01:00:00", "59m", False), ("1-00:00:00", "23h", True),
+    ("02:00:00", "2h", False), ("12:00:00", "690m", True), ("12:00:00", "11h", True),
+])
+def test_lifetime_must_end_before_walltime(tmp_path, walltime, lifetime, ok):
+    base = _cluster_cfg(mode="slurm")
+    cfg = dataclasses.replace(base, slurm=dataclasses.replace(base.slurm, walltime=walltime, lifetime=lifetime))
+    if ok:
+        assert "--lifetime" in slurm_cluster_kwargs(cfg, tmp_path)["worker_extra_args"]
+    else:
+        with pytest.raises(UserError, match="below cluster.slurm.walltime"):
+            slurm_cluster_kwargs(cfg, tmp_path)
+
+
+def test_lifetime_not_a_duration(tmp_path):
+    base = _cluster_cfg(mode="slurm")
+    cfg = dataclasses.replace(base, slurm=dataclasses.replace(base.slurm, lifetime="11h30m"))
+    with pytest.raises(UserError, match="expected a Dask duration"):
+        slurm_cluster_kwargs(cfg, tmp_path)

@@ -15,5 +15,9 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.config import load_config
 
     cfg = load_config(args.config)
+    if cfg.cluster.slurm.lifetime:
+        from ddpipe.cluster import check_lifetime
+
+        check_lifetime(cfg.cluster)
     print(f"{args.config}: OK ({len(cfg.cycles)} self-cal cycle(s), cluster mode {cfg.cluster.mode})")
     return 0
