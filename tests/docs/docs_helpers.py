@@ -30,8 +30,8 @@ class Block:
 
 
 def markdown_files() -> list[Path]:
-    """README.md and every docs/*.md."""
-    return [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+    """README.md, slurm/README.md and every docs/*.md."""
+    return [REPO / "README.md", REPO / "slurm" / "README.md", *sorted(DOCS.glob("*.md"))]
 
 
 def split_blocks(text: str) -> tuple[list[Block], list[tuple[int, str]]]:
