@@ -11,12 +11,15 @@ gains, V = G_p M G_qᴴ, and the facets are summed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ddpipe.errors import UserError
 from ddpipe.imaging.coords import pixel_grid_lmn, radec_to_lmn
+
+if TYPE_CHECKING:
+    from ddpipe.solutions.types import Solutions
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class GainTable:
         ``(chan,)`` Hz of the MS.
     """
 
-    def __init__(self, solutions, directions: Sequence[str], antenna_names: Sequence[str],
+    def __init__(self, solutions: Solutions, directions: Sequence[str], antenna_names: Sequence[str],
                  freq: np.ndarray) -> None:
         where = {a: i for i, a in enumerate(solutions.antennas)}
         missing = [a for a in antenna_names if a not in where]

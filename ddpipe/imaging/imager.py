@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from ddpipe.imaging.multiscale import MultiscaleCleaner
 from ddpipe.imaging.passes import PassSetup, density_factor, residual_pass
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
+
+if TYPE_CHECKING:
+    from ddpipe.solutions.types import Solutions
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class ImageResult:
 
 
 def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: str | Path, *,
-               data_column: str = "DATA", solutions=None,
+               data_column: str = "DATA", solutions: Solutions | None = None,
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
                nthreads: int = 2, cache_mb: float = 128.0) -> ImageResult:

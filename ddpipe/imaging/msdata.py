@@ -217,9 +217,10 @@ class BlockSource:
     """Row blocks of several Measurement Sets, for the repeated passes of one image.
 
     When the whole selection fits in ``cache_bytes`` (parallel hands, weights and
-    metadata), the blocks read on the first pass are kept in memory and later
-    passes (the major cycles) reuse them; otherwise every pass streams from disk,
-    so memory stays at one block whatever the size of the data.
+    metadata, plus the imaging weights and Stokes I the passes derive from them),
+    the blocks read on the first pass are kept in memory and later passes (the
+    major cycles) reuse them; otherwise every pass streams from disk, so memory
+    stays at one block whatever the size of the data.
 
     Parameters
     ----------
@@ -235,7 +236,8 @@ class BlockSource:
                  cache_bytes: int) -> None:
         self.descs = tuple(descs)
         self.row_block = row_block
-        need = sum(d.nrow * (len(d.freq) * 2 * (8 + 4) + 48) for d in self.descs)
+        # per sample: 2 hands x (complex64 + float32), then uv cell (int64), Stokes I and its weight
+        need = sum(d.nrow * (len(d.freq) * (2 * (8 + 4) + 8 + 8 + 4) + 48) for d in self.descs)
         self.caching = 0 < need <= cache_bytes
         self.cache_size = need if self.caching else 0
         self._cache: dict[int, list[VisBlock]] = {}

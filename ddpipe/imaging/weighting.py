@@ -2,13 +2,14 @@
 
 The density grid follows WSClean (3.1) so that both give the same weights for
 the same image size and scale: the grid has the *padded* image dimensions
-(N × 1.2, rounded up to a multiple of 4) in uv cells of 1/(N_pad · cell), holds
-only the half plane v ≥ 0 (a baseline and its conjugate fall in one cell), and
-samples off that grid (beyond what the padded pixel scale represents) get
-no weight in any mode, and the finished weights pass WSClean's default rank filter (level 3, window 16):
-a cell weighing more than 3× the mean of the occupied cells around it is cut
-to that, which tames isolated cells. Briggs: w_i / (1 + W_k f²) with
-f² = (5·10^-R)² / (Σ_k W_k² / Σ_i w_i).
+(N × 1.2, rounded up to a multiple of 4) in uv cells of 1/(N_pad · cell) and
+holds only the half plane v ≥ 0 (a baseline and its conjugate fall in one
+cell). Samples off that grid (beyond what the padded pixel scale represents)
+get no weight in any mode. Uniform weights then pass WSClean's default rank
+filter (level 3, window 16): a cell weighing more than 3× the mean of the
+occupied cells around it is cut to that, which tames isolated cells (measured
+against WSClean 3.1: it filters uniform weights, not Briggs ones). Briggs:
+w_i / (1 + W_k f²) with f² = (5·10^-R)² / (Σ_k W_k² / Σ_i w_i).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def finish(density: np.ndarray, total: float, mode: str, robust: float = 0.0, *,
     robust
         Briggs robustness R.
     grid
-        ``(H, W)`` of the grid, for the rank filter (skipped when None or level 0).
+        ``(H, W)`` of the grid, for the rank filter of uniform weights (skipped when
+        None or level 0).
     rank_level, rank_window
         Rank filter level and window (cells).
 
@@ -112,7 +114,7 @@ def finish(density: np.ndarray, total: float, mode: str, robust: float = 0.0, *,
         out = np.where(density > 0, 1.0 / (1.0 + density * f2), 0.0)
     else:
         raise ValueError(f"unknown weighting mode {mode!r}")
-    if grid is not None and rank_level > 0:
+    if mode == "uniform" and grid is not None and rank_level > 0:
         out = rank_filter(out.reshape(grid[0] // 2, grid[1]), rank_level, rank_window).ravel()
     return out
 
