@@ -1,7 +1,7 @@
 """Image and deconvolve Measurement Sets in-process (NumPy + ducc0), optionally facet by facet
 with direction-dependent solutions.
 
-Option names follow WSClean's (with two dashes). Writes NAME-dirty.fits,
+Option names follow WSClean's (two dashes, or one as WSClean writes them). Writes NAME-dirty.fits,
 NAME-psf.fits, NAME-model.fits, NAME-residual.fits and NAME-image.fits (restored),
 and NAME-sources.txt (the CLEAN components as a makesourcedb sky model, one
 patch per facet) when there are components.
@@ -30,30 +30,31 @@ _FLUX_UNITS = {"": 1.0, "jy": 1.0, "mjy": 1e-3, "ujy": 1e-6, "µjy": 1e-6}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ms", nargs="+", action="extend", required=True, metavar="MS",
                         help="Measurement Set(s) to image together (one phase centre)")
-    parser.add_argument("--name", default="ddpipe", metavar="PREFIX",
+    parser.add_argument("--name", "-name", default="ddpipe", metavar="PREFIX",
                         help="output prefix: PREFIX-dirty.fits ... (default ddpipe)")
     parser.add_argument("--config", metavar="YAML", help="ddpipe config whose 'imaging' section gives the defaults")
-    parser.add_argument("--data-column", default=None, metavar="COL",
+    parser.add_argument("--data-column", "-data-column", default=None, metavar="COL",
                         help="column to image (default: the config's inputs.data_column, DATA)")
     g = parser.add_argument_group("image")
-    g.add_argument("--size", nargs="+", type=int, metavar="N", help="width [height] in pixels (even, >= 32)")
-    g.add_argument("--scale", metavar="ANGLE",
+    g.add_argument("--size", "-size", nargs="+", type=int, metavar="N", help="width [height] in pixels (even, >= 32)")
+    g.add_argument("--scale", "-scale", metavar="ANGLE",
                    help="pixel size, e.g. 10asec, 0.5amin, 0.002deg (a bare number is degrees, as in WSClean)")
-    g.add_argument("--weight", nargs="+", metavar="MODE",
+    g.add_argument("--weight", "-weight", nargs="+", metavar="MODE",
                    help="natural | uniform | briggs R (e.g. --weight briggs -0.5)")
     g.add_argument("--threads", "-j", type=int, default=2, metavar="N", help="gridding/FFT threads (default 2)")
-    g.add_argument("--wgridder-accuracy", type=float, default=1e-4, metavar="EPS",
+    g.add_argument("--wgridder-accuracy", "-wgridder-accuracy", type=float, default=1e-4, metavar="EPS",
                    help="w-gridder accuracy (default 1e-4, as WSClean)")
     g.add_argument("--row-block", type=int, metavar="ROWS", help="rows read at a time (bounds memory)")
     c = parser.add_argument_group("deconvolution")
-    c.add_argument("--niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
-    c.add_argument("--gain", type=float, metavar="G", help="minor-cycle loop gain")
-    c.add_argument("--mgain", type=float, metavar="M", help="major-cycle gain (fraction of the peak cleaned per cycle)")
-    c.add_argument("--threshold", metavar="FLUX", help="stop at this residual peak, e.g. 0.01 or 10mJy")
-    c.add_argument("--auto-threshold", type=float, metavar="SIGMA", help="stop at SIGMA x the MAD noise (0: off)")
-    c.add_argument("--multiscale", action="store_true", default=None, help="multiscale CLEAN instead of Hogbom")
-    c.add_argument("--multiscale-scales", metavar="LIST", help="scales in pixels, e.g. 0,4,16")
-    c.add_argument("--fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero")
+    c.add_argument("--niter", "-niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
+    c.add_argument("--gain", "-gain", type=float, metavar="G", help="minor-cycle loop gain")
+    c.add_argument("--mgain", "-mgain", type=float, metavar="M", help="major-cycle gain (fraction of the peak cleaned per cycle)")
+    c.add_argument("--threshold", "-threshold", metavar="FLUX",
+                   help="stop at this residual peak, e.g. 0.01 or 10mJy (without --auto-threshold: no auto-threshold)")
+    c.add_argument("--auto-threshold", "-auto-threshold", type=float, metavar="SIGMA", help="stop at SIGMA x the MAD noise (0: off)")
+    c.add_argument("--multiscale", "-multiscale", action="store_true", default=None, help="multiscale CLEAN instead of Hogbom")
+    c.add_argument("--multiscale-scales", "-multiscale-scales", metavar="LIST", help="scales in pixels, e.g. 0,4,16")
+    c.add_argument("--fits-mask", "-fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero")
     f = parser.add_argument_group("direction-dependent facets")
     f.add_argument("--h5parm", metavar="SOL", help="H5parm with per-direction solutions to correct facet by facet")
     f.add_argument("--solset", default="sol000", help="solset in the H5parm (default sol000)")
@@ -114,6 +115,8 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
             out[key] = value
     if args.threshold is not None:
         out["threshold"] = parse_flux_jy(args.threshold)
+        if args.auto_threshold is None:  # as in WSClean: a fixed threshold alone means no auto-threshold
+            out["auto_threshold"] = 0.0
     if args.multiscale_scales is not None:
         try:
             out["multiscale_scales"] = [int(s) for s in args.multiscale_scales.split(",") if s.strip()]

@@ -72,3 +72,20 @@ def test_an_all_flagged_ms_ends_with_a_clear_message(real_ms_readonly, tmp_path,
     assert rc == 2
     assert "every visibility is flagged" in capsys.readouterr().err
     assert not list(tmp_path.glob("d-*.fits"))
+
+
+def test_wsclean_spelling_of_the_options_is_accepted():
+    from ddpipe.cli import build_parser
+    from ddpipe.commands.image import imaging_overrides
+
+    args = build_parser().parse_args(
+        ["image", "--ms", "x.ms", "-size", "512", "256", "-scale", "10asec", "-weight", "briggs", "-0.5",
+         "-niter", "100", "-mgain", "0.8", "-threshold", "5mJy", "-multiscale-scales", "0,4,16", "-name", "p"])
+    o = imaging_overrides(args)
+    assert o["size"] == [512, 256] and o["scale"] == 10.0 and o["weight"] == "briggs" and o["robust"] == -0.5
+    assert o["niter"] == 100 and o["mgain"] == 0.8 and o["multiscale"] and o["multiscale_scales"] == [0, 4, 16]
+    # a fixed threshold alone switches the auto-threshold off, as in WSClean
+    assert o["threshold"] == pytest.approx(0.005) and o["auto_threshold"] == 0.0
+    both = imaging_overrides(build_parser().parse_args(["image", "--ms", "x", "--threshold", "1", "--auto-threshold",
+                                                        "4"]))
+    assert both["auto_threshold"] == 4.0
