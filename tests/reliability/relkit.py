@@ -243,6 +243,44 @@ def reap(tag: str) -> None:
             pass
 
 
+# ----------------------------------------------------------------------------- Dask by hand
+
+
+def start_scheduler(folder: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen, str]:
+    """``dask scheduler`` on 127.0.0.1 (dashboard too); returns it and its address."""
+    sched_file = folder / "scheduler.json"
+    proc = start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                  "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+                 env, folder / "scheduler.log")
+    wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc,
+             folder / "scheduler.log")
+    return proc, json.loads(sched_file.read_text())["address"]
+
+
+def start_worker(address: str, name: str, folder: Path, env: Mapping[str, str], slots: bool = True) -> subprocess.Popen:
+    """``dask worker`` (with its nanny) in its own process group; log in ``folder/NAME.log``."""
+    argv = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+            "--dashboard-address", "127.0.0.1:0", "--name", name, "--local-directory", str(folder / f"scratch-{name}")]
+    if slots:
+        argv += ["--resources", "subprocess_slots=1"]
+    return start(argv, env, folder / f"{name}.log")
+
+
+def stop(procs: Sequence[subprocess.Popen]) -> None:
+    """SIGTERM each process group (last started first); SIGKILL what does not end in 20 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill_group(p)
+
+
 # ----------------------------------------------------------------------------- fake DP3
 
 FAKE_DP3 = r'''#!{python}

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -104,9 +103,11 @@ def test_dp3_failure_on_one_chunk_keeps_the_others_and_rerun_solves_only_it(
 # ----------------------------------------------------------------------------- 3. driver killed
 
 
-def _kill_driver_then_rerun(inputs, reference, tag, tmp_path, env, paused, ready, config_extra=None):
-    """Start a run, wait for ``ready(workdir)``, SIGKILL the driver's process group, check that
-    nothing survives, rerun; returns the workdir and the rerun's products."""
+def _start_and_kill(inputs, tag, tmp_path, env, paused, ready, config_extra=None):
+    """Start ``ddpipe run`` (held by the pause hook if ``paused``), wait for ``ready(workdir)``,
+    SIGKILL the driver's process group and check that nothing it started survives.
+
+    Returns the workdir, the input hashes from before the run and the config path."""
     before = inputs.hashes()
     work = tmp_path / "work"
     cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, **(config_extra or {}))
@@ -127,7 +128,7 @@ def test_driver_killed_during_calibration(inputs, fake_dp3, real_dp3, reference,
     def ready(work):
         return _fake_pids(tmp_path) and all(_chunk_done(work, f"chunk_00{i}") for i in (0, 1, 3))
 
-    work, before, cfg = _kill_driver_then_rerun(inputs, reference, tag, tmp_path, env, False, ready,
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, False, ready,
                                                 {"dp3": {"executable": str(fake_dp3)}, **ONE_CYCLE})
     assert not _chunk_done(work, "chunk_002")
     kept = relkit.chunk_files(work)
@@ -148,11 +149,12 @@ def test_driver_killed_during_imaging(inputs, reference, tag, tmp_path):
     marker = tmp_path / "paused"
     env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual",
                            marker)
-    work, before, cfg = _kill_driver_then_rerun(inputs, reference, tag, tmp_path, env, True, lambda w: marker.exists(),
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(),
                                                 ONE_CYCLE)
     st = relkit.state(work)["stages"]
     assert "cycle_01/calibrate" in st and "cycle_01/image" not in st
-    assert (work / "cycle_01" / "image-model.fits").exists() and not (work / "cycle_01" / "image-residual.fits").exists()
+    assert (work / "cycle_01" / "image-model.fits").exists()
+    assert not (work / "cycle_01" / "image-residual.fits").exists()
     calibrated = relkit.mtimes(relkit.chunk_files(work) + [work / "cycle_01" / "solutions.h5"])
 
     res = relkit.run_ddpipe(["run", str(cfg)], relkit.tagged_env(tag))
@@ -169,7 +171,7 @@ def test_driver_killed_during_skymodel_step(inputs, reference, tag, tmp_path):
     marker = tmp_path / "paused"
     env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.sky.skymodel:write_skymodel", "cycle_01/skymodel.txt",
                            marker)
-    work, before, cfg = _kill_driver_then_rerun(inputs, reference, tag, tmp_path, env, True, lambda w: marker.exists())
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists())
     st = relkit.state(work)["stages"]
     assert "cycle_01/image" in st and "cycle_01/skymodel" not in st
     imaged = relkit.mtimes(sorted((work / "cycle_01").glob("image-*.fits")))
@@ -192,13 +194,13 @@ def _tear(path: Path) -> None:
 
 
 def test_torn_outputs_are_detected_and_recomputed(inputs, reference, tag, tmp_path):
-    """After a kill in cycle 1's imaging: a truncated chunk H5parm and merged H5parm, half-written
-    FITS (one recorded as finished, one not) and a stray partial H5parm. The rerun redoes exactly
-    those and ends with the uninterrupted run's products."""
+    """After a kill in cycle 1's imaging: a truncated chunk H5parm, chunk completion record and
+    merged H5parm, half-written FITS (one recorded as finished, one not) and a stray partial
+    H5parm. The rerun redoes exactly those and ends with the uninterrupted run's products."""
     marker = tmp_path / "paused"
     env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual",
                            marker)
-    work, before, cfg = _kill_driver_then_rerun(inputs, reference, tag, tmp_path, env, True, lambda w: marker.exists(),
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(),
                                                 ONE_CYCLE)
     chunks = work / "cycle_01" / "chunks"
     torn_chunk = chunks / "chunk_001.h5"
@@ -206,16 +208,18 @@ def test_torn_outputs_are_detected_and_recomputed(inputs, reference, tag, tmp_pa
                  work / "cycle_01" / "image-psf.fits"):
         _tear(path)
     (chunks / "chunk_002.partial.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    others = [chunks / f"chunk_00{i}.{ext}" for i in (0, 2, 3) for ext in ("h5", "done.json")]
+    _tear(chunks / "chunk_003.done.json")  # a torn completion record: that chunk is solved again too
+    others = [chunks / f"chunk_00{i}.{ext}" for i in (0, 2) for ext in ("h5", "done.json")]
     stamps = relkit.mtimes(others)
     torn_stamp = torn_chunk.stat().st_mtime_ns
 
     res = relkit.run_ddpipe(["run", str(cfg)], relkit.tagged_env(tag))
     assert res.returncode == 0, res.stderr[-3000:]
     log = (work / "logs" / "ddpipe.log").read_text()
-    assert "3 reused from an earlier run, 1 to solve" in log
+    assert "2 reused from an earlier run, 2 to solve" in log
     assert relkit.mtimes(others) == stamps
     assert torn_chunk.stat().st_mtime_ns != torn_stamp
+    assert json.loads((chunks / "chunk_003.done.json").read_text())["stem"] == "chunk_003"
     got = relkit.products(work, cycles=1)
     relkit.assert_products_equal(got, _subset(reference, got), exact=("cycle_01/solutions",))
     relkit.assert_no_survivors(tag)
@@ -223,24 +227,6 @@ def test_torn_outputs_are_detected_and_recomputed(inputs, reference, tag, tmp_pa
 
 
 # ----------------------------------------------------------------------------- 1. worker loss
-
-
-def _start_scheduler(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    sched_file = tmp_path / "scheduler.json"
-    proc = relkit.start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-                        env, tmp_path / "scheduler.log")
-    relkit.wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc,
-                    tmp_path / "scheduler.log")
-    address = json.loads(sched_file.read_text())["address"]
-    return proc, address
-
-
-def _start_worker(address: str, name: str, tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    return relkit.start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                         "--resources", "subprocess_slots=1", "--host", "127.0.0.1", "--dashboard-address",
-                         "127.0.0.1:0", "--name", name, "--local-directory", str(tmp_path / f"scratch-{name}")],
-                        env, tmp_path / f"{name}.log")
 
 
 def test_worker_killed_while_its_dp3_runs(inputs, fake_dp3, real_dp3, reference, tag, tmp_path):
@@ -251,9 +237,9 @@ def test_worker_killed_while_its_dp3_runs(inputs, fake_dp3, real_dp3, reference,
     env = _fault_env(tag, real_dp3, tmp_path, "slow", FAKE_DP3_DELAY="300", FAKE_DP3_ONCE=str(tmp_path / "once"))
     procs: list[subprocess.Popen] = []
     try:
-        sched, address = _start_scheduler(tmp_path, env)
+        sched, address = relkit.start_scheduler(tmp_path, env)
         procs.append(sched)
-        workers = {name: _start_worker(address, name, tmp_path, env) for name in ("w1", "w2")}
+        workers = {name: relkit.start_worker(address, name, tmp_path, env) for name in ("w1", "w2")}
         procs += list(workers.values())
         work = tmp_path / "work"
         cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
@@ -269,7 +255,7 @@ def test_worker_killed_while_its_dp3_runs(inputs, fake_dp3, real_dp3, reference,
         workers[victim].wait(timeout=30)
         relkit.wait_for(lambda: not psutil.pid_exists(pid) or fake.status() == psutil.STATUS_ZOMBIE, 10,
                         "the killed worker's DP3 to die with it")
-        procs.append(_start_worker(address, "w3", tmp_path, env))
+        procs.append(relkit.start_worker(address, "w3", tmp_path, env))
 
         assert driver.wait(timeout=240) == 0, relkit.tail(log, 60)
         killed = re.search(r"Start worker at:\s+(\S+)", (tmp_path / f"{victim}.log").read_text()).group(1)
@@ -278,13 +264,6 @@ def test_worker_killed_while_its_dp3_runs(inputs, fake_dp3, real_dp3, reference,
         got = relkit.products(work, cycles=1)
         relkit.assert_products_equal(got, _subset(reference, got), exact=("cycle_01/solutions",))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                relkit.kill_group(p)
+        relkit.stop(procs)
     relkit.assert_no_survivors(tag)
     assert inputs.hashes() == before

@@ -8,9 +8,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -31,37 +29,6 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def _start_scheduler(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    import json
-
-    sched_file = tmp_path / "scheduler.json"
-    proc = relkit.start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-                        env, tmp_path / "scheduler.log")
-    relkit.wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc,
-                    tmp_path / "scheduler.log")
-    return proc, json.loads(sched_file.read_text())["address"]
-
-
-def _start_worker(address: str, name: str, tmp_path: Path, env: dict[str, str], slots: bool) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-            "--dashboard-address", "127.0.0.1:0", "--name", name, "--local-directory", str(tmp_path / name)]
-    if slots:
-        argv += ["--resources", "subprocess_slots=1"]
-    return relkit.start(argv, env, tmp_path / f"{name}.log")
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in reversed(procs):
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            relkit.kill_group(p)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,9 +40,9 @@ def test_no_worker_offers_subprocess_slots_fails_within_30_s(inputs, tag, tmp_pa
     env = relkit.tagged_env(tag)
     procs: list[subprocess.Popen] = []
     try:
-        sched, address = _start_scheduler(tmp_path, env)
+        sched, address = relkit.start_scheduler(tmp_path, env)
         procs.append(sched)
-        procs.append(_start_worker(address, "plain", tmp_path, env, slots=False))
+        procs.append(relkit.start_worker(address, "plain", tmp_path, env, slots=False))
         relkit.wait_for(lambda: "Registered to" in (tmp_path / "plain.log").read_text(), 60, "the worker to register")
         work = tmp_path / "work"
         cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, cluster={"worker_wait": 5.0}, **ONE_CYCLE)
@@ -83,7 +50,7 @@ def test_no_worker_offers_subprocess_slots_fails_within_30_s(inputs, tag, tmp_pa
         res = relkit.run_ddpipe(["run", str(cfg), "--scheduler", address], env, timeout=120)
         elapsed = time.monotonic() - t0
     finally:
-        _stop(procs)
+        relkit.stop(procs)
     assert res.returncode == 2, res.stderr[-2000:]
     line = _one_error_line(res.stderr)
     assert "none offers the 'subprocess_slots' resource" in line and address in line
@@ -149,9 +116,9 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
                             FAKE_DP3_ACTION="slow", FAKE_DP3_DELAY="300", FAKE_DP3_PIDS=str(tmp_path / "pids"))
     procs: list[subprocess.Popen] = []
     try:
-        sched, address = _start_scheduler(tmp_path, env)
+        sched, address = relkit.start_scheduler(tmp_path, env)
         procs.append(sched)
-        worker = _start_worker(address, "only", tmp_path, env, slots=True)
+        worker = relkit.start_worker(address, "only", tmp_path, env, slots=True)
         procs.append(worker)
         work = tmp_path / "work"
         cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
@@ -170,7 +137,7 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
             pytest.fail(f"the run hangs after losing its only worker:\n{relkit.tail(log)}")
         elapsed = time.monotonic() - t0
     finally:
-        _stop(procs)
+        relkit.stop(procs)
     out = log.read_text()
     assert rc == 1, out[-3000:]
     assert "Traceback" not in out
