@@ -145,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
         from ddpipe.sky.skymodel import read_skymodel
 
         directions = patch_directions(read_skymodel(args.skymodel))
+    if solutions is not None and directions is not None and not args.no_facets:
+        have = [d.strip("[]") for d in solutions.directions]
+        missing = [name for name, _, _ in directions if name not in have]
+        if missing:
+            raise UserError(f"{args.h5parm}: no solutions for the facet direction(s) {', '.join(missing)} of "
+                            f"{args.skymodel} (it has {', '.join(have)}); give the sky model it was solved with")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
     result = make_image(args.ms, params, args.name, data_column=args.data_column or cfg.inputs.data_column,
