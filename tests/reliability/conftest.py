@@ -24,14 +24,15 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> relkit.Inputs:
     ms = root / "sim.ms"
     subprocess.run(relkit.ddpipe_argv("simulate", str(ms), *relkit.SIMULATION), check=True,
                    capture_output=True, timeout=120)
-    return relkit.Inputs(ms, root / "sim.skymodel")
+    return relkit.Inputs(ms, root / "sim.skymodel", root / "sim.truth.h5")
 
 
 def copy_inputs(src: relkit.Inputs, dst: Path) -> relkit.Inputs:
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src.ms, dst / src.ms.name)
-    shutil.copy2(src.skymodel, dst / src.skymodel.name)
-    return relkit.Inputs(dst / src.ms.name, dst / src.skymodel.name)
+    for f in (src.skymodel, src.truth):
+        shutil.copy2(f, dst / f.name)
+    return relkit.Inputs(dst / src.ms.name, dst / src.skymodel.name, dst / src.truth.name)
 
 
 @pytest.fixture

@@ -76,10 +76,11 @@ def tree_hashes(*roots: Path) -> dict[str, tuple[str, int]]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """A test's own copy of the simulated MS and sky model."""
+    """A test's own copy of the simulated MS and sky model (and the simulation's true gains)."""
 
     ms: Path
     skymodel: Path
+    truth: Path | None = None
 
     def hashes(self) -> dict[str, tuple[str, int]]:
         return tree_hashes(self.ms, self.skymodel)

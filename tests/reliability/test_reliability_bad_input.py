@@ -171,6 +171,53 @@ def _h5parm(damage: str) -> Callable[..., Setup]:
     return build
 
 
+def _image_with(damage: Callable[[Path], None] | None, *extra: str) -> Callable[..., Setup]:
+    """``ddpipe image --h5parm`` with the simulation's true gains (an H5parm DP3 applies) damaged."""
+
+    def build(tmp: Path, inputs: relkit.Inputs) -> Setup:
+        h5 = tmp / "sol.h5"
+        shutil.copyfile(inputs.truth, h5)
+        if damage is not None:
+            damage(h5)
+        args = ["image", "--ms", str(inputs.ms), "--h5parm", str(h5), "--skymodel", str(inputs.skymodel),
+                "--size", "64", "--scale", "20asec", "--niter", "0", "--name", str(tmp / "work" / "img"), *extra]
+        (tmp / "work").mkdir()
+        return Setup(args, watch=[h5])
+
+    return build
+
+
+def _h5_edit(fn: Callable[[object], None]) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            fn(f)
+
+    return edit
+
+
+def _swap_axes(f) -> None:
+    for name in ("val", "weight"):
+        f["sol000/phase000"][name].attrs["AXES"] = np.bytes_(b"time,freq,dir,ant")
+
+
+def _drop_soltab(f) -> None:
+    del f["sol000/phase000"]
+
+
+def _rename_directions(f) -> None:
+    axis = f["sol000/phase000/dir"]
+    axis[...] = np.array([n.replace(b"[P", b"[Q") for n in axis[...]], dtype=axis.dtype)
+    src = f["sol000/source"][...]
+    src["name"] = [n.replace(b"[P", b"[Q") for n in src["name"]]
+    f["sol000/source"][...] = src
+
+
+def _not_hdf5(path: Path) -> None:
+    path.write_text("time,freq,ant,dir\n0,0,0,0\n")
+
+
 # ----------------------------------------------------------------------------- environment
 
 
@@ -280,12 +327,21 @@ ROWS: dict[str, Row] = {
     "sky: patch name DP3 cannot take": Row(
         _sky(HEADER + ", , P 1, 108deg, 50deg\ns1, POINT, P 1, 108deg, 50deg, 1.0\n"), 2,
         ("bad.skymodel", "'P 1'", "rename it")),
-    # --- H5parms (DP3's chunk solutions are ddpipe's H5parm input); a runtime failure: exit 1
-    "h5parm: wrong axes": Row(_h5parm("wrong-axes"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
-                              early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
-    "h5parm: missing soltab": Row(_h5parm("no-soltab"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
-                                  early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
+    # --- H5parms handed to 'ddpipe image --h5parm'
+    "h5parm: not an HDF5 file": Row(_image_with(_not_hdf5), 2, ("sol.h5: not an HDF5/H5parm file",)),
+    "h5parm: wrong axes": Row(_image_with(_h5_edit(_swap_axes)), 2, ("sol.h5", "AXES='time,freq,dir,ant'")),
+    "h5parm: missing soltab": Row(_image_with(_h5_edit(_drop_soltab)), 2, ("sol.h5", "has no soltab")),
+    "h5parm: missing solset": Row(_image_with(None, "--solset", "sol001"), 2, ("sol.h5: no solset 'sol001'",)),
     "h5parm: directions not matching the facets": Row(
+        _image_with(_h5_edit(_rename_directions)), 2,
+        ("sol.h5: no solutions for the facet direction(s) P1, P2, P3 of", "sim.skymodel (it has Q1, Q2, Q3)",
+         "give the sky model it was solved with")),
+    # --- H5parms DP3 wrote for the chunks of 'ddpipe run' (a runtime failure: exit 1)
+    "h5parm: DP3 wrote wrong axes": Row(_h5parm("wrong-axes"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
+                              early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
+    "h5parm: DP3 wrote no soltab": Row(_h5parm("no-soltab"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
+                                  early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
+    "h5parm: DP3 wrote other directions": Row(
         _h5parm("other-directions"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "directions Q1, Q2, Q3",
                                           "asked for P1, P2, P3"),
         early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
@@ -332,4 +388,4 @@ def test_bad_input_row(name: str, inputs: relkit.Inputs, tmp_path: Path) -> None
         assert needle in message, f"{needle!r} not in: {message}"
     assert relkit.tree_hashes(*files) == before, "an input file was changed"
     if row.early:
-        assert not list(case.glob("work/cycle_*")), "bad input must be refused before any stage runs"
+        assert not list(case.glob("work/*")), "bad input must be refused before any work"
