@@ -168,8 +168,14 @@ class Pipeline:
             require_unflagged(inspect_ms(ms, data_column=cfg.inputs.data_column))
         if not Path(cfg.inputs.skymodel).is_file():
             raise UserError(f"inputs.skymodel: {cfg.inputs.skymodel} does not exist; check the path")
-        with tempfile.TemporaryDirectory() as tmp:  # the directions DP3 will get: a bad model fails before any work
-            require_directions(cfg.inputs.skymodel, cfg.cycles[0].calibration.n_directions, tmp)
+        sky_log = logging.getLogger("ddpipe.sky.directions")
+        level = sky_log.level
+        sky_log.setLevel(logging.WARNING)  # a check: its "using N patches" comes again when cycle 1 starts
+        try:
+            with tempfile.TemporaryDirectory() as tmp:  # the directions DP3 will get: a bad model fails now
+                require_directions(cfg.inputs.skymodel, cfg.cycles[0].calibration.n_directions, tmp)
+        finally:
+            sky_log.setLevel(level)
         find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
 
     def run(self) -> RunSummary:
