@@ -482,5 +482,5 @@ def failure_table(failures: dict[str, dict[str, Any]], total: int) -> str:
             why = d.get("error", "failed")
         lines.append(f"  {stem:<24} {why:<18} log: {d.get('log_path', '?')}")
         for t in list(d.get("tail") or [])[-5:]:
-            lines.append(f"      | {t}")
+            lines.append(f"      | {t if len(t) <= 200 else t[:197] + '...'}")
     return "\n".join(lines)

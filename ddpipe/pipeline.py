@@ -177,6 +177,16 @@ class Pipeline:
         finally:
             sky_log.setLevel(level)
         find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
+        for cyc in cfg.cycles:  # the imager's own rule, checked before any work
+            for what, n in zip(("width", "height"), cyc.imaging.size):
+                if n % 2 or n < 32:
+                    raise UserError(f"cycles[{cyc.index - 1}].imaging.size {what} = {n}: must be even and at "
+                                    "least 32 pixels")
+        addr = cfg.cluster.address
+        if cfg.cluster.mode == "address" and addr and "://" not in addr and not Path(addr).is_file() \
+                and not addr.rpartition(":")[2].isdigit():
+            raise UserError(f"scheduler file {addr} does not exist; start a scheduler with "
+                            f"'dask scheduler --scheduler-file {addr}' or fix cluster.address / --scheduler")
 
     def run(self) -> RunSummary:
         t0 = self._t0 = time.monotonic()

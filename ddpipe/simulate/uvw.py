@@ -64,6 +64,30 @@ def uvw_rotations(times: np.ndarray, position, ra: float, dec: float) -> np.ndar
     return out
 
 
+def require_measures_data() -> None:
+    """Refuse, before casacore prints a screen of warnings, a ``CASARCFILES`` whose
+    ``measures.directory`` lacks the leap-second table (UVW needs it)."""
+    import os
+    from pathlib import Path
+
+    from ddpipe.errors import UserError
+
+    for rc in filter(None, os.environ.get("CASARCFILES", "").split(":")):
+        try:
+            lines = Path(rc).read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key.strip() == "measures.directory":
+                folder = Path(value.strip()).expanduser()
+                if not (folder / "geodetic" / "TAI_UTC").exists():
+                    raise UserError(
+                        f"casacore measures data missing: {folder} (measures.directory in CASARCFILES={rc}) has no "
+                        "geodetic/TAI_UTC; point it at python-casacore's casacore/data folder or unset CASARCFILES"
+                    )
+
+
 def station_uvw(times: np.ndarray, itrf: np.ndarray, ra: float, dec: float, telescope: str | None = None) -> np.ndarray:
     """J2000 UVW of every station relative to the array centre.
 
@@ -85,6 +109,7 @@ def station_uvw(times: np.ndarray, itrf: np.ndarray, ra: float, dec: float, tele
     """
     from casacore.measures import measures
 
+    require_measures_data()
     itrf = np.asarray(itrf, dtype=float)
     ref = itrf.mean(axis=0)
     rot = uvw_rotations(times, frame_position(measures(), telescope, itrf), ra, dec)

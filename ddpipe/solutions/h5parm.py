@@ -243,7 +243,7 @@ def write_h5parm(path: str | os.PathLike[str], sol: Solutions, solset: str = "so
     # not mkstemp: h5py creates the file itself, with the usual permissions (umask)
     tmp = p.parent / f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        keep = p.exists() and h5py.is_hdf5(p)
+        keep = p.exists() and _readable_hdf5(p)
         if keep:
             shutil.copyfile(p, tmp)
         with h5py.File(tmp, "a" if keep else "w") as fh:
@@ -256,6 +256,16 @@ def write_h5parm(path: str | os.PathLike[str], sol: Solutions, solset: str = "so
             os.unlink(tmp)
         raise
     log.debug("wrote %s (%s: %s)", p, solset, ", ".join(sol.soltabs))
+
+
+def _readable_hdf5(p: Path) -> bool:
+    """True when ``p`` opens as HDF5; a torn file (e.g. from a killed run) is replaced, not kept."""
+    try:
+        with h5py.File(p, "r"):
+            return True
+    except OSError:
+        log.warning("%s exists but is not a readable HDF5 file: replacing it", p)
+        return False
 
 
 def _write_solset(grp: h5py.Group, sol: Solutions) -> None:

@@ -275,7 +275,7 @@ ROWS: dict[str, Row] = {
     "cli: config is a folder": Row(lambda tmp, inputs: Setup(["run", str(tmp)]), 2, ("is a directory",)),
     "cli: --scheduler file missing": Row(_args("--scheduler", "/nonexistent/scheduler.json"), 2,
                                          ("scheduler file /nonexistent/scheduler.json does not exist",
-                                          "dask scheduler --scheduler-file"), early=False),
+                                          "dask scheduler --scheduler-file")),
     # --- YAML config
     "yaml: unknown key": Row(_sections(calibration={"modee": "scalarphase"}), 2,
                              ("unknown key 'calibration.modee'", "did you mean 'calibration.mode'")),
@@ -299,7 +299,7 @@ ROWS: dict[str, Row] = {
     "yaml: no sky model": Row(_yaml("inputs: {{ms: [{ms}]}}\nworkdir: {work}\n"), 2,
                               ("inputs.skymodel is not set", "give a starting sky model")),
     "yaml: odd image size": Row(_sections(imaging={"size": [255, 256]}), 2,
-                                ("imaging size width = 255", "must be even"), early=False),
+                                ("imaging.size width = 255", "must be even")),
     # --- Measurement Sets
     "ms: missing": Row(_sections(inputs={"ms": ["/nonexistent/obs.ms"]}), 2,
                        ("/nonexistent/obs.ms: no such file or directory", "check the Measurement Set path")),
@@ -349,9 +349,7 @@ ROWS: dict[str, Row] = {
     "env: DP3 not found": Row(_env(DDPIPE_DP3="/nonexistent/DP3"), 2,
                               ("DDPIPE_DP3 = /nonexistent/DP3: does not exist", "pip install dp3")),
     "env: DP3 not executable": Row(_dp3_not_executable, 2, ("dp3.executable = ", "is not an executable file")),
-    "env: measures data missing": Row(_no_measures, 2, ("measures", "CASARCFILES"), marks=(pytest.mark.xfail(
-        strict=True, reason="ddpipe simulate turns casacore's missing-measures failure into an internal error "
-        "(exit 1) after casacore's own WARN lines; needs a check in ddpipe/simulate (see docs/reliability.md)"),)),
+    "env: measures data missing": Row(_no_measures, 2, ("measures", "CASARCFILES")),
     "env: workdir is a file": Row(_workdir_is_a_file, 2, ("workdir:", "exists and is not a folder", "--workdir")),
 }
 

@@ -251,3 +251,15 @@ def test_evaluate_gains_diagonal_pols_and_antenna_order():
     tec = replace(sol, soltabs={"tec000": replace(tab, kind="tec")})
     with pytest.raises(UserError, match="kind 'tec'"):
         evaluate_gains(tec, [T0], [140e6])
+
+
+def test_write_replaces_a_torn_h5parm(tmp_path):
+    """A truncated file at the target (a run killed mid-write) is replaced, not a crash."""
+    good = tmp_path / "good.h5"
+    sol = make_solutions()
+    write_h5parm(good, sol)
+    torn = tmp_path / "torn.h5"
+    torn.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    assert h5py.is_hdf5(torn)
+    write_h5parm(torn, sol)
+    np.testing.assert_array_equal(read_h5parm(torn).soltabs["phase000"].values, sol.soltabs["phase000"].values)
