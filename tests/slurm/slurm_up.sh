@@ -72,7 +72,9 @@ SLURMD_PORT=$(free_port)
 while [ "$SLURMD_PORT" = "$CTLD_PORT" ]; do SLURMD_PORT=$(free_port); done
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# not nproc: it honours OMP_NUM_THREADS, which distributed's Nanny sets to 1 in the
+# parent's environment once any LocalCluster has started in the same (pytest) process
+CPUS=$(getconf _NPROCESSORS_ONLN)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 SOCKET="$STATE/munge/munge.socket"
 
