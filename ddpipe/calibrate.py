@@ -266,6 +266,20 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
                         log_path=str(job.log_path))
 
 
+def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
+    """The outcome of a chunk solved in this run, read from its completion record; None when not done."""
+    if not chunk_is_done(job):
+        return None
+    try:
+        record = json.loads(job.done_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return ChunkOutcome(job.stem, str(job.h5_path), False, float(record.get("dp3_seconds", 0.0)),
+                        float(record.get("started", 0.0)), float(record.get("finished", 0.0)),
+                        str(record.get("worker", "")), int(record.get("numthreads", 0)),
+                        log_path=str(job.log_path))
+
+
 @functools.lru_cache(maxsize=1)
 def _pdeathsig_prefix() -> tuple[str, ...]:
     setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
@@ -420,33 +434,51 @@ def calibrate(
     progress = _Progress(len(jobs), len(reused))
     pending = as_completed(list(futures))
     watch = _SlotWatch(client, no_workers_timeout if use_slots else None)
+
+    def settle(job: ChunkJob, fut: Any | None) -> None:
+        # The chunk's outcome comes from its completion record on disk, never from the
+        # worker's memory: a worker that died after its chunk finished took the task's
+        # return value with it, and fetching that (Future.result) waits for a recomputation
+        # that needs a worker, forever when none is left.
+        outcome = chunk_outcome_on_disk(job)
+        if outcome is not None:
+            outcomes[job.stem] = outcome
+            progress.update(outcome)
+            if on_chunk is not None:
+                on_chunk(outcome)
+            return
+        if fut is None:  # no slot worker left to run it
+            failures[job.stem] = {"stem": job.stem, "log_path": str(job.log_path), "error": watch.reason()}
+            return
+        if fut.status == "error":
+            exc = fut.exception()  # held by the scheduler, not by a worker
+            details = dict(getattr(exc, "details", None) or {
+                "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
+                "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
+            })
+            details.setdefault("error", str(exc))
+        else:
+            details = {"stem": job.stem, "log_path": str(job.log_path),
+                       "error": f"finished on its worker but {job.done_path} is not there for the driver "
+                                "(is the workdir on a file system the workers share?)"}
+        failures[job.stem] = details
+        progress.update(None, failed=job.stem)
+
     while not pending.is_empty():
         batch = pending.next_batch(block=False) if pending.has_ready() else []
         if not batch and watch.expired():
+            # finished chunks whose results died with their worker are on disk: keep them
             for job in todo:
                 if job.stem not in outcomes and job.stem not in failures:
-                    failures[job.stem] = {"stem": job.stem, "log_path": str(job.log_path), "error": watch.reason()}
+                    settle(job, None)
             break
         if not batch:
             time.sleep(0.1)
         for fut in batch:
-            job = futures[fut]
-            if fut.status == "error":
-                exc = fut.exception()
-                details = getattr(exc, "details", None) or {
-                    "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
-                    "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
-                }
-                details.setdefault("error", str(exc))
-                failures[job.stem] = details
-                progress.update(None, failed=job.stem)
-            else:
-                outcome = fut.result()
-                outcomes[job.stem] = outcome
-                progress.update(outcome)
-                if on_chunk is not None:
-                    on_chunk(outcome)
+            settle(futures[fut], fut)
             fut.release()
+    for fut in futures:  # after an early end, let the scheduler forget the rest
+        fut.release()
     if failures:
         raise CalibrationFailed(failure_table(failures, len(jobs)))
     t_solve = time.monotonic() - t0

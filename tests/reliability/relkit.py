@@ -122,12 +122,15 @@ import importlib, os, sys, time
 module, name, match, marker = os.environ["DDPIPE_RELIABILITY_PAUSE"].split("|")
 mod = importlib.import_module(module)
 original = getattr(mod, name)
+hit = []
 def paused(*args, **kwargs):
-    if match in repr((args, kwargs)):
+    if not hit and match in repr((args, kwargs)):
+        hit.append(1)
         with open(marker + ".tmp", "w") as fh:
             fh.write(str(os.getpid()))
         os.replace(marker + ".tmp", marker)
-        time.sleep(3600)
+        while os.path.exists(marker):  # the test deletes the marker to let the driver go on
+            time.sleep(0.05)
     return original(*args, **kwargs)
 setattr(mod, name, paused)
 from ddpipe.cli import main
@@ -136,8 +139,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def pause_env(env: dict[str, str], target: str, match: str, marker: Path) -> dict[str, str]:
-    """Make a driver started with :func:`start_paused` stop inside ``target`` (``module:function``)
-    on the first call whose arguments' repr contains ``match``; it writes ``marker`` first."""
+    """Make a driver started with ``start_driver(..., paused=True)`` stop inside ``target``
+    (``module:function``) on the first call whose arguments' repr contains ``match``; it writes
+    ``marker`` first and goes on when the test deletes ``marker``."""
     module, name = target.split(":")
     return dict(env, DDPIPE_RELIABILITY_PAUSE=f"{module}|{name}|{match}|{marker}")
 

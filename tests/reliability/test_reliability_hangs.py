@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 
+import numpy as np
 import psutil
 import pytest
 
@@ -147,5 +148,58 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
     assert all(p.exists() for p in done_before)
     pid = int((tmp_path / "pids").read_text().split()[0])
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    relkit.assert_no_survivors(tag)
+    assert inputs.hashes() == before
+
+
+@pytest.mark.parametrize("held_at", ["chunk_000", "chunk_002"])
+def test_results_lost_with_their_worker_are_taken_from_disk(inputs, tag, tmp_path, held_at):
+    """Deterministic form of the hang above (issue 17): every chunk has finished on the only
+    slot worker, its H5parm and completion record are on disk, but the driver has not yet
+    settled them (held before ``chunk_000``: none settled; before ``chunk_002``: while the
+    outcomes are being collected) when the worker is SIGKILLed. The task results die with
+    the worker; the driver must not wait for them to be recomputed (no worker is left to do
+    it) but take the chunks from disk and finish, every chunk's solutions merged."""
+    before = inputs.hashes()
+    marker = tmp_path / "held"
+    env = relkit.tagged_env(tag)
+    procs: list[subprocess.Popen] = []
+    try:
+        sched, address = relkit.start_scheduler(tmp_path, env)
+        procs.append(sched)
+        worker = relkit.start_worker(address, "only", tmp_path, env, slots=True)
+        procs.append(worker)
+        work = tmp_path / "work"
+        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work,
+                                  cluster={"mode": "address", "address": address, "worker_wait": 60.0,
+                                           "no_workers_timeout": 10.0}, **ONE_CYCLE)
+        out = tmp_path / "solutions.h5"
+        log = tmp_path / "driver.log"
+        driver = relkit.start_driver(
+            ["calibrate", "--config", str(cfg), "--ms", str(inputs.ms), "--skymodel", str(inputs.skymodel),
+             "--workdir", str(work), "--out", str(out)],
+            relkit.pause_env(env, "ddpipe.calibrate:chunk_outcome_on_disk", held_at, marker), log, paused=True)
+        procs.append(driver)
+        relkit.wait_for(marker.exists, 180, f"the driver to settle {held_at}", driver, log)
+        relkit.wait_for(lambda: len(list(work.glob("chunks/chunk_*.done.json"))) == 4, 180,
+                        "every chunk to finish on the worker", driver, log)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        marker.unlink()
+        t0 = time.monotonic()
+        try:
+            rc = driver.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the driver waits for results that died with their worker:\n{relkit.tail(log)}")
+        elapsed = time.monotonic() - t0
+    finally:
+        relkit.stop(procs)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "4 chunk(s) (0 reused)" in text, text[-3000:]
+    assert elapsed < 10 + 20, f"took {elapsed:.0f} s"
+    got = relkit.solutions(out)
+    assert got["phase000"].shape[0] == got["phase000/time"].shape[0] == 48 // 2  # every chunk's intervals
+    assert np.all(np.isfinite(got["phase000"]))
     relkit.assert_no_survivors(tag)
     assert inputs.hashes() == before
