@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CleanSettings:
-    """What the major/minor loop needs from the imaging config (plus the facet cap on mgain)."""
+    """What the major/minor loop needs from the imaging config."""
 
     niter: int
     gain: float
@@ -50,7 +50,8 @@ class CleanResult:
 
 def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
                  recompute: Callable[[np.ndarray], np.ndarray], *, mask: np.ndarray | None = None,
-                 regions: np.ndarray | None = None, cleaner: MultiscaleCleaner | None = None) -> CleanResult:
+                 cleaner: MultiscaleCleaner | None = None,
+                 coupling: tuple[np.ndarray, np.ndarray] | None = None) -> CleanResult:
     """Deconvolve ``dirty`` with major cycles.
 
     Parameters
@@ -65,10 +66,10 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
         ``model (ny, nx) → residual (ny, nx)``: the exact residual of a model.
     mask
         ``(ny, nx)`` bool, where components may go.
-    regions
-        ``(ny, nx)`` int facet index for Hogbom (see :func:`ddpipe.imaging.hogbom.hogbom`).
     cleaner
         A multiscale cleaner to use instead of Hogbom.
+    coupling
+        ``(labels, C)`` facet coupling for Hogbom (see :func:`ddpipe.imaging.hogbom.hogbom`).
     """
     residual = dirty.astype(np.float32, copy=True)
     model = np.zeros(dirty.shape, dtype=np.float32)
@@ -88,7 +89,7 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
             res = cleaner.clean(residual, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask)
         else:
             res = hogbom(residual, psf2, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask,
-                         update_residual=False, regions=regions)
+                         update_residual=False, coupling=coupling)
         n_iter += res.n_iter
         t_minor += time.perf_counter() - t0
         log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",

@@ -130,6 +130,20 @@ class GainTable:
         self.directions = tuple(directions)
         self.freq = np.asarray(freq, dtype=np.float64)
 
+    @property
+    def scalar(self) -> bool:
+        """True when every soltab gives both parallel hands the same gain (Stokes I can be corrected alone)."""
+        from ddpipe.solutions.gains import diagonal_pols
+
+        for name, st in self.solutions.soltabs.items():
+            if "pol" not in st.axes:
+                continue
+            a, b = diagonal_pols(st.pol or (), name)
+            axis = st.axes.index("pol")
+            if not np.array_equal(np.take(st.values, a, axis=axis), np.take(st.values, b, axis=axis), equal_nan=True):
+                return False
+        return True
+
     def for_block(self, time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Gains of a block's distinct times and each row's index into them.
@@ -158,3 +172,66 @@ class GainTable:
         tidx, a1, a2 = index
         gd = gains[:, :, :, d, :]  # (ntime, chan, nant, 2)
         return gd[tidx, :, a1, :], gd[tidx, :, a2, :]
+
+
+@dataclass(frozen=True)
+class FacetBox:
+    """The pixel box a facet is gridded on: its Voronoi cell's bounding box, even-sized, ≥ 32.
+
+    ``y0, x0`` is the box's first pixel in the full ``(ny, nx)`` image (the box may
+    reach past the image's edge: those pixels are dropped), ``shape`` its size and
+    ``offset`` its centre's offset from the image centre in pixels (for
+    :func:`ddpipe.imaging.gridder.grid`). Gridding onto the box instead of the whole
+    image makes a facet's FFTs and buffers facet-sized.
+    """
+
+    index: int
+    y0: int
+    x0: int
+    shape: tuple[int, int]
+    full: tuple[int, int]
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return (self.y0 + self.shape[0] // 2 - self.full[0] // 2, self.x0 + self.shape[1] // 2 - self.full[1] // 2)
+
+    def _spans(self) -> tuple[slice, slice, slice, slice]:
+        """(full-image rows, full-image cols, box rows, box cols) of the overlap."""
+        (by, bx), (ny, nx) = self.shape, self.full
+        fy0, fx0 = max(self.y0, 0), max(self.x0, 0)
+        fy1, fx1 = min(self.y0 + by, ny), min(self.x0 + bx, nx)
+        return (slice(fy0, fy1), slice(fx0, fx1), slice(fy0 - self.y0, fy1 - self.y0),
+                slice(fx0 - self.x0, fx1 - self.x0))
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The box's part of a full image (zero beyond the image's edge)."""
+        fy, fx, by, bx = self._spans()
+        out = np.zeros(self.shape, dtype=image.dtype)
+        out[by, bx] = image[fy, fx]
+        return out
+
+    def paste(self, target: np.ndarray, box_image: np.ndarray, where: np.ndarray) -> None:
+        """Copy ``box_image`` into ``target`` (full image) at the full-image pixels ``where`` is True."""
+        fy, fx, by, bx = self._spans()
+        sel = where[fy, fx]
+        target[fy, fx][sel] = box_image[by, bx][sel]
+
+
+def facet_boxes(labels: np.ndarray, n_facets: int, min_size: int = 32) -> tuple[FacetBox, ...]:
+    """One :class:`FacetBox` per facet index of ``labels`` (``(ny, nx)``, see :func:`facet_labels`)."""
+    full = labels.shape
+    out = []
+    for f in range(n_facets):
+        ys, xs = np.nonzero(labels == f)
+        if ys.size == 0:
+            raise UserError(f"facet {f} has no pixel in the {full[1]}x{full[0]} image: its direction lies "
+                            "outside the image and nearer directions take every pixel; make the image larger "
+                            "or drop that direction")
+        size = []
+        for lo, hi in ((ys.min(), ys.max()), (xs.min(), xs.max())):
+            span = int(hi - lo + 1)
+            size.append(max(span + span % 2, min_size))
+        y0 = int(ys.min()) - max(0, size[0] - int(ys.max() - ys.min() + 1)) // 2
+        x0 = int(xs.min()) - max(0, size[1] - int(xs.max() - xs.min() + 1)) // 2
+        out.append(FacetBox(f, y0, x0, (size[0], size[1]), full))
+    return tuple(out)

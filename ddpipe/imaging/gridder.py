@@ -25,7 +25,7 @@ def _swap_uvw(uvw: np.ndarray) -> np.ndarray:
 
 def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
          shape: tuple[int, int], cell: float, *, epsilon: float = 1e-4, nthreads: int = 2,
-         do_wgridding: bool = True) -> np.ndarray:
+         do_wgridding: bool = True, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Weighted adjoint transform (gridding + FFT + w-correction) of visibilities.
 
     Parameters
@@ -42,6 +42,11 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
         ``(ny, nx)`` image size, both even and at least 32.
     cell
         Pixel size in radians (direction cosines).
+    offset
+        ``(dy, dx)`` pixels: the image is centred ``dy, dx`` pixels away from the phase
+        centre (a facet's box), its pixels on the same grid as the full image's (pixel
+        ``[i, j]`` is pixel ``[i + dy + (NY − ny)/2, j + dx + (NX − nx)/2]`` of a full
+        ``(NY, NX)`` image); exact, w-term included.
 
     Returns
     -------
@@ -60,12 +65,13 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
         npix_x=ny, npix_y=nx, pixsize_x=cell, pixsize_y=cell,
         epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
         flip_u=True, flip_v=False, flip_w=False, divide_by_n=False,
+        center_x=-offset[0] * cell, center_y=offset[1] * cell,
     )
 
 
 def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
            epsilon: float = 1e-4, nthreads: int = 2, do_wgridding: bool = True,
-           mask: np.ndarray | None = None) -> np.ndarray:
+           mask: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Predict visibilities of a model image (forward transform, DP3 sign convention).
 
     Parameters
@@ -80,6 +86,8 @@ def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
         Pixel size in radians.
     mask
         Optional ``(row, chan)`` bool; False rows/channels are returned as 0 and cost nothing.
+    offset
+        ``(dy, dx)`` pixels of the image centre from the phase centre (see :func:`grid`).
 
     Returns
     -------
@@ -93,7 +101,8 @@ def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
         uvw=_swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
         dirty=np.ascontiguousarray(image), pixsize_x=cell, pixsize_y=cell,
         epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
-        flip_u=True, flip_v=False, flip_w=False, divide_by_n=False, **kw,
+        flip_u=True, flip_v=False, flip_w=False, divide_by_n=False,
+        center_x=-offset[0] * cell, center_y=offset[1] * cell, **kw,
     )
 
 

@@ -39,7 +39,7 @@ def _candidates(absr: np.ndarray, level: float, max_candidates: int) -> tuple[np
 def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: float, stop: float,
            max_iter: int, mask: np.ndarray | None = None, max_candidates: int = 100_000,
            convolver: KernelConvolver | None = None, update_residual: bool = True,
-           regions: np.ndarray | None = None) -> MinorResult:
+           coupling: tuple[np.ndarray, np.ndarray] | None = None) -> MinorResult:
     """Run Hogbom CLEAN in place on ``residual`` and ``model``.
 
     Parameters
@@ -67,11 +67,12 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
     update_residual
         Bring the whole residual up to date at the end (False: the caller recomputes
         it in a major cycle).
-    regions
-        ``(ny, nx)`` int facet index: a component's PSF is subtracted only inside its
-        own facet. Across facets the true response is the PSF smeared by the relative
-        gain errors, which the PSF does not describe; leaving it to the major cycle
-        keeps the minor cycle from cleaning sidelobes it has itself mis-subtracted.
+    coupling
+        ``(labels, C)``: ``labels (ny, nx)`` int facet index and ``C (nf, nf)``; a
+        component in facet ``d`` is subtracted from facet ``f`` with ``C[f, d]`` × its
+        PSF (:func:`ddpipe.imaging.passes.coupling_matrix`: with direction-dependent
+        corrections a component reaches other facets through the ratio of the two
+        directions' gains, which keeps only that fraction of its PSF coherent).
 
     Returns
     -------
@@ -92,7 +93,7 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
             return MinorResult(n_done, peak, peak <= stop)
         idx, level = _candidates(absr, stop, max_candidates)
         ys, xs = np.divmod(idx, nx)
-        reg = None if regions is None else regions.ravel()[idx]
+        reg = None if coupling is None else coupling[0].ravel()[idx]
         vals = residual.ravel()[idx].astype(np.float32)
         amps = np.zeros(len(idx), dtype=np.float64)
         while n_done < max_iter:
@@ -107,8 +108,9 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
             dx = xs - xs[k] + cx
             ok = (dy >= 0) & (dy < py) & (dx >= 0) & (dx < px)
             if reg is not None:
-                ok &= reg == reg[k]
-            if ok.all():
+                scale = coupling[1][reg, reg[k]]
+                vals[ok] -= np.float32(a) * scale[ok] * psf[dy[ok], dx[ok]]
+            elif ok.all():
                 vals -= np.float32(a) * psf[dy, dx]
             else:
                 vals[ok] -= np.float32(a) * psf[dy[ok], dx[ok]]
@@ -120,12 +122,13 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
         if update_residual or capped:
             if convolver is None:
                 convolver = KernelConvolver(psf, residual.shape, dtype=np.float32)
-            if regions is None:
+            if coupling is None:
                 residual -= convolver(delta).astype(residual.dtype, copy=False)
             else:
-                for r in np.unique(regions.ravel()[idx][amps != 0]):
-                    inside = regions == r
-                    residual -= np.where(inside, convolver(np.where(inside, delta, 0)), 0).astype(residual.dtype)
+                labels, cmat = coupling
+                for d in np.unique(reg[amps != 0]):
+                    part = convolver(np.where(labels == d, delta, 0))
+                    residual -= (cmat[labels, d] * part).astype(residual.dtype, copy=False)
         if not capped:
             # pixels that rose above the level while cleaning wait for the next major cycle
             return MinorResult(n_done, peak, peak <= stop)

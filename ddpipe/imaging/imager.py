@@ -11,12 +11,13 @@ gains applied; each facet keeps its own Voronoi cell of the image.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,12 +26,13 @@ from ddpipe.errors import UserError
 from ddpipe.imaging import weighting
 from ddpipe.imaging.beam import fit_beam, restore
 from ddpipe.imaging.components import model_to_skymodel
-from ddpipe.imaging.facets import Facet, GainTable, facet_labels, make_facets
+from ddpipe.imaging.engine import DaskEngine, LocalEngine, natural_factor
+from ddpipe.imaging.facets import Facet, GainTable, facet_boxes, facet_labels, make_facets
 from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
 from ddpipe.imaging.cycles import CleanSettings, clean_cycles
-from ddpipe.imaging.msdata import BlockSource, MSDescription, describe_ms
+from ddpipe.imaging.msdata import MSDescription, describe_ms
 from ddpipe.imaging.multiscale import MultiscaleCleaner
-from ddpipe.imaging.passes import PassSetup, density_factor, residual_pass
+from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, split_model
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
 
@@ -41,10 +43,6 @@ log = logging.getLogger(__name__)
 
 #: major cycles at most (WSClean's -nmiter default)
 MAX_MAJOR = 20
-#: with DD corrections a minor cycle cleans at most this fraction of the peak: the response
-#: of a component in other facets (its PSF smeared by the relative gains) is unknown to the
-#: minor cycle, and cleaning deeper than that error before the next major cycle stalls CLEAN
-FACET_MAX_MGAIN = 0.5
 #: the five products, WSClean's names
 PRODUCTS = ("dirty", "psf", "model", "residual", "image")
 
@@ -87,7 +85,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                data_column: str = "DATA", solutions: Solutions | None = None,
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
-               nthreads: int = 2, cache_mb: float = 128.0) -> ImageResult:
+               nthreads: int = 2, cache_mb: float = 1024.0, client: Any = None) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
     Parameters
@@ -115,8 +113,13 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     nthreads
         Threads for gridding and FFTs.
     cache_mb
-        Keep the visibilities in memory between major cycles when they fit in this
-        many MiB; larger data are streamed from disk on every pass.
+        Keep the prepared visibilities in memory between major cycles when they fit in
+        this many MiB (per worker with ``client``); larger data are streamed from disk
+        on every pass, a quarter of this at a time.
+    client
+        A ``distributed.Client``: the passes over the data run as Dask tasks on its
+        workers (one per row range, each holding a ``subprocess_slots``); the minor
+        cycles stay here. None: everything in this process.
 
     Returns
     -------
@@ -156,43 +159,71 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     labels = facet_labels(facets, shape, cell) if facets else None
     gains = tuple(GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq)
                   if use_solutions else None for d in descs)
-    timings["setup"] = time.perf_counter() - t_start
-
-    source = BlockSource(descs, params.row_block, int(cache_mb * 2**20))
-    t0 = time.perf_counter()
-    if params.weight == "natural":  # no pass over the data; samples off the uv grid still drop out
-        grid = weighting.grid_shape(shape)
-        factor = np.ones((grid[0] // 2) * grid[1])
+    if use_solutions:
+        spec = PassSpec(shape, cell, facet_boxes(labels, len(facets)), True, epsilon, nthreads)
     else:
-        factor = density_factor(source, shape, cell, params.weight, params.robust)
-    timings["weights"] = time.perf_counter() - t0
-    setup = PassSetup(descs, source, shape, cell, epsilon, nthreads, factor,
-                      facets if use_solutions else (), gains)
-    log.info("imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s", len(descs), nx, ny, params.scale,
-             params.weight, f", {len(facets)} facets with DD corrections" if use_solutions else "")
+        spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
+    budget = int(cache_mb * 2**20)
+    if client is not None:
+        engine = DaskEngine(client, descs, spec, gains, params.row_block, budget)
+    else:
+        engine = LocalEngine(descs, spec, gains, params.row_block, budget)
+    timings["setup"] = time.perf_counter() - t_start
+    log.info("imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s; %d row range(s) %s", len(descs), nx, ny,
+             params.scale, params.weight, f", {len(facets)} facets with DD corrections" if use_solutions else "",
+             len(engine.ranges), "on the Dask cluster" if client is not None else "in-process")
+    empty = (f"{', '.join(d.path for d in descs)}: every visibility is flagged or has zero weight (column "
+             f"{descs[0].data_column}); there is nothing to image")
 
-    t0 = time.perf_counter()
-    # CLEAN gets a PSF twice the image size: with a clipped PSF Hogbom can diverge
-    psf_shape = (2 * ny, 2 * nx) if params.niter > 0 else shape
-    dirty, psf2 = residual_pass(setup, labels, None, psf_shape=psf_shape)
-    timings["dirty"] = time.perf_counter() - t0
-    oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
-    psf = psf2[oy:oy + ny, ox:ox + nx]  # the image-sized PSF that is written out
-    t0 = time.perf_counter()
-    beam = fit_beam(psf, cell)
-    timings["beam"] = time.perf_counter() - t0
-    log.info("restoring beam %.2f x %.2f arcsec, PA %.1f deg", beam.bmaj * 3600, beam.bmin * 3600, beam.bpa)
+    coupling = []
 
-    mgain = params.mgain
-    if setup.facets and mgain > FACET_MAX_MGAIN:
-        log.info("DD facets: major-cycle gain %.2g capped at %.2g", mgain, FACET_MAX_MGAIN)
-        mgain = FACET_MAX_MGAIN
-    cleaner = None
-    if params.multiscale and params.niter > 0:
-        cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
-    settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
-    cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_pass(setup, labels, m)[0],
-                           mask=clean_mask, regions=labels if setup.facets else None, cleaner=cleaner)
+    def residual_of(model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
+        comps = split_model(model, spec, labels) if model is not None else None
+        total = engine.run_pass(comps, psf_shape)
+        if total.coupling is not None:
+            coupling.append((labels, coupling_matrix(total.coupling)))
+        try:
+            return finish(total, spec, labels, empty)
+        except ValueError:
+            raise UserError(empty) from None
+
+    try:
+        t0 = time.perf_counter()
+        if params.weight == "natural":  # no pass over the data; samples off the uv grid still drop out
+            factor = natural_factor(shape)
+        else:
+            dens, total = engine.density()
+            factor = weighting.finish(dens, total, params.weight, params.robust, grid=weighting.grid_shape(shape))
+        engine.set_factor(factor)
+        timings["weights"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        # CLEAN gets a PSF twice the image size: with a clipped PSF Hogbom can diverge
+        psf_shape = (2 * ny, 2 * nx) if params.niter > 0 else shape
+        dirty, psf2 = residual_of(None, psf_shape)
+        timings["dirty"] = time.perf_counter() - t0
+        oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
+        psf = psf2[oy:oy + ny, ox:ox + nx]  # the image-sized PSF that is written out
+        t0 = time.perf_counter()
+        beam = fit_beam(psf, cell)
+        timings["beam"] = time.perf_counter() - t0
+        log.info("restoring beam %.2f x %.2f arcsec, PA %.1f deg", beam.bmaj * 3600, beam.bmin * 3600, beam.bpa)
+
+        cleaner = None
+        if params.multiscale and params.niter > 0:
+            cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
+        settings = CleanSettings(params.niter, params.gain, params.mgain, params.threshold, params.auto_threshold,
+                                 MAX_MAJOR)
+        if coupling:
+            c = neighbour_coupling(*coupling[0])
+            mgain = min(params.mgain, 0.5 + 0.5 * max(c, 0.0))
+            log.info("DD facets: neighbouring facets keep at least %.2f of each other's PSF; major-cycle gain %.2g%s",
+                     c, mgain, f" (asked {params.mgain:g})" if mgain < params.mgain else "")
+            settings = dataclasses.replace(settings, mgain=mgain)
+        cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask,
+                               cleaner=cleaner, coupling=coupling[0] if coupling else None)
+    finally:
+        engine.close()
     model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
     timings["minor"] = cleaned.seconds_minor
     timings["major"] = cleaned.seconds_major
@@ -234,6 +265,26 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def neighbour_coupling(labels: np.ndarray, cmat: np.ndarray) -> float:
+    """The smallest coupling ``min(C[f, d], C[d, f])`` between two facets that share a border.
+
+    Why the major-cycle gain depends on it: the minor cycle subtracts a component's
+    PSF from the neighbouring facets scaled by the coupling, but the part of the
+    response the gain ratio scatters (1 − C of it) is unknown until the next major
+    cycle. Cleaning to ``(1 − mgain)`` of the peak is safe while that error, about
+    ``(1 − C) · mgain`` of the peak, stays below the level cleaned to; with
+    ``mgain ≤ (1 + C) / 2`` it does. Directions with similar gains (C near 1) keep
+    the asked gain; unrelated ones (C near 0) clean half the peak per major cycle.
+    """
+    pairs = set()
+    for a, b in ((labels[:, 1:], labels[:, :-1]), (labels[1:, :], labels[:-1, :])):
+        edge = a != b
+        pairs.update(zip(a[edge].tolist(), b[edge].tolist()))
+    if not pairs:
+        return 1.0
+    return float(min(min(cmat[f, d], cmat[d, f]) for f, d in pairs))
 
 
 def _geometry(descs: Sequence[MSDescription], shape: tuple[int, int], cell: float) -> ImageGeometry:

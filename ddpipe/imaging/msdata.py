@@ -143,7 +143,7 @@ class VisBlock:
 
 
 def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
-                column: str | None = None) -> Iterator[VisBlock]:
+                column: str | None = None, start: int = 0, stop: int | None = None) -> Iterator[VisBlock]:
     """Yield :class:`VisBlock` of at most ``row_block`` rows, in row order.
 
     Parameters
@@ -156,6 +156,8 @@ def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
         Read the data column too (else only metadata and weights).
     column
         Data column to read instead of ``desc.data_column``.
+    start, stop
+        Rows ``[start, stop)`` only (default: all).
     """
     from casacore import tables as pt
 
@@ -169,8 +171,9 @@ def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
         return a if i1 != i0 else np.concatenate([a, a], axis=-1)
 
     with pt.table(desc.path, ack=False) as t:
-        for start in range(0, desc.nrow, row_block):
-            n = min(row_block, desc.nrow - start)
+        stop = desc.nrow if stop is None else min(stop, desc.nrow)
+        for start in range(start, stop, row_block):
+            n = min(row_block, stop - start)
             bad = hands(t, "FLAG", start, n)
             bad |= t.getcol("FLAG_ROW", start, n)[:, None, None]
             if desc.weight_column == "WEIGHT_SPECTRUM":
@@ -211,47 +214,3 @@ def stokes_i(vis: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarra
     v = (0.5 * (vis[..., 0] + vis[..., 1])).astype(np.complex64)
     v[w == 0] = 0
     return v, w
-
-
-class BlockSource:
-    """Row blocks of several Measurement Sets, for the repeated passes of one image.
-
-    When the whole selection fits in ``cache_bytes`` (parallel hands, weights and
-    metadata, plus the imaging weights and Stokes I the passes derive from them),
-    the blocks read on the first pass are kept in memory and later passes (the
-    major cycles) reuse them; otherwise every pass streams from disk, so memory
-    stays at one block whatever the size of the data.
-
-    Parameters
-    ----------
-    descs
-        From :func:`describe_ms`.
-    row_block
-        Rows per block.
-    cache_bytes
-        Memory the cached blocks may take (0: never cache).
-    """
-
-    def __init__(self, descs: tuple[MSDescription, ...] | list[MSDescription], row_block: int,
-                 cache_bytes: int) -> None:
-        self.descs = tuple(descs)
-        self.row_block = row_block
-        # per sample: 2 hands x (complex64 + float32), then uv cell (int64), Stokes I and its weight
-        need = sum(d.nrow * (len(d.freq) * (2 * (8 + 4) + 8 + 8 + 4) + 48) for d in self.descs)
-        self.caching = 0 < need <= cache_bytes
-        self.cache_size = need if self.caching else 0
-        self._cache: dict[int, list[VisBlock]] = {}
-
-    def blocks(self, i: int, *, with_vis: bool = True) -> Iterator[VisBlock]:
-        """Blocks of MS ``i`` (``with_vis=False`` may still return the data when cached)."""
-        if i in self._cache:
-            yield from self._cache[i]
-            return
-        if not self.caching:
-            yield from iter_blocks(self.descs[i], self.row_block, with_vis=with_vis)
-            return
-        kept = []
-        for blk in iter_blocks(self.descs[i], self.row_block, with_vis=True):
-            kept.append(blk)
-            yield blk
-        self._cache[i] = kept

@@ -1,149 +1,237 @@
-"""Passes over the visibilities: density weighting, and residual (or dirty) image plus PSF.
+"""One pass over a range of visibilities: residual (or dirty) images per facet box, and the PSF.
 
-Each pass streams every MS block by block (:class:`~ddpipe.imaging.msdata.BlockSource`
-keeps the blocks in memory when they fit). With facets, a pass predicts each
-facet's model, corrupts it with that direction's gains and subtracts, then grids
-the residual once per facet with that direction's inverse gains; each facet's
-image is normalised by its own weight sum and keeps its Voronoi cell.
+:func:`grid_rows` is the kernel every pass runs, in the driver or in a Dask task,
+on one :class:`~ddpipe.imaging.prepared.PreparedRows`: it predicts each facet's
+model onto that facet's box (:class:`~ddpipe.imaging.facets.FacetBox`), corrupts
+it with that direction's gains and subtracts it, then grids the residual once per
+facet, corrected with that direction's inverse gains, onto the facet's box. Plain
+imaging is the same with one box, the whole image, and no gains. The partial
+sums of all ranges add up (:meth:`PassPartial.add`) and :func:`finish` turns
+them into the residual image (each facet normalised by its own weight sum, kept
+on its Voronoi cell) and the PSF.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
-from ddpipe.errors import UserError
-from ddpipe.imaging import gridder, weighting
-from ddpipe.imaging.facets import Facet, GainTable, correct, corrupt
-from ddpipe.imaging.msdata import BlockSource, MSDescription, VisBlock, stokes_i
+from ddpipe.imaging import gridder
+from ddpipe.imaging.facets import FacetBox, correct, corrupt
+from ddpipe.imaging.prepared import PreparedRows, stokes_weight
+
+#: model components of one box: (rows, cols, values) in box pixels
+Components = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
-class PassSetup:
-    """Everything a pass over the data needs; built once per image."""
+class PassSpec:
+    """What every pass of one image needs besides the data (small: it travels to Dask workers).
 
-    descs: tuple[MSDescription, ...]
-    source: BlockSource
+    ``boxes`` holds one box per facet, or a single box covering the whole image for
+    plain imaging (``facets`` False).
+    """
+
     shape: tuple[int, int]
     cell: float
-    epsilon: float
-    nthreads: int
-    factor: np.ndarray  # density-weighting factor per uv cell (ones for natural)
-    facets: tuple[Facet, ...]  # empty: no direction-dependent correction
-    gains: tuple[GainTable | None, ...]  # per MS, None without correction
-    memo: dict = field(default_factory=dict)  # per-block arrays kept while the data are cached
+    boxes: tuple[FacetBox, ...]
+    facets: bool
+    epsilon: float = 1e-4
+    nthreads: int = 2
+
+    @classmethod
+    def plain(cls, shape: tuple[int, int], cell: float, **kw) -> "PassSpec":
+        return cls(shape, cell, (FacetBox(0, 0, 0, tuple(shape), tuple(shape)),), False, **kw)
 
 
-def density_factor(source: BlockSource, shape: tuple[int, int], cell: float, mode: str,
-                   robust: float = 0.0) -> np.ndarray:
-    """Uniform/Briggs weighting factor grid (see :mod:`ddpipe.imaging.weighting`) from one pass
-    over the weights and UVW of every MS."""
-    grid = weighting.grid_shape(shape)
-    density = np.zeros((grid[0] // 2) * grid[1], dtype=np.float64)
-    total = 0.0
-    for i, d in enumerate(source.descs):
-        for blk in source.blocks(i, with_vis=False):
-            w = np.minimum(blk.weight[..., 0], blk.weight[..., 1])
-            cells = weighting.density_cells(blk.uvw, d.freq, grid, cell)
-            total += weighting.accumulate(density, cells, w)
-    return weighting.finish(density, total, mode, robust, grid=grid)
+@dataclass
+class PassPartial:
+    """Unnormalised sums of one pass over some rows: per box image (float64) and weight sum, PSF."""
+
+    images: list[np.ndarray]
+    wsum: np.ndarray
+    psf: np.ndarray | None = None
+    psf_wsum: float = 0.0
+    coupling: np.ndarray | None = None  # (nf, nf) complex sums, see facet_coupling
+
+    def add(self, other: "PassPartial") -> "PassPartial":
+        """Sum in place (``other`` is from other rows of the same image); returns self."""
+        for a, b in zip(self.images, other.images):
+            a += b
+        self.wsum += other.wsum
+        if other.psf is not None:
+            self.psf = other.psf.copy() if self.psf is None else self.psf + other.psf
+            self.psf_wsum += other.psf_wsum
+        if other.coupling is not None:
+            self.coupling = other.coupling.copy() if self.coupling is None else self.coupling + other.coupling
+        return self
 
 
-def _imaging_weight(setup: PassSetup, key: tuple, uvw: np.ndarray, freq: np.ndarray,
-                    w: np.ndarray) -> np.ndarray:
-    """Natural weights ``w (row, chan)`` times the density factor of each sample's uv cell.
+class RowGains:
+    """Per-row gains of a range: ``table (ntime, chan, nant, ndir, P)`` and each row's indices."""
 
-    Samples beyond the padded uv grid (finer than the pixel scale can represent)
-    get weight 0 in every weighting mode, as WSClean does.
+    def __init__(self, table: np.ndarray, index: np.ndarray):
+        self.table, self.index = table, index
+
+    def pick(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(g_p, g_q)``, each ``(row, chan, P)``, of direction ``d``."""
+        tidx, a1, a2 = self.index
+        gd = self.table[:, :, :, d, :]
+        return gd[tidx, :, a1, :], gd[tidx, :, a2, :]
+
+
+def _stokes(vis: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, chan)`` Stokes I and its weight from ``(row, chan, P)`` (P = 1 is Stokes I already)."""
+    if vis.shape[-1] == 1:
+        return vis[..., 0], weight[..., 0]
+    w = np.minimum(weight[..., 0], weight[..., 1])
+    v = (0.5 * (vis[..., 0] + vis[..., 1])).astype(np.complex64)
+    v[w == 0] = 0
+    return v, w
+
+
+def _box_model(box: FacetBox, comps: Components) -> np.ndarray:
+    m = np.zeros(box.shape, dtype=np.float32)
+    ys, xs, vals = comps
+    np.add.at(m, (ys, xs), vals.astype(np.float32))
+    return m
+
+
+def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
+              components: Mapping[int, Components] | None = None, want_psf: tuple[int, int] | None = None
+              ) -> PassPartial:
+    """Grid the residual of one range onto every box (and the PSF when ``want_psf`` gives its shape).
+
+    Parameters
+    ----------
+    prep
+        Weighted rows (:func:`ddpipe.imaging.prepared.weigh` done).
+    spec
+        Image and boxes.
+    gains
+        Facet gains of these rows (None: no correction).
+    components
+        ``{box index: (ys, xs, values)}`` of the model, Jy/pixel, in box pixels.
+    want_psf
+        ``(py, px)`` of the PSF to grid (2-D, no w-term), or None.
     """
-    cells = setup.memo.get(("cells",) + key)
-    if cells is None:
-        cells = weighting.density_cells(uvw, freq, weighting.grid_shape(setup.shape), setup.cell)
-        if setup.source.caching:
-            setup.memo[("cells",) + key] = cells
-    return weighting.apply(setup.factor, cells, w)
-
-
-def _stokes_i_block(setup: PassSetup, key: tuple, blk: VisBlock, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stokes I visibilities and imaging weights of a block (kept while the data are cached)."""
-    got = setup.memo.get(("stokes",) + key)
-    if got is None:
-        v, w = stokes_i(blk.vis, blk.weight)
-        got = (v, _imaging_weight(setup, key, blk.uvw, freq, w))
-        if setup.source.caching:
-            setup.memo[("stokes",) + key] = got
-    return got
-
-
-def residual_pass(setup: PassSetup, labels: np.ndarray | None, model: np.ndarray | None, *,
-                   psf_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """One pass over every MS: (residual image in Jy/beam, PSF of ``psf_shape`` or None).
-
-    The residual is data − model (corrupted per facet when correcting), gridded
-    with the imaging weights and normalised by their sum (per facet). The PSF is
-    the 2-D one (no w-term: the minor cycle treats the PSF as shift-invariant
-    anyway and the major cycles are exact), which makes one twice the image size
-    cheap enough to cover every offset between two pixels.
-    """
-    shape, cell = setup.shape, setup.cell
-    nf = max(1, len(setup.facets))
-    acc = np.zeros((nf,) + shape, dtype=np.float64)
-    wsum = np.zeros(nf)
-    want_psf = psf_shape is not None
-    psf_acc = np.zeros(psf_shape, dtype=np.float64) if want_psf else None
-    psf_wsum = 0.0
-    have_model = model is not None and bool(np.any(model))
-    facet_models = []
-    if have_model and setup.facets:
-        facet_models = [(d, np.where(labels == d, model, 0).astype(np.float32)) for d in range(nf)]
-        facet_models = [(d, m) for d, m in facet_models if np.any(m)]
-    kw = dict(epsilon=setup.epsilon, nthreads=setup.nthreads)
-    for i, (desc, gt) in enumerate(zip(setup.descs, setup.gains)):
-        freq = desc.freq
-        for blk in setup.source.blocks(i):
-            key = (i, blk.start)
-            if gt is None:
-                v, wim = _stokes_i_block(setup, key, blk, freq)
-                if have_model:
-                    v = v - gridder.degrid(blk.uvw, freq, model, cell, mask=wim > 0, **kw)
-                acc[0] += gridder.grid(blk.uvw, freq, v, wim, shape, cell, **kw)
-                wsum[0] += float(wim.sum(dtype=np.float64))
-            else:
-                g, index = gt.for_block(blk.time, blk.ant1, blk.ant2)
-                res = blk.vis
-                if facet_models:
-                    sel = np.minimum(blk.weight[..., 0], blk.weight[..., 1]) > 0
-                    res = blk.vis.copy()
-                    for d, fm in facet_models:
-                        mv = gridder.degrid(blk.uvw, freq, fm, cell, mask=sel, **kw)
-                        gp, gq = gt.pick(g, index, d)
-                        res -= corrupt(mv, gp, gq)
-                for f in range(nf):
-                    gp, gq = gt.pick(g, index, f)
-                    vc, wc = correct(res, blk.weight, gp, gq)
-                    v, w = stokes_i(vc, wc)
-                    wim = _imaging_weight(setup, key, blk.uvw, freq, w)
-                    acc[f] += gridder.grid(blk.uvw, freq, v, wim, shape, cell, **kw)
-                    wsum[f] += float(wim.sum(dtype=np.float64))
-                if want_psf:
-                    _, wim = _stokes_i_block(setup, key, blk, freq)
-            if want_psf:
-                ones = np.ones(wim.shape, dtype=np.complex64)
-                psf_acc += gridder.grid(blk.uvw, freq, ones, wim, psf_shape, cell, do_wgridding=False, **kw)
-                psf_wsum += float(wim.sum(dtype=np.float64))
-    if not np.any(wsum > 0):
-        names = ", ".join(d.path for d in setup.descs)
-        raise UserError(f"{names}: every visibility is flagged or has zero weight (column "
-                        f"{setup.descs[0].data_column}); there is nothing to image")
-    if setup.facets:
-        residual = np.zeros(shape, dtype=np.float64)
-        for f in range(nf):
-            if wsum[f] > 0:
-                residual += np.where(labels == f, acc[f] / wsum[f], 0)
+    kw = dict(epsilon=spec.epsilon, nthreads=spec.nthreads)
+    uvw, freq, cell = prep.uvw, prep.freq, spec.cell
+    ws = stokes_weight(prep.weight)
+    images, wsum = [], np.zeros(len(spec.boxes))
+    if gains is None and prep.npol == 1 and len(spec.boxes) == 1:
+        # plain imaging: one temporary of the data's size at most
+        box = spec.boxes[0]
+        v = prep.vis[..., 0]
+        if components and 0 in components:
+            mv = gridder.degrid(uvw, freq, _box_model(box, components[0]), cell, mask=ws > 0,
+                                offset=box.offset, **kw)
+            v = np.subtract(v, mv, out=mv)
+        images.append(gridder.grid(uvw, freq, v, ws, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
+        wsum[0] = float(ws.sum(dtype=np.float64))
+        del v
     else:
-        residual = acc[0] / wsum[0]
+        res = prep.vis
+        if components:
+            sel = ws > 0
+            res = res.copy()
+            for d, comps in components.items():
+                box = spec.boxes[d]
+                mv = gridder.degrid(uvw, freq, _box_model(box, comps), cell, mask=sel, offset=box.offset, **kw)
+                res -= mv[..., None] if gains is None else corrupt(mv, *gains.pick(d))
+        for f, box in enumerate(spec.boxes):
+            if gains is None:
+                v, w = _stokes(res, prep.weight)
+            else:
+                v, w = _stokes(*correct(res, prep.weight, *gains.pick(f)))
+            images.append(gridder.grid(uvw, freq, v, w, box.shape, cell, offset=box.offset, **kw)
+                          .astype(np.float64))
+            wsum[f] = float(w.sum(dtype=np.float64))
+    out = PassPartial(images, wsum)
+    if want_psf is not None:
+        ones = np.ones(ws.shape, dtype=np.complex64)
+        out.psf = gridder.grid(uvw, freq, ones, ws, want_psf, cell, do_wgridding=False, **kw).astype(np.float64)
+        out.psf_wsum = float(ws.sum(dtype=np.float64))
+        if gains is not None:
+            out.coupling = facet_coupling(gains, ws, len(spec.boxes))
+    return out
+
+
+def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, max_rows: int = 5_000) -> np.ndarray:
+    """``S[f, d] = Σ w G_d conj(G_f)`` over (a regular subsample of) the rows; ``(nf, nf)`` complex.
+
+    A component of facet ``d`` appears in facet ``f``'s corrected image through the
+    gain ratio G_d / G_f of every sample: its mean, ``S[f, d] / S[f, f]``, is how much
+    of the PSF it leaves there (1 on its own facet, near 0 where the two directions'
+    gains are unrelated); the rest scatters like noise. G is the Stokes I product
+    g_p conj(g_q) (the hands averaged when they differ).
+    """
+    tidx, a1, a2 = gains.index
+    step = max(1, len(tidx) // max_rows)
+    idx = (tidx[::step], a1[::step], a2[::step])
+    w = weight[::step]
+    prods = []
+    for d in range(n_facets):
+        gd = gains.table[:, :, :, d, :]
+        g = gd[idx[0], :, idx[1], :] * np.conj(gd[idx[0], :, idx[2], :])  # (row, chan, P)
+        g = np.where(np.isfinite(g), g, 0).mean(axis=-1)
+        prods.append(g)
+    s = np.zeros((n_facets, n_facets), dtype=np.complex128)
+    for f in range(n_facets):
+        wf = w * np.conj(prods[f])
+        for d in range(n_facets):
+            s[f, d] = np.sum(wf * prods[d], dtype=np.complex128)
+    return s
+
+
+def coupling_matrix(sums: np.ndarray) -> np.ndarray:
+    """``C[f, d]``: the fraction of a facet-``d`` component's PSF seen in facet ``f`` (real, C[d, d] = 1)."""
+    diag = np.real(np.diag(sums)).copy()
+    diag[diag <= 0] = np.inf
+    c = np.real(sums) / diag[:, None]
+    np.fill_diagonal(c, 1.0)
+    return np.clip(c, -1.0, 1.0).astype(np.float32)
+
+
+def split_model(model: np.ndarray, spec: PassSpec, labels: np.ndarray | None) -> dict[int, Components]:
+    """The model's non-zero pixels per box, in box pixels (each facet's own pixels only)."""
+    ys, xs = np.nonzero(model)
+    if ys.size == 0:
+        return {}
+    vals = model[ys, xs]
+    out = {}
+    if not spec.facets:
+        return {0: (ys, xs, vals)}
+    lab = labels[ys, xs]
+    for box in spec.boxes:
+        sel = lab == box.index
+        if sel.any():
+            out[box.index] = (ys[sel] - box.y0, xs[sel] - box.x0, vals[sel])
+    return out
+
+
+def finish(total: PassPartial, spec: PassSpec, labels: np.ndarray | None, what: str
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Residual image ``(ny, nx)`` float32 in Jy/beam and the normalised PSF (float32) or None.
+
+    The facet coupling (:func:`coupling_matrix`) of a pass that made the PSF stays in
+    ``total.coupling``.
+
+    Raises
+    ------
+    ValueError
+        Nothing had weight (``what`` names the data for the caller's message).
+    """
+    if not np.any(total.wsum > 0):
+        raise ValueError(what)
+    residual = np.zeros(spec.shape, dtype=np.float64)
+    for box, img, w in zip(spec.boxes, total.images, total.wsum):
+        if w > 0:
+            where = np.ones(spec.shape, dtype=bool) if not spec.facets else labels == box.index
+            box.paste(residual, img / w, where)
     psf = None
-    if want_psf:
-        psf = (psf_acc / psf_wsum).astype(np.float32)
+    if total.psf is not None:
+        psf = (total.psf / total.psf_wsum).astype(np.float32)
     return residual.astype(np.float32), psf

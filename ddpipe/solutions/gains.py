@@ -129,7 +129,7 @@ def _on_grid(
                             f"it has {', '.join(st.dir)}")
         picks["dir"] = np.array([where[d] for d in dirs], dtype=np.intp)
     if "pol" in st.axes:
-        picks["pol"] = _diagonal_pols(st.pol or (), name)
+        picks["pol"] = diagonal_pols(st.pol or (), name)
     for axis, idx in picks.items():
         v = np.take(v, idx, axis=st.axes.index(axis))
     canonical = ("time", "freq", "ant", "dir", "pol")
@@ -139,7 +139,7 @@ def _on_grid(
     return v.reshape(full_shape)
 
 
-def _diagonal_pols(pol: tuple[str, ...], name: str) -> np.ndarray:
+def diagonal_pols(pol: tuple[str, ...], name: str) -> np.ndarray:
     if len(pol) == 1:
         return np.array([0, 0], dtype=np.intp)
     for a, b in _DIAGONAL:

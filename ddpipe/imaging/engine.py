@@ -1,0 +1,274 @@
+"""Where the imaging passes run: in the driver, or as Dask tasks on the cluster's workers.
+
+Both engines split the Measurement Sets into row ranges
+(:func:`~ddpipe.imaging.prepared.plan_ranges`) and answer the same three calls
+the imager makes: :meth:`density` (the uv density grid for uniform/Briggs
+weights), :meth:`set_factor` (the density factor, folded into the weights once)
+and :meth:`run_pass` (one residual pass over every range, summed). The driver
+keeps the minor cycles; what grows with the data (reading rows, applying facet
+gains, gridding, degridding) runs where the engine puts it.
+
+:class:`LocalEngine` keeps the prepared ranges in memory between passes when they
+fit its budget, else re-reads them on every pass. :class:`DaskEngine` submits
+one task per range and pass, each asking for one ``subprocess_slots`` (so an
+imaging task never runs beside a DP3 process, nor two beside each other, on one
+worker); a task reads its own rows from the MS (paths and row numbers travel,
+not visibilities), keeps them in its worker's memory for the next pass, and is
+sent back to that worker; a worker lost mid-pass only costs a re-read elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ddpipe.imaging import weighting
+from ddpipe.imaging.facets import GainTable
+from ddpipe.imaging.msdata import MSDescription
+from ddpipe.imaging.passes import Components, PassPartial, PassSpec, RowGains, grid_rows
+from ddpipe.imaging.prepared import PreparedRows, RowRange, density, plan_ranges, range_bytes, read_rows, weigh
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RangeJob:
+    """One row range of one image: all a worker needs to prepare it (small, picklable)."""
+
+    key: str
+    desc: MSDescription
+    rows: RowRange
+    npol: int
+    row_block: int
+    spec: PassSpec
+
+
+def prepare(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None
+            ) -> tuple[PreparedRows, RowGains | None]:
+    """Read a range, weigh it with ``factor`` (when known) and evaluate its facet gains."""
+    prep = read_rows(job.desc, job.rows, job.npol, job.row_block)
+    if factor is not None:
+        weigh(prep, factor, job.spec.shape, job.spec.cell)
+    return prep, row_gains(gains, prep)
+
+
+def row_gains(gains: GainTable | None, prep: PreparedRows) -> RowGains | None:
+    if gains is None:
+        return None
+    table, index = gains.for_block(prep.time, prep.ant1, prep.ant2)
+    return RowGains(np.ascontiguousarray(table[..., :prep.npol]), index)
+
+
+def n_pols(gains: Sequence[GainTable | None]) -> int:
+    """1 (grid Stokes I) unless some facet gain differs between the two hands (then 2)."""
+    return 2 if any(g is not None and not g.scalar for g in gains) else 1
+
+
+class LocalEngine:
+    """Passes in the driver process; prepared ranges cached while they fit ``budget`` bytes."""
+
+    def __init__(self, descs: Sequence[MSDescription], spec: PassSpec, gains: Sequence[GainTable | None],
+                 row_block: int, budget: int):
+        self.descs, self.spec, self.gains = tuple(descs), spec, tuple(gains)
+        self.npol = n_pols(self.gains)
+        self.row_block = row_block
+        need = sum(range_bytes(d, d.nrow, self.npol) for d in self.descs)
+        self.caching = 0 < need <= budget
+        # streamed ranges are smaller: each pass holds a few temporaries of a range's size
+        stream = max(budget // 4, range_bytes(self.descs[0], row_block, self.npol))
+        self.ranges = plan_ranges(self.descs, budget if self.caching else stream, self.npol)
+        self.factor: np.ndarray | None = None
+        self._cache: dict[RowRange, tuple[PreparedRows, RowGains | None]] = {}
+        self.workers = ("driver",)
+
+    def _job(self, r: RowRange) -> RangeJob:
+        return RangeJob("", self.descs[r.ms_index], r, self.npol, self.row_block, self.spec)
+
+    def _get(self, r: RowRange) -> tuple[PreparedRows, RowGains | None]:
+        got = self._cache.get(r)
+        if got is None:
+            got = prepare(self._job(r), self.gains[r.ms_index], self.factor)
+            if self.caching:
+                self._cache[r] = got
+        return got
+
+    def density(self) -> tuple[np.ndarray, float]:
+        dens, total = None, 0.0
+        for r in self.ranges:
+            d, t = density(self._get(r)[0], self.spec.shape, self.spec.cell)
+            dens = d if dens is None else dens + d
+            total += t
+        return dens, total
+
+    def set_factor(self, factor: np.ndarray) -> None:
+        self.factor = factor
+        for prep, _ in self._cache.values():
+            weigh(prep, factor, self.spec.shape, self.spec.cell)
+
+    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
+                 ) -> PassPartial:
+        total = None
+        for r in self.ranges:
+            prep, gains = self._get(r)
+            part = grid_rows(prep, self.spec, gains, components, psf_shape)
+            total = part if total is None else total.add(part)
+        return total
+
+    def close(self) -> None:
+        self._cache.clear()
+
+
+# ----------------------------------------------------------------------------- Dask
+
+#: prepared ranges a worker keeps between passes: {job key: (PreparedRows, RowGains)}
+_WORKER_CACHE: "OrderedDict[str, tuple[PreparedRows, RowGains | None]]" = OrderedDict()
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker_get(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None, budget: int
+                ) -> tuple[PreparedRows, RowGains | None]:
+    with _WORKER_LOCK:
+        got = _WORKER_CACHE.get(job.key)
+        if got is not None:
+            _WORKER_CACHE.move_to_end(job.key)
+    if got is None:
+        got = prepare(job, gains, factor)
+        with _WORKER_LOCK:
+            _WORKER_CACHE[job.key] = got
+            # drop other images' ranges first, then the oldest, to stay within the budget
+            image = job.key.rsplit("-", 1)[0]
+            for k in [k for k in _WORKER_CACHE if not k.startswith(image + "-")]:
+                del _WORKER_CACHE[k]
+            while len(_WORKER_CACHE) > 1 and sum(p.nbytes for p, _ in _WORKER_CACHE.values()) > budget:
+                _WORKER_CACHE.popitem(last=False)
+    elif factor is not None:
+        weigh(got[0], factor, job.spec.shape, job.spec.cell)
+    return got
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+def density_task(job: RangeJob, gains: GainTable | None, budget: int) -> tuple[np.ndarray, float, str]:
+    """Dask task: this range's density grid (its rows stay in the worker's memory)."""
+    prep, _ = _worker_get(job, gains, None, budget)
+    dens, total = density(prep, job.spec.shape, job.spec.cell)
+    return dens, total, _worker_address()
+
+
+def pass_task(job: RangeJob, gains: GainTable | None, factor: np.ndarray, budget: int,
+              components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
+              ) -> tuple[PassPartial, str]:
+    """Dask task: one residual pass over this range, with the worker's threads."""
+    prep, rg = _worker_get(job, gains, factor, budget)
+    spec = dataclasses.replace(job.spec, nthreads=_worker_threads())
+    part = grid_rows(prep, spec, rg, components, psf_shape)
+    if part.psf is not None:
+        part.psf = part.psf.astype(np.float32)
+    return part, _worker_address()
+
+
+class DaskEngine:
+    """Passes as Dask tasks, one per row range, each holding one ``subprocess_slots``.
+
+    Parameters
+    ----------
+    client
+        A connected ``distributed.Client``.
+    n_ranges
+        Row ranges per MS (default: one per worker offering the slot).
+    budget
+        Bytes of prepared rows a worker may keep between passes.
+    """
+
+    def __init__(self, client: Any, descs: Sequence[MSDescription], spec: PassSpec,
+                 gains: Sequence[GainTable | None], row_block: int, budget: int, n_ranges: int | None = None):
+        from ddpipe.cluster import worker_slots
+
+        self.client, self.descs, self.spec = client, tuple(descs), spec
+        self.npol = n_pols(gains)
+        self.budget = budget
+        slots = [a for a, n in worker_slots(client).items() if n >= 1]
+        parts = n_ranges or max(1, len(slots))
+        self.ranges = plan_ranges(self.descs, max(budget, 1), self.npol, min_parts=parts)
+        token = uuid.uuid4().hex[:10]
+        self.jobs = [RangeJob(f"ddpipe-image-{token}-{i}", self.descs[r.ms_index], r, self.npol, row_block, spec)
+                     for i, r in enumerate(self.ranges)]
+        self._gains = [client.scatter(gains[j.rows.ms_index], broadcast=True) if gains[j.rows.ms_index] is not None
+                       else None for j in self.jobs]
+        self._factor = None
+        self._where: dict[str, str] = {}
+        self.workers: tuple[str, ...] = ()
+        self._n = 0
+
+    def _submit(self, fn, job: RangeJob, *args: Any):
+        from ddpipe.cluster import SLOT_RESOURCES
+
+        self._n += 1
+        where = self._where.get(job.key)
+        return self.client.submit(fn, job, *args, key=f"{fn.__name__}-{job.key}-{self._n}", pure=False,
+                                  resources=dict(SLOT_RESOURCES), retries=2,
+                                  workers=[where] if where else None, allow_other_workers=True)
+
+    def _gather(self, futures: list) -> list:
+        out = []
+        for job, fut in zip(self.jobs, futures):
+            value = fut.result()
+            self._where[job.key] = value[-1]
+            out.append(value)
+            fut.release()
+        self.workers = tuple(sorted(set(self._where.values())))
+        return out
+
+    def density(self) -> tuple[np.ndarray, float]:
+        futs = [self._submit(density_task, j, g, self.budget) for j, g in zip(self.jobs, self._gains)]
+        dens, total = None, 0.0
+        for d, t, _ in self._gather(futs):
+            dens = d if dens is None else dens + d
+            total += t
+        return dens, total
+
+    def set_factor(self, factor: np.ndarray) -> None:
+        self._factor = self.client.scatter(factor, broadcast=True)
+
+    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
+                 ) -> PassPartial:
+        futs = [self._submit(pass_task, j, g, self._factor, self.budget, components, psf_shape)
+                for j, g in zip(self.jobs, self._gains)]
+        total = None
+        for part, _ in self._gather(futs):
+            total = part if total is None else total.add(part)
+        return total
+
+    def close(self) -> None:
+        for f in [*self._gains, self._factor]:
+            if f is not None:
+                f.release()
+
+
+def natural_factor(shape: tuple[int, int]) -> np.ndarray:
+    """The density factor of natural weighting (ones; samples off the uv grid still drop out)."""
+    grid = weighting.grid_shape(shape)
+    return np.ones((grid[0] // 2) * grid[1])
