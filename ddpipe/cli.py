@@ -32,6 +32,7 @@ COMMANDS = (
     "demo",
     "simulate",
     "image",
+    "facets",
 )
 
 
