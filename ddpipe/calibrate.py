@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ddpipe.cluster import SLOT, SLOT_RESOURCES, dask_worker_command, worker_slots
+from ddpipe.cluster import SLOT_RESOURCES, SlotWatch
 from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
 from ddpipe.errors import PipelineError, UserError
 from ddpipe.state import atomic_write_text, sha256_file
@@ -342,35 +342,6 @@ class _Progress:
             log.info("chunk %d/%d done (%s), ETA %.0f s", self.done, self.total, what, eta)
 
 
-class _SlotWatch:
-    """Notices when no worker offering ``subprocess_slots`` has been connected for ``timeout`` s."""
-
-    def __init__(self, client: Any, timeout: float | None):
-        self.client, self.timeout = client, timeout
-        self.since: float | None = None
-        self.next_check = 0.0
-
-    def expired(self) -> bool:
-        now = time.monotonic()
-        if not self.timeout or now < self.next_check:
-            return False
-        self.next_check = now + 1.0
-        try:
-            present = any(n >= 1 for n in worker_slots(self.client).values())
-        except Exception:  # the scheduler itself is gone: no worker either
-            present = False
-        self.since = None if present else (self.since or now)
-        return self.since is not None and now - self.since >= self.timeout
-
-    def reason(self) -> str:
-        try:
-            where = self.client.scheduler.address
-        except Exception:
-            where = "the scheduler"
-        return (f"no worker offering '{SLOT}' for {self.timeout:g} s (cluster.no_workers_timeout); "
-                f"add one ({dask_worker_command(where)}) and rerun")
-
-
 def calibrate(
     ms_paths: Sequence[str],
     skymodel: str,
@@ -433,7 +404,7 @@ def calibrate(
     submitted_at = time.time()  # every task is with the scheduler from here on
     progress = _Progress(len(jobs), len(reused))
     pending = as_completed(list(futures))
-    watch = _SlotWatch(client, no_workers_timeout if use_slots else None)
+    watch = SlotWatch(client, no_workers_timeout if use_slots else None)
 
     def settle(job: ChunkJob, fut: Any | None) -> None:
         # The chunk's outcome comes from its completion record on disk, never from the

@@ -75,6 +75,35 @@ def _accepts_n_workers(client: Any) -> bool:
         return False
 
 
+class SlotWatch:
+    """Notices when no worker offering ``subprocess_slots`` has been connected for ``timeout`` s."""
+
+    def __init__(self, client: Any, timeout: float | None):
+        self.client, self.timeout = client, timeout
+        self.since: float | None = None
+        self.next_check = 0.0
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        if not self.timeout or now < self.next_check:
+            return False
+        self.next_check = now + 1.0
+        try:
+            present = any(n >= 1 for n in worker_slots(self.client).values())
+        except Exception:  # the scheduler itself is gone: no worker either
+            present = False
+        self.since = None if present else (self.since or now)
+        return self.since is not None and now - self.since >= self.timeout
+
+    def reason(self) -> str:
+        try:
+            where = self.client.scheduler.address
+        except Exception:
+            where = "the scheduler"
+        return (f"no worker offering '{SLOT}' for {self.timeout:g} s (cluster.no_workers_timeout); "
+                f"add one ({dask_worker_command(where)}) and rerun")
+
+
 def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: int = 1) -> dict[str, float]:
     """Wait up to ``timeout`` s for ``expected`` workers offering ``subprocess_slots``.
 

@@ -68,6 +68,7 @@ class ClusterConfig:
     worker_wait: float = _c(min_exclusive=0)
     no_workers_timeout: float = _c(min_exclusive=0)
     retries: int = _c(min=0)
+    imaging: bool = _c()
     slurm: SlurmConfig = _c()
 
 

@@ -308,7 +308,7 @@ class Pipeline:
         model = read_skymodel(sky)
         facets = patch_directions(model)
         stats = self.image_stage(f"{name}/image", cdir / "image", cfg.inputs.ms, cyc.imaging,
-                                 h5, facets, extra_key=sha256_file(h5))
+                                 h5, facets, extra_key=sha256_file(h5), client=client)
         timings["image"] = time.monotonic() - t
 
         # next sky model: CLEAN components grouped into directions
@@ -339,7 +339,7 @@ class Pipeline:
 
     # -- imaging stage (shared by cycle 0, the reference and each cycle) --
     def image_stage(self, name: str, prefix: Path, ms: Sequence[str], params: ImagingConfig,
-                    h5: Path | None, facets: Any, extra_key: str | None = None) -> ImageStats:
+                    h5: Path | None, facets: Any, extra_key: str | None = None, client: Any = None) -> ImageStats:
         from ddpipe.imaging.imager import PRODUCTS, make_image
         from ddpipe.solutions.h5parm import read_h5parm
 
@@ -351,8 +351,10 @@ class Pipeline:
             return _stats_from_record(rec)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         sol = read_h5parm(h5) if h5 is not None else None
+        on_cluster = client is not None and self.cfg.cluster.imaging
         res = make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
-                         facet_directions=facets)
+                         facet_directions=facets, client=client if on_cluster else None,
+                         no_workers_timeout=self.cfg.cluster.no_workers_timeout)
         stats = _image_stats(res)
         outputs = [res.paths[p] for p in PRODUCTS]
         if res.skymodel is not None:

@@ -201,13 +201,17 @@ class DaskEngine:
         Row ranges per MS (default: one per worker offering the slot).
     budget
         Bytes of prepared rows a worker may keep between passes.
+    no_workers_timeout
+        Seconds without a worker offering ``subprocess_slots`` before the image fails.
     """
 
     def __init__(self, client: Any, descs: Sequence[MSDescription], spec: PassSpec,
-                 gains: Sequence[GainTable | None], row_block: int, budget: int, n_ranges: int | None = None):
+                 gains: Sequence[GainTable | None], row_block: int, budget: int, n_ranges: int | None = None,
+                 no_workers_timeout: float = 120.0):
         from ddpipe.cluster import worker_slots
 
         self.client, self.descs, self.spec = client, tuple(descs), spec
+        self.no_workers_timeout = no_workers_timeout
         self.npol = n_pols(gains)
         self.budget = budget
         slots = [a for a, n in worker_slots(client).items() if n >= 1]
@@ -228,11 +232,28 @@ class DaskEngine:
 
         self._n += 1
         where = self._where.get(job.key)
+        # back to the worker that holds the range's rows; anywhere else if it is gone or busy
+        placement = {"workers": [where], "allow_other_workers": True} if where else {}
         return self.client.submit(fn, job, *args, key=f"{fn.__name__}-{job.key}-{self._n}", pure=False,
-                                  resources=dict(SLOT_RESOURCES), retries=2,
-                                  workers=[where] if where else None, allow_other_workers=True)
+                                  resources=dict(SLOT_RESOURCES), retries=2, **placement)
 
     def _gather(self, futures: list) -> list:
+        from distributed import wait
+
+        from ddpipe.cluster import SlotWatch
+        from ddpipe.errors import PipelineError
+
+        watch = SlotWatch(self.client, self.no_workers_timeout)
+        while True:  # never block on a result no worker is left to compute
+            try:
+                wait(futures, timeout=0.5)
+                break
+            except TimeoutError:
+                pass
+            if watch.expired():
+                for f in futures:
+                    f.release()
+                raise PipelineError(f"imaging: {watch.reason()}")
         out = []
         for job, fut in zip(self.jobs, futures):
             value = fut.result()

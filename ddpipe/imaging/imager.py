@@ -85,7 +85,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                data_column: str = "DATA", solutions: Solutions | None = None,
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
-               nthreads: int = 2, cache_mb: float = 1024.0, client: Any = None) -> ImageResult:
+               nthreads: int = 2, cache_mb: float = 1024.0, client: Any = None,
+               no_workers_timeout: float = 120.0) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
     Parameters
@@ -120,6 +121,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         A ``distributed.Client``: the passes over the data run as Dask tasks on its
         workers (one per row range, each holding a ``subprocess_slots``); the minor
         cycles stay here. None: everything in this process.
+    no_workers_timeout
+        With ``client``: seconds without a worker offering ``subprocess_slots`` before failing.
 
     Returns
     -------
@@ -165,7 +168,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int(cache_mb * 2**20)
     if client is not None:
-        engine = DaskEngine(client, descs, spec, gains, params.row_block, budget)
+        engine = DaskEngine(client, descs, spec, gains, params.row_block, budget,
+                            no_workers_timeout=no_workers_timeout)
     else:
         engine = LocalEngine(descs, spec, gains, params.row_block, budget)
     timings["setup"] = time.perf_counter() - t_start
