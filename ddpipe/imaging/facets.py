@@ -217,16 +217,16 @@ class FacetBox:
         target[fy, fx][sel] = box_image[by, bx][sel]
 
 
-def facet_boxes(labels: np.ndarray, n_facets: int, min_size: int = 32) -> tuple[FacetBox, ...]:
-    """One :class:`FacetBox` per facet index of ``labels`` (``(ny, nx)``, see :func:`facet_labels`)."""
+def facet_boxes(labels: np.ndarray, names: Sequence[str], min_size: int = 32) -> tuple[FacetBox, ...]:
+    """One :class:`FacetBox` per facet (``names`` in facet order) of ``labels`` (see :func:`facet_labels`)."""
     full = labels.shape
     out = []
-    for f in range(n_facets):
+    for f, name in enumerate(names):
         ys, xs = np.nonzero(labels == f)
         if ys.size == 0:
-            raise UserError(f"facet {f} has no pixel in the {full[1]}x{full[0]} image: its direction lies "
-                            "outside the image and nearer directions take every pixel; make the image larger "
-                            "or drop that direction")
+            raise UserError(f"facet direction {name!r} has no pixel in the {full[1]}x{full[0]} image (nearer "
+                            "directions take every pixel): image a larger field (size x scale) or calibrate "
+                            "without that direction")
         size = []
         for lo, hi in ((ys.min(), ys.max()), (xs.min(), xs.max())):
             span = int(hi - lo + 1)

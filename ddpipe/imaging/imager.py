@@ -163,7 +163,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     gains = tuple(GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq)
                   if use_solutions else None for d in descs)
     if use_solutions:
-        spec = PassSpec(shape, cell, facet_boxes(labels, len(facets)), True, epsilon, nthreads)
+        spec = PassSpec(shape, cell, facet_boxes(labels, [f.name for f in facets]), True, epsilon, nthreads)
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int(cache_mb * 2**20)
@@ -221,8 +221,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         if coupling:
             c = neighbour_coupling(*coupling[0])
             mgain = min(params.mgain, 0.5 + 0.5 * max(c, 0.0))
-            log.info("DD facets: neighbouring facets keep at least %.2f of each other's PSF; major-cycle gain %.2g%s",
-                     c, mgain, f" (asked {params.mgain:g})" if mgain < params.mgain else "")
+            log.info("DD facets: neighbouring facets keep at least %.2f of each other's PSF coherent; major-cycle "
+                     "gain %.2g%s", max(c, 0.0), mgain, f" (asked {params.mgain:g})" if mgain < params.mgain else "")
             settings = dataclasses.replace(settings, mgain=mgain)
         cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask,
                                cleaner=cleaner, coupling=coupling[0] if coupling else None)

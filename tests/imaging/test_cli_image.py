@@ -89,3 +89,16 @@ def test_wsclean_spelling_of_the_options_is_accepted():
     both = imaging_overrides(build_parser().parse_args(["image", "--ms", "x", "--threshold", "1", "--auto-threshold",
                                                         "4"]))
     assert both["auto_threshold"] == 4.0
+
+
+def test_an_image_too_small_for_its_facets_is_one_line_and_writes_nothing(sim_dd, tmp_path, capsys):
+    """A 32x32 image of 1" pixels at the phase centre: the nearest direction takes every pixel,
+    the others have none to be gridded onto (issue 10, bad input)."""
+    corrupted, _ = sim_dd
+    rc = main(["image", "--ms", str(corrupted.ms), "--h5parm", str(corrupted.truth), "--skymodel",
+               str(corrupted.skymodel), "--size", "32", "32", "--scale", "1asec", "--name", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "has no pixel in the 32x32 image" in err and "larger field" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
