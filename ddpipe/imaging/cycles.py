@@ -23,6 +23,12 @@ from ddpipe.imaging.stats import mad_rms
 
 log = logging.getLogger(__name__)
 
+#: a major cycle whose exact residual peak exceeds the level its minor cycle cleaned to by this
+#: factor shows the minor cycle's PSF model is off: the major-cycle gain is lowered
+OVERSHOOT = 1.2
+#: the major-cycle gain is never lowered below this
+MIN_MGAIN = 0.5
+
 
 @dataclass(frozen=True)
 class CleanSettings:
@@ -74,6 +80,7 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
     residual = dirty.astype(np.float32, copy=True)
     model = np.zeros(dirty.shape, dtype=np.float32)
     n_iter, n_major, t_minor, t_major = 0, 0, 0.0, 0.0
+    mgain, reached = settings.mgain, None  # reached: the level the last minor cycle cleaned down to
     while n_iter < settings.niter and n_major < settings.max_major:
         t0 = time.perf_counter()
         rms = mad_rms(residual)
@@ -83,7 +90,15 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
         if peak <= stop:
             t_minor += time.perf_counter() - t0
             break
-        minor_stop = max(stop, (1.0 - settings.mgain) * peak)
+        if reached is not None and peak > OVERSHOOT * reached and mgain > MIN_MGAIN:
+            # the exact residual is well above where the minor cycle believed it had cleaned to:
+            # its PSF model of the image is off (with facets: the response in other facets),
+            # so clean less deep before the next major cycle
+            new = max(MIN_MGAIN, 1.0 - 2.0 * (1.0 - mgain))
+            log.info("major cycle %d: peak %.4g Jy/beam after cleaning to %.4g; major-cycle gain %.2g -> %.2g",
+                     n_major + 1, peak, reached, mgain, new)
+            mgain = new
+        minor_stop = max(stop, (1.0 - mgain) * peak)
         budget = settings.niter - n_iter
         if cleaner is not None:
             res = cleaner.clean(residual, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask)
@@ -91,6 +106,7 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
             res = hogbom(residual, psf2, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask,
                          update_residual=False, coupling=coupling)
         n_iter += res.n_iter
+        reached = minor_stop if res.reached_stop else None
         t_minor += time.perf_counter() - t0
         log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
                  n_major + 1, peak, rms, minor_stop, res.n_iter, n_iter)

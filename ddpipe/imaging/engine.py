@@ -86,7 +86,6 @@ class LocalEngine:
         self.ranges = plan_ranges(self.descs, budget if self.caching else stream, self.npol)
         self.factor: np.ndarray | None = None
         self._cache: dict[RowRange, tuple[PreparedRows, RowGains | None]] = {}
-        self.workers = ("driver",)
 
     def _job(self, r: RowRange) -> RangeJob:
         return RangeJob("", self.descs[r.ms_index], r, self.npol, self.row_block, self.spec)
@@ -220,11 +219,11 @@ class DaskEngine:
         token = uuid.uuid4().hex[:10]
         self.jobs = [RangeJob(f"ddpipe-image-{token}-{i}", self.descs[r.ms_index], r, self.npol, row_block, spec)
                      for i, r in enumerate(self.ranges)]
-        self._gains = [client.scatter(gains[j.rows.ms_index], broadcast=True) if gains[j.rows.ms_index] is not None
-                       else None for j in self.jobs]
+        # each MS's gain table once to every worker (a task's worker may change)
+        per_ms = {i: client.scatter(g, broadcast=True) for i, g in enumerate(gains) if g is not None}
+        self._gains = [per_ms.get(j.rows.ms_index) for j in self.jobs]
         self._factor = None
         self._where: dict[str, str] = {}
-        self.workers: tuple[str, ...] = ()
         self._n = 0
 
     def _submit(self, fn, job: RangeJob, *args: Any):
@@ -260,7 +259,6 @@ class DaskEngine:
             self._where[job.key] = value[-1]
             out.append(value)
             fut.release()
-        self.workers = tuple(sorted(set(self._where.values())))
         return out
 
     def density(self) -> tuple[np.ndarray, float]:
@@ -284,9 +282,8 @@ class DaskEngine:
         return total
 
     def close(self) -> None:
-        for f in [*self._gains, self._factor]:
-            if f is not None:
-                f.release()
+        for f in {id(f): f for f in [*self._gains, self._factor] if f is not None}.values():
+            f.release()
 
 
 def natural_factor(shape: tuple[int, int]) -> np.ndarray:

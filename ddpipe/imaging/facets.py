@@ -235,3 +235,13 @@ def facet_boxes(labels: np.ndarray, names: Sequence[str], min_size: int = 32) ->
         x0 = int(xs.min()) - max(0, size[1] - int(xs.max() - xs.min() + 1)) // 2
         out.append(FacetBox(f, y0, x0, (size[0], size[1]), full))
     return tuple(out)
+
+
+def neighbour_pairs(labels: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Ordered pairs ``(f, d)``, f ≠ d, of facets whose cells share a border in ``labels``."""
+    pairs = set()
+    for a, b in ((labels[:, 1:], labels[:, :-1]), (labels[1:, :], labels[:-1, :])):
+        edge = a != b
+        pairs.update(zip(a[edge].tolist(), b[edge].tolist()))
+        pairs.update(zip(b[edge].tolist(), a[edge].tolist()))
+    return tuple(sorted(pairs))

@@ -11,7 +11,6 @@ gains applied; each facet keeps its own Voronoi cell of the image.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -27,12 +26,12 @@ from ddpipe.imaging import weighting
 from ddpipe.imaging.beam import fit_beam, restore
 from ddpipe.imaging.components import model_to_skymodel
 from ddpipe.imaging.engine import DaskEngine, LocalEngine, natural_factor
-from ddpipe.imaging.facets import Facet, GainTable, facet_boxes, facet_labels, make_facets
+from ddpipe.imaging.facets import Facet, GainTable, facet_boxes, facet_labels, make_facets, neighbour_pairs
 from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
 from ddpipe.imaging.cycles import CleanSettings, clean_cycles
 from ddpipe.imaging.msdata import MSDescription, describe_ms
 from ddpipe.imaging.multiscale import MultiscaleCleaner
-from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, split_model
+from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, scatter_level, split_model
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
 
@@ -163,7 +162,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     gains = tuple(GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq)
                   if use_solutions else None for d in descs)
     if use_solutions:
-        spec = PassSpec(shape, cell, facet_boxes(labels, [f.name for f in facets]), True, epsilon, nthreads)
+        spec = PassSpec(shape, cell, facet_boxes(labels, [f.name for f in facets]), True, epsilon, nthreads,
+                        neighbours=neighbour_pairs(labels))
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int(cache_mb * 2**20)
@@ -184,12 +184,13 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     def residual_of(model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
         comps = split_model(model, spec, labels) if model is not None else None
         total = engine.run_pass(comps, psf_shape)
-        if total.coupling is not None:
-            coupling.append((labels, coupling_matrix(total.coupling)))
         try:
-            return finish(total, spec, labels, empty)
+            residual, psf_img = finish(total, spec, labels, empty)
         except ValueError:
             raise UserError(empty) from None
+        if total.coupling is not None:
+            coupling.append((labels, coupling_matrix(total.coupling), scatter_level(total, psf_img)))
+        return residual, psf_img
 
     try:
         t0 = time.perf_counter()
@@ -219,13 +220,20 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         settings = CleanSettings(params.niter, params.gain, params.mgain, params.threshold, params.auto_threshold,
                                  MAX_MAJOR)
         if coupling:
-            c = neighbour_coupling(*coupling[0])
-            mgain = min(params.mgain, 0.5 + 0.5 * max(c, 0.0))
-            log.info("DD facets: neighbouring facets keep at least %.2f of each other's PSF coherent; major-cycle "
-                     "gain %.2g%s", max(c, 0.0), mgain, f" (asked {params.mgain:g})" if mgain < params.mgain else "")
-            settings = dataclasses.replace(settings, mgain=mgain)
+            labels_, cmat, scatter = coupling[0]
+            off = cmat[~np.eye(len(facets), dtype=bool)]
+            # the minor cycle cannot know the scattered part of a component's response in the
+            # other facets: cleaning a fraction g of the peak leaves errors up to scatter * g of it,
+            # which stay below half the (1 - g) of it cleaned to while g <= 1 / (1 + 2 scatter)
+            mgain = min(params.mgain, 1.0 / (1.0 + 2.0 * scatter))
+            log.info("DD facets: a component keeps %.2f (median; %.2f to %.2f) of its PSF coherent in the other "
+                     "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
+                     float(np.median(off)), float(off.min()), float(off.max()), scatter, mgain,
+                     f" (asked {params.mgain:g})" if mgain < params.mgain else "")
+            settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold,
+                                     MAX_MAJOR)
         cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask,
-                               cleaner=cleaner, coupling=coupling[0] if coupling else None)
+                               cleaner=cleaner, coupling=coupling[0][:2] if coupling else None)
     finally:
         engine.close()
     model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
@@ -269,26 +277,6 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def neighbour_coupling(labels: np.ndarray, cmat: np.ndarray) -> float:
-    """The smallest coupling ``min(C[f, d], C[d, f])`` between two facets that share a border.
-
-    Why the major-cycle gain depends on it: the minor cycle subtracts a component's
-    PSF from the neighbouring facets scaled by the coupling, but the part of the
-    response the gain ratio scatters (1 − C of it) is unknown until the next major
-    cycle. Cleaning to ``(1 − mgain)`` of the peak is safe while that error, about
-    ``(1 − C) · mgain`` of the peak, stays below the level cleaned to; with
-    ``mgain ≤ (1 + C) / 2`` it does. Directions with similar gains (C near 1) keep
-    the asked gain; unrelated ones (C near 0) clean half the peak per major cycle.
-    """
-    pairs = set()
-    for a, b in ((labels[:, 1:], labels[:, :-1]), (labels[1:, :], labels[:-1, :])):
-        edge = a != b
-        pairs.update(zip(a[edge].tolist(), b[edge].tolist()))
-    if not pairs:
-        return 1.0
-    return float(min(min(cmat[f, d], cmat[d, f]) for f, d in pairs))
 
 
 def _geometry(descs: Sequence[MSDescription], shape: tuple[int, int], cell: float) -> ImageGeometry:

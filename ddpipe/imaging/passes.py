@@ -40,6 +40,11 @@ class PassSpec:
     facets: bool
     epsilon: float = 1e-4
     nthreads: int = 2
+    #: ``(f, d)``: facets f and d share a border; the dirty pass images how a facet-d
+    #: component appears in facet f (:func:`facet_response`)
+    neighbours: tuple[tuple[int, int], ...] = ()
+    #: pixels across the image of that response
+    response_size: int = 128
 
     @classmethod
     def plain(cls, shape: tuple[int, int], cell: float, **kw) -> "PassSpec":
@@ -55,6 +60,7 @@ class PassPartial:
     psf: np.ndarray | None = None
     psf_wsum: float = 0.0
     coupling: np.ndarray | None = None  # (nf, nf) complex sums, see facet_coupling
+    responses: dict | None = None  # {(f, d): unnormalised response image}, see facet_response
 
     def add(self, other: "PassPartial") -> "PassPartial":
         """Sum in place (``other`` is from other rows of the same image); returns self."""
@@ -66,6 +72,8 @@ class PassPartial:
             self.psf_wsum += other.psf_wsum
         if other.coupling is not None:
             self.coupling = other.coupling.copy() if self.coupling is None else self.coupling + other.coupling
+        if other.responses:
+            self.responses = {k: v + (self.responses or {}).get(k, 0) for k, v in other.responses.items()}
         return self
 
 
@@ -156,7 +164,56 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
         out.psf_wsum = float(ws.sum(dtype=np.float64))
         if gains is not None:
             out.coupling = facet_coupling(gains, ws, len(spec.boxes))
+            out.responses = facet_response(prep, spec, gains, ws, **kw)
     return out
+
+
+def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
+    """``(row, chan)`` Stokes I gain product g_p conj(g_q) of direction ``d`` (hands averaged)."""
+    gp, gq = gains.pick(d)
+    g = gp * np.conj(gq)
+    return np.where(np.isfinite(g), g, 0).mean(axis=-1)
+
+
+def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float,
+                   nthreads: int) -> dict[tuple[int, int], np.ndarray]:
+    """``{(f, d): Σ w G_d conj(G_f) e^{...}}``: how a facet-``d`` point source at the centre of a
+    ``response_size``² image appears in facet ``f``'s corrected image (2-D, unnormalised: divide
+    by facet f's weight sum). Its centre is the coherent coupling; the rest, minus that
+    fraction of the PSF, is what the gain ratio scatters, which no minor cycle can know."""
+    out = {}
+    n = min(spec.response_size, *spec.shape)
+    n += n % 2
+    by_facet: dict[int, list[int]] = {}
+    for f, d in spec.neighbours:
+        by_facet.setdefault(f, []).append(d)
+    for f, ds in by_facet.items():
+        pf = np.conj(_stokes_gain(gains, f))
+        for d in ds:
+            v = (_stokes_gain(gains, d) * pf).astype(np.complex64)
+            out[(f, d)] = gridder.grid(prep.uvw, prep.freq, v, ws, (n, n), spec.cell, do_wgridding=False,
+                                       epsilon=epsilon, nthreads=nthreads).astype(np.float64)
+    return out
+
+
+def scatter_level(total: PassPartial, psf: np.ndarray) -> float:
+    """The largest scattered response between neighbouring facets, relative to the PSF peak.
+
+    For each neighbour pair, the response image (:func:`facet_response`, normalised by
+    facet f's weight sum) minus its centre value times the PSF; its largest absolute
+    value. 0 when the facets' gains are alike or the data average the scatter away.
+    """
+    worst = 0.0
+    py, px = psf.shape
+    for (f, d), img in (total.responses or {}).items():
+        if total.wsum[f] <= 0:
+            continue
+        resp = img / total.wsum[f]
+        n = resp.shape[0]
+        c = resp[n // 2, n // 2]
+        crop = psf[py // 2 - n // 2:py // 2 + n // 2, px // 2 - n // 2:px // 2 + n // 2]
+        worst = max(worst, float(np.abs(resp - c * crop).max()))
+    return worst
 
 
 def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, max_rows: int = 5_000) -> np.ndarray:

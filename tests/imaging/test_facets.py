@@ -157,3 +157,42 @@ def test_facet_dirty_image_matches_a_dft_of_each_facets_corrected_data(sim_dd, t
         l, m = coords.pixel_to_lm(xs[pick], ys[pick], shape, cell)
         want = dft_image(blk.uvw, desc.freq, v, w, l, m) / w.sum()
         np.testing.assert_allclose(dirty[ys[pick], xs[pick]], want, atol=1e-3 * peak)
+
+
+def test_coupling_is_one_and_scatter_zero_for_alike_gains_and_drops_for_unrelated_ones(sim_dd):
+    """The dirty pass's facet coupling and scattered response (issue 10: what limits the
+    major-cycle gain with facets): directions with the same gains couple fully and scatter
+    nothing; directions with unrelated random phases keep little coherence and scatter."""
+    from ddpipe.imaging import gridder
+    from ddpipe.imaging.msdata import describe_ms
+    from ddpipe.imaging.passes import (PassPartial, PassSpec, RowGains, coupling_matrix, facet_coupling,
+                                       facet_response, scatter_level)
+    from ddpipe.imaging.prepared import RowRange, read_rows
+
+    corrupted, _ = sim_dd
+    desc = describe_ms(corrupted.ms)
+    prep = read_rows(desc, RowRange(0, 0, desc.nrow), 1, desc.nrow)
+    ws = prep.weight[..., 0]
+    utimes, tidx = np.unique(prep.time, return_inverse=True)
+    nant = len(desc.antenna_names)
+    rng = np.random.default_rng(3)
+    nchan = len(desc.freq)
+    common = np.exp(1j * rng.uniform(-np.pi, np.pi, (len(utimes), 1, nant, 1, 1)))
+    alike = np.repeat(np.repeat(common, 2, axis=3), nchan, axis=1).astype(np.complex64)
+    # one random phase per antenna and direction for the whole observation: few independent
+    # gain ratios (one per baseline), so the scattered part does not average away
+    unrelated = np.exp(1j * rng.uniform(-np.pi, np.pi, (1, 1, nant, 2, 1)))
+    unrelated = np.broadcast_to(unrelated, (len(utimes), nchan, nant, 2, 1)).astype(np.complex64)
+    index = np.stack([tidx, prep.ant1, prep.ant2])
+    spec = PassSpec((128, 128), math.radians(40 / 3600), (), True, neighbours=((0, 1), (1, 0)), response_size=64)
+    psf = gridder.grid(prep.uvw, prep.freq, np.ones(ws.shape, np.complex64), ws, (128, 128), spec.cell,
+                       do_wgridding=False, epsilon=1e-5, nthreads=1) / ws.sum()
+    levels = {}
+    for name, table in (("alike", alike), ("unrelated", unrelated)):
+        gains = RowGains(table, index)
+        total = PassPartial([], np.full(2, float(ws.sum())))
+        total.responses = facet_response(prep, spec, gains, ws, epsilon=1e-5, nthreads=1)
+        c = coupling_matrix(facet_coupling(gains, ws, 2))
+        levels[name] = (float(c[0, 1]), scatter_level(total, psf))
+    assert levels["alike"][0] == pytest.approx(1.0, abs=1e-4) and levels["alike"][1] < 1e-3
+    assert abs(levels["unrelated"][0]) < 0.3 and levels["unrelated"][1] > 0.05, levels
