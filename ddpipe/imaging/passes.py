@@ -225,16 +225,10 @@ def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, max_rows:
     gains are unrelated); the rest scatters like noise. G is the Stokes I product
     g_p conj(g_q) (the hands averaged when they differ).
     """
-    tidx, a1, a2 = gains.index
-    step = max(1, len(tidx) // max_rows)
-    idx = (tidx[::step], a1[::step], a2[::step])
+    step = max(1, gains.index.shape[1] // max_rows)
+    sub = RowGains(gains.table, gains.index[:, ::step])
     w = weight[::step]
-    prods = []
-    for d in range(n_facets):
-        gd = gains.table[:, :, :, d, :]
-        g = gd[idx[0], :, idx[1], :] * np.conj(gd[idx[0], :, idx[2], :])  # (row, chan, P)
-        g = np.where(np.isfinite(g), g, 0).mean(axis=-1)
-        prods.append(g)
+    prods = [_stokes_gain(sub, d) for d in range(n_facets)]
     s = np.zeros((n_facets, n_facets), dtype=np.complex128)
     for f in range(n_facets):
         wf = w * np.conj(prods[f])
