@@ -179,7 +179,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     empty = (f"{', '.join(d.path for d in descs)}: every visibility is flagged or has zero weight (column "
              f"{descs[0].data_column}); there is nothing to image")
 
-    coupling = []
+    measured: dict[str, object] = {}  # facet coupling and scatter, from the dirty pass
 
     def residual_of(model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
         comps = split_model(model, spec, labels) if model is not None else None
@@ -189,7 +189,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         except ValueError:
             raise UserError(empty) from None
         if total.coupling is not None:
-            coupling.append((labels, coupling_matrix(total.coupling), scatter_level(total, psf_img)))
+            measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total, psf_img))
         return residual, psf_img
 
     try:
@@ -217,10 +217,10 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         cleaner = None
         if params.multiscale and params.niter > 0:
             cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
-        settings = CleanSettings(params.niter, params.gain, params.mgain, params.threshold, params.auto_threshold,
-                                 MAX_MAJOR)
-        if coupling:
-            labels_, cmat, scatter = coupling[0]
+        mgain, coupling = params.mgain, None
+        if measured:
+            cmat, scatter = measured["coupling"], measured["scatter"]
+            coupling = (labels, cmat)
             off = cmat[~np.eye(len(facets), dtype=bool)]
             # the minor cycle cannot know the scattered part of a component's response in the
             # other facets: cleaning a fraction g of the peak leaves errors up to scatter * g of it,
@@ -230,10 +230,9 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                      "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
                      float(np.median(off)), float(off.min()), float(off.max()), scatter, mgain,
                      f" (asked {params.mgain:g})" if mgain < params.mgain else "")
-            settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold,
-                                     MAX_MAJOR)
+        settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
         cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask,
-                               cleaner=cleaner, coupling=coupling[0][:2] if coupling else None)
+                               cleaner=cleaner, coupling=coupling)
     finally:
         engine.close()
     model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
