@@ -30,6 +30,15 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+def _ends_within(proc: subprocess.Popen, timeout: float, log, failure: str) -> tuple[int, float]:
+    """``proc``'s exit code and how long it took to end; the test fails (with the log) past ``timeout``."""
+    t0 = time.monotonic()
+    try:
+        return proc.wait(timeout=timeout), time.monotonic() - t0
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{failure}:\n{relkit.tail(log)}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,12 +140,7 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
         relkit.wait_for(lambda: (tmp_path / "pids").exists(), 180, "chunk_001's DP3 to start", driver, log)
         done_before = sorted(work.glob("cycle_01/chunks/*.done.json"))
         os.killpg(worker.pid, signal.SIGKILL)
-        t0 = time.monotonic()
-        try:
-            rc = driver.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the run hangs after losing its only worker:\n{relkit.tail(log)}")
-        elapsed = time.monotonic() - t0
+        rc, elapsed = _ends_within(driver, 90, log, "the run hangs after losing its only worker")
     finally:
         relkit.stop(procs)
     out = log.read_text()
@@ -186,12 +190,7 @@ def test_results_lost_with_their_worker_are_taken_from_disk(inputs, tag, tmp_pat
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
         marker.unlink()
-        t0 = time.monotonic()
-        try:
-            rc = driver.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the driver waits for results that died with their worker:\n{relkit.tail(log)}")
-        elapsed = time.monotonic() - t0
+        rc, elapsed = _ends_within(driver, 60, log, "the driver waits for results that died with their worker")
     finally:
         relkit.stop(procs)
     text = log.read_text()
