@@ -216,7 +216,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     completion record is written last.
     """
     from ddpipe.dp3.parsets import dp3_argv, format_parset
-    from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_threads
+    from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_address, worker_threads
     from ddpipe.solutions.h5parm import read_h5parm
 
     if chunk_is_done(job):
@@ -230,7 +230,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     nthreads = worker_threads()
     argv = die_with_worker(dp3_argv(list(job.executable), parset, numthreads=nthreads))
     started = time.time()
-    worker = _worker_name()
+    worker = worker_address()
     try:
         run = run_dp3(argv, log_path=job.log_path, timeout=job.timeout, env=dp3_environment())
     except DP3Error as exc:
@@ -302,15 +302,6 @@ def die_with_worker(argv: list[str]) -> list[str]:
     rescheduled attempt. With the parent-death signal the kernel kills it with its worker.
     """
     return [*_pdeathsig_prefix(), *argv]
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return "local"
 
 
 # ----------------------------------------------------------------------------- the stage

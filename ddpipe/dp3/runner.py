@@ -153,6 +153,16 @@ def worker_threads() -> int:
         return 1
 
 
+def worker_address() -> str:
+    """Address of the current Dask worker; ``"local"`` outside one."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
 # --------------------------------------------------------------------------- running
 
 

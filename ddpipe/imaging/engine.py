@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ddpipe.dp3.runner import worker_address, worker_threads
 from ddpipe.imaging import weighting
 from ddpipe.imaging.facets import GainTable
 from ddpipe.imaging.msdata import MSDescription
@@ -152,29 +153,11 @@ def _worker_get(job: RangeJob, gains: GainTable | None, factor: np.ndarray | Non
     return got
 
 
-def _worker_threads() -> int:
-    try:
-        from distributed import get_worker
-
-        return max(1, int(get_worker().state.nthreads))
-    except (ImportError, ValueError, AttributeError):
-        return 1
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return "local"
-
-
 def density_task(job: RangeJob, gains: GainTable | None, budget: int) -> tuple[np.ndarray, float, str]:
     """Dask task: this range's density grid (its rows stay in the worker's memory)."""
     prep, _ = _worker_get(job, gains, None, budget)
     dens, total = density(prep, job.spec.shape, job.spec.cell)
-    return dens, total, _worker_address()
+    return dens, total, worker_address()
 
 
 def pass_task(job: RangeJob, gains: GainTable | None, factor: np.ndarray, budget: int,
@@ -182,11 +165,11 @@ def pass_task(job: RangeJob, gains: GainTable | None, factor: np.ndarray, budget
               ) -> tuple[PassPartial, str]:
     """Dask task: one residual pass over this range, with the worker's threads."""
     prep, rg = _worker_get(job, gains, factor, budget)
-    spec = dataclasses.replace(job.spec, nthreads=_worker_threads())
+    spec = dataclasses.replace(job.spec, nthreads=worker_threads())
     part = grid_rows(prep, spec, rg, components, psf_shape)
     if part.psf is not None:
         part.psf = part.psf.astype(np.float32)
-    return part, _worker_address()
+    return part, worker_address()
 
 
 class DaskEngine:
