@@ -71,6 +71,7 @@ class PreparedRows:
     vis: np.ndarray
     weight: np.ndarray
     weighted: bool = False
+    cells: np.ndarray | None = None  # (row, chan) uv density cell per sample, kept from density() for weigh()
 
     @property
     def npol(self) -> int:
@@ -112,6 +113,7 @@ def density(prep: PreparedRows, shape: tuple[int, int], cell: float) -> tuple[np
     dens = np.zeros((grid[0] // 2) * grid[1], dtype=np.float64)
     cells = weighting.density_cells(prep.uvw, prep.freq, grid, cell)
     total = weighting.accumulate(dens, cells, stokes_weight(prep.weight))
+    prep.cells = cells.astype(np.int32)  # weigh() needs the same cells: computed once
     return dens, total
 
 
@@ -119,7 +121,9 @@ def weigh(prep: PreparedRows, factor: np.ndarray, shape: tuple[int, int], cell: 
     """Multiply the density factor of each sample's uv cell into the weights, in place (once)."""
     if prep.weighted:
         return
-    cells = weighting.density_cells(prep.uvw, prep.freq, weighting.grid_shape(shape), cell)
+    cells = prep.cells
+    if cells is None:
+        cells = weighting.density_cells(prep.uvw, prep.freq, weighting.grid_shape(shape), cell)
     f = np.where(cells >= 0, factor[np.clip(cells, 0, None)], 0.0).astype(np.float32)
     prep.weight *= f[..., None]
-    prep.weighted = True
+    prep.weighted, prep.cells = True, None
