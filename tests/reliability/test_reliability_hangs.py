@@ -39,6 +39,15 @@ def _ends_within(proc: subprocess.Popen, timeout: float, log, failure: str) -> t
         pytest.fail(f"{failure}:\n{relkit.tail(log)}")
 
 
+def _scheduler_and_one_slot_worker(tmp_path, env, procs: list) -> tuple[str, subprocess.Popen]:
+    """An external ``dask scheduler`` and its only worker offering subprocess_slots (both added to ``procs``)."""
+    sched, address = relkit.start_scheduler(tmp_path, env)
+    procs.append(sched)
+    worker = relkit.start_worker(address, "only", tmp_path, env, slots=True)
+    procs.append(worker)
+    return address, worker
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,10 +135,7 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
                             FAKE_DP3_ACTION="slow", FAKE_DP3_DELAY="300", FAKE_DP3_PIDS=str(tmp_path / "pids"))
     procs: list[subprocess.Popen] = []
     try:
-        sched, address = relkit.start_scheduler(tmp_path, env)
-        procs.append(sched)
-        worker = relkit.start_worker(address, "only", tmp_path, env, slots=True)
-        procs.append(worker)
+        address, worker = _scheduler_and_one_slot_worker(tmp_path, env, procs)
         work = tmp_path / "work"
         cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
                                   cluster={"mode": "address", "address": address, "worker_wait": 60.0,
@@ -169,10 +175,7 @@ def test_results_lost_with_their_worker_are_taken_from_disk(inputs, tag, tmp_pat
     env = relkit.tagged_env(tag)
     procs: list[subprocess.Popen] = []
     try:
-        sched, address = relkit.start_scheduler(tmp_path, env)
-        procs.append(sched)
-        worker = relkit.start_worker(address, "only", tmp_path, env, slots=True)
-        procs.append(worker)
+        address, worker = _scheduler_and_one_slot_worker(tmp_path, env, procs)
         work = tmp_path / "work"
         cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work,
                                   cluster={"mode": "address", "address": address, "worker_wait": 60.0,
