@@ -67,6 +67,16 @@ def row_gains(gains: GainTable | None, prep: PreparedRows) -> RowGains | None:
     return RowGains(np.ascontiguousarray(table[..., :prep.npol]), index)
 
 
+def with_h_cache(spec: PassSpec, descs: Sequence[MSDescription], nrow: int, npol: int, budget: int) -> PassSpec:
+    """``spec`` with ``cache_h`` set when a range of ``nrow`` rows, with every facet's H (8 bytes per
+    sample and facet, see :mod:`ddpipe.imaging.averaging`), fits ``budget`` bytes."""
+    if not spec.averaged or npol != 1:
+        return spec
+    nchan = max(len(d.freq) for d in descs)
+    need = range_bytes(descs[0], nrow, npol) + nrow * nchan * 8 * len(spec.boxes)
+    return dataclasses.replace(spec, cache_h=need <= budget)
+
+
 def n_pols(gains: Sequence[GainTable | None]) -> int:
     """1 (grid Stokes I) unless some facet gain differs between the two hands (then 2)."""
     return 2 if any(g is not None and not g.scalar for g in gains) else 1
@@ -85,6 +95,8 @@ class LocalEngine:
         # streamed ranges are smaller: each pass holds a few temporaries of a range's size
         stream = max(budget // 4, range_bytes(self.descs[0], row_block, self.npol))
         self.ranges = plan_ranges(self.descs, budget if self.caching else stream, self.npol)
+        if self.caching:
+            self.spec = with_h_cache(spec, self.descs, max(r.nrow for r in self.ranges), self.npol, budget)
         self.factor: np.ndarray | None = None
         self._cache: dict[RowRange, tuple[PreparedRows, RowGains | None]] = {}
 
@@ -199,6 +211,7 @@ class DaskEngine:
         slots = [a for a, n in worker_slots(client).items() if n >= 1]
         parts = n_ranges or max(1, len(slots))
         self.ranges = plan_ranges(self.descs, max(budget, 1), self.npol, min_parts=parts)
+        spec = self.spec = with_h_cache(spec, self.descs, max(r.nrow for r in self.ranges), self.npol, budget)
         token = uuid.uuid4().hex[:10]
         self.jobs = [RangeJob(f"ddpipe-image-{token}-{i}", self.descs[r.ms_index], r, self.npol, row_block, spec)
                      for i, r in enumerate(self.ranges)]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ddpipe.errors import UserError
-from ddpipe.imaging.coords import pixel_grid_lmn, radec_to_lmn
+from ddpipe.imaging.coords import pixel_grid_lmn, pixel_to_lm, radec_to_lmn
 
 if TYPE_CHECKING:
     from ddpipe.solutions.types import Solutions
@@ -234,6 +234,23 @@ def facet_boxes(labels: np.ndarray, names: Sequence[str], min_size: int = 32) ->
         y0 = int(ys.min()) - max(0, size[0] - int(ys.max() - ys.min() + 1)) // 2
         x0 = int(xs.min()) - max(0, size[1] - int(xs.max() - xs.min() + 1)) // 2
         out.append(FacetBox(f, y0, x0, (size[0], size[1]), full))
+    return tuple(out)
+
+
+def facet_centres(labels: np.ndarray, boxes: Sequence[FacetBox], cell: float
+                  ) -> tuple[tuple[float, float, float], ...]:
+    """Per box: (l, m) of its centre pixel and the largest distance (radians) of its facet's pixels from it.
+
+    The distance includes half a pixel's diagonal, so a source anywhere in a facet
+    pixel is within it (what per-facet averaging is bounded by).
+    """
+    out = []
+    for b in boxes:
+        cy, cx = b.y0 + b.shape[0] // 2, b.x0 + b.shape[1] // 2
+        l0, m0 = pixel_to_lm(cx, cy, labels.shape, cell)
+        ys, xs = np.nonzero(labels == b.index)
+        r = float(np.sqrt(((ys - cy) ** 2 + (xs - cx) ** 2).max())) if ys.size else 0.0
+        out.append((float(l0), float(m0), (r + 0.71) * cell))
     return tuple(out)
 
 

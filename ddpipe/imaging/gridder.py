@@ -18,14 +18,18 @@ import numpy as np
 import ducc0.wgridder.experimental as _wg
 
 
-def _swap_uvw(uvw: np.ndarray) -> np.ndarray:
-    """(u, v, w) → (v, u, w), contiguous float64."""
+def swap_uvw(uvw: np.ndarray) -> np.ndarray:
+    """(u, v, w) → (v, u, w), contiguous float64: the layout the calls below hand to ducc0.
+
+    Pass the result with ``swapped=True`` to grid or degrid the same rows many times
+    without converting them each time.
+    """
     return np.ascontiguousarray(uvw[:, (1, 0, 2)], dtype=np.float64)
 
 
 def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
          shape: tuple[int, int], cell: float, *, epsilon: float = 1e-4, nthreads: int = 2,
-         do_wgridding: bool = True, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+         do_wgridding: bool = True, offset: tuple[int, int] = (0, 0), swapped: bool = False) -> np.ndarray:
     """Weighted adjoint transform (gridding + FFT + w-correction) of visibilities.
 
     Parameters
@@ -47,6 +51,8 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
         centre (a facet's box), its pixels on the same grid as the full image's (pixel
         ``[i, j]`` is pixel ``[i + dy + (NY − ny)/2, j + dx + (NX − nx)/2]`` of a full
         ``(NY, NX)`` image); exact, w-term included.
+    swapped
+        ``uvw`` is already :func:`swap_uvw`'s output.
 
     Returns
     -------
@@ -60,7 +66,7 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
     if not mask.any():
         return np.zeros(shape, dtype=real)
     return _wg.vis2dirty(
-        uvw=_swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
+        uvw=uvw if swapped else swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
         vis=np.ascontiguousarray(vis), wgt=w, mask=mask,
         npix_x=ny, npix_y=nx, pixsize_x=cell, pixsize_y=cell,
         epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
@@ -71,7 +77,7 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
 
 def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
            epsilon: float = 1e-4, nthreads: int = 2, do_wgridding: bool = True,
-           mask: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+           mask: np.ndarray | None = None, offset: tuple[int, int] = (0, 0), swapped: bool = False) -> np.ndarray:
     """Predict visibilities of a model image (forward transform, DP3 sign convention).
 
     Parameters
@@ -88,6 +94,8 @@ def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
         Optional ``(row, chan)`` bool; False rows/channels are returned as 0 and cost nothing.
     offset
         ``(dy, dx)`` pixels of the image centre from the phase centre (see :func:`grid`).
+    swapped
+        ``uvw`` is already :func:`swap_uvw`'s output.
 
     Returns
     -------
@@ -98,7 +106,7 @@ def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
     if mask is not None:
         kw["mask"] = np.ascontiguousarray(mask, dtype=np.uint8)
     return _wg.dirty2vis(
-        uvw=_swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
+        uvw=uvw if swapped else swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
         dirty=np.ascontiguousarray(image), pixsize_x=cell, pixsize_y=cell,
         epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
         flip_u=True, flip_v=False, flip_w=False, divide_by_n=False,

@@ -26,7 +26,8 @@ from ddpipe.imaging import weighting
 from ddpipe.imaging.beam import fit_beam, restore
 from ddpipe.imaging.components import model_to_skymodel
 from ddpipe.imaging.engine import DaskEngine, LocalEngine, natural_factor
-from ddpipe.imaging.facets import Facet, GainTable, facet_boxes, facet_labels, make_facets, neighbour_pairs
+from ddpipe.imaging.facets import (Facet, GainTable, facet_boxes, facet_centres, facet_labels, make_facets,
+                                   neighbour_pairs)
 from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
 from ddpipe.imaging.cycles import CleanSettings, clean_cycles
 from ddpipe.imaging.msdata import MSDescription, describe_ms
@@ -84,8 +85,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                data_column: str = "DATA", solutions: Solutions | None = None,
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
-               nthreads: int = 2, cache_mb: float = 1024.0, client: Any = None,
-               no_workers_timeout: float = 120.0) -> ImageResult:
+               nthreads: int = 2, cache_mb: float = 4096.0, client: Any = None,
+               no_workers_timeout: float = 120.0, max_smearing: float = 0.01) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
     Parameters
@@ -115,13 +116,18 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     cache_mb
         Keep the prepared visibilities in memory between major cycles when they fit in
         this many MiB (per worker with ``client``); larger data are streamed from disk
-        on every pass, a quarter of this at a time.
+        on every pass, a quarter of this at a time. With facets, each facet's per-sample
+        corrections are kept too when they also fit (8 bytes per visibility and facet).
     client
         A ``distributed.Client``: the passes over the data run as Dask tasks on its
         workers (one per row range, each holding a ``subprocess_slots``); the minor
         cycles stay here. None: everything in this process.
     no_workers_timeout
         With ``client``: seconds without a worker offering ``subprocess_slots`` before failing.
+    max_smearing
+        With facets: each facet's visibilities are averaged in time and frequency, per
+        baseline, as far as a source at the facet's far edge loses at most this
+        fraction of its peak (:mod:`ddpipe.imaging.averaging`); 0 turns averaging off.
 
     Returns
     -------
@@ -162,8 +168,9 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     gains = tuple(GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq)
                   if use_solutions else None for d in descs)
     if use_solutions:
-        spec = PassSpec(shape, cell, facet_boxes(labels, [f.name for f in facets]), True, epsilon, nthreads,
-                        neighbours=neighbour_pairs(labels))
+        boxes = facet_boxes(labels, [f.name for f in facets])
+        spec = PassSpec(shape, cell, boxes, True, epsilon, nthreads, neighbours=neighbour_pairs(labels),
+                        centres=facet_centres(labels, boxes, cell), max_loss=max_smearing)
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int(cache_mb * 2**20)
@@ -184,12 +191,19 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     def residual_of(model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
         comps = split_model(model, spec, labels) if model is not None else None
         total = engine.run_pass(comps, psf_shape)
+        if spec.facets and np.any(total.wsum > 0):
+            dead = [facets[f].name for f in np.flatnonzero(total.wsum <= 0)]
+            if dead:
+                raise UserError(f"facet {dead[0]!r}" + (f" (and {len(dead) - 1} more)" if len(dead) > 1 else "")
+                                + ": no visibility has weight once its direction's gains are applied (flagged, "
+                                "zero or non-finite solutions everywhere?); check the H5parm, or image without "
+                                "that direction")
         try:
             residual, psf_img = finish(total, spec, labels, empty)
         except ValueError:
             raise UserError(empty) from None
         if total.coupling is not None:
-            measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total, psf_img))
+            measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total))
         return residual, psf_img
 
     try:

@@ -37,6 +37,7 @@ class MSDescription:
     corr_index: tuple[int, int] = (0, 0)  # positions of the two parallel hands in the corr axis
     weight_column: str = "WEIGHT_SPECTRUM"
     time_range: tuple[float, float] = (0.0, 0.0)  # MJD seconds
+    time_step: float = 1.0  # seconds between time slots (the smallest; 1 for a single slot)
     telescope: str = ""
     antenna_names: tuple[str, ...] = ()
 
@@ -112,8 +113,11 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
             raise UserError(f"{p}: correlations {corr} have no parallel hands (XX/YY, RR/LL or I) "
                             "to form Stokes I from")
         idx = (corr.index(single[0]),) * 2
+    steps = np.diff(np.unique(times))
+    steps = steps[steps > 1e-6]
     return MSDescription(
         path=str(p), data_column=data_column, nrow=nrow, freq=freq, chan_width=width,
+        time_step=float(steps.min()) if steps.size else 1.0,
         phase_centre=(float(phase[0]) % (2 * np.pi), float(phase[1])), corr_index=idx,
         weight_column=weight_column, time_range=(float(times.min()), float(times.max())),
         telescope=telescope, antenna_names=antenna_names,

@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ddpipe.imaging import gridder
+from ddpipe.imaging import averaging, gridder
 from ddpipe.imaging.facets import FacetBox, correct, corrupt
 from ddpipe.imaging.prepared import PreparedRows, stokes_weight
 
@@ -45,6 +45,18 @@ class PassSpec:
     neighbours: tuple[tuple[int, int], ...] = ()
     #: pixels across the image of that response
     response_size: int = 128
+    #: per box: (l, m) of its centre and the radius (radians) its facet reaches from it
+    centres: tuple[tuple[float, float, float], ...] = ()
+    #: per-facet averaging (:mod:`ddpipe.imaging.averaging`) may cost a source at a facet's far
+    #: edge at most this fraction of its peak; 0: no averaging
+    max_loss: float = 0.01
+    #: keep each facet's per-sample H between passes (the engine decides, from its memory budget)
+    cache_h: bool = False
+
+    @property
+    def averaged(self) -> bool:
+        """Facet passes average per facet (Stokes I data only; see :func:`grid_rows`)."""
+        return self.facets and self.max_loss > 0 and len(self.centres) == len(self.boxes)
 
     @classmethod
     def plain(cls, shape: tuple[int, int], cell: float, **kw) -> "PassSpec":
@@ -60,7 +72,8 @@ class PassPartial:
     psf: np.ndarray | None = None
     psf_wsum: float = 0.0
     coupling: np.ndarray | None = None  # (nf, nf) complex sums, see facet_coupling
-    responses: dict | None = None  # {(f, d): unnormalised response image}, see facet_response
+    responses: dict | None = None  # {(f, d) or "psf": unnormalised response image}, see facet_response
+    response_wsum: float = 0.0
 
     def add(self, other: "PassPartial") -> "PassPartial":
         """Sum in place (``other`` is from other rows of the same image); returns self."""
@@ -74,6 +87,7 @@ class PassPartial:
             self.coupling = other.coupling.copy() if self.coupling is None else self.coupling + other.coupling
         if other.responses:
             self.responses = {k: v + (self.responses or {}).get(k, 0) for k, v in other.responses.items()}
+            self.response_wsum += other.response_wsum
         return self
 
 
@@ -140,6 +154,8 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
         images.append(gridder.grid(uvw, freq, v, ws, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
         wsum[0] = float(ws.sum(dtype=np.float64))
         del v
+    elif gains is not None and prep.npol == 1 and spec.averaged:
+        _grid_averaged(prep, spec, gains, components, ws, images, wsum, kw)
     else:
         res = prep.vis
         if components:
@@ -164,8 +180,58 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
         out.psf_wsum = float(ws.sum(dtype=np.float64))
         if gains is not None:
             out.coupling = facet_coupling(gains, ws, len(spec.boxes))
-            out.responses = facet_response(prep, spec, gains, ws, **kw)
+            out.responses, out.response_wsum = facet_response(prep, spec, gains, ws, **kw)
     return out
+
+
+def _facet_h(prep: PreparedRows, spec: PassSpec, gains: RowGains, f: int) -> np.ndarray:
+    h = prep.h.get(f)
+    if h is None:
+        table = np.ascontiguousarray(gains.table[:, :, :, f, 0].transpose(2, 0, 1))
+        h = averaging.facet_h(prep, table, gains.index[0], spec.centres[f][:2])
+        if spec.cache_h:
+            prep.h[f] = h
+    return h
+
+
+def _facet_average(prep: PreparedRows, spec: PassSpec, f: int, h: np.ndarray) -> averaging.FacetAverage:
+    avg = prep.averages.get(f)
+    if avg is None:
+        l0, m0, rho = spec.centres[f]
+        avg = prep.averages[f] = averaging.plan(prep, h, (l0, m0), rho, spec.max_loss)
+    return avg
+
+
+_ONE_CHANNEL = np.array([averaging.C])  # averaged samples: uvw in wavelengths
+
+
+def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, components: Mapping[int, Components] | None,
+                   ws: np.ndarray, images: list, wsum: np.ndarray, kw: dict) -> None:
+    """The facet pass with per-facet averaging: predict each facet's model at its averaged samples,
+    expand, corrupt and subtract sample by sample; then average the residual, corrected, per facet
+    and grid that (see :mod:`ddpipe.imaging.averaging`)."""
+    res = prep.vis[..., 0]
+    if components:
+        res = res.copy()
+        for d, comps in components.items():
+            h = _facet_h(prep, spec, gains, d)
+            avg = _facet_average(prep, spec, d, h)
+            if avg.n_samples == 0:
+                continue
+            box = spec.boxes[d]
+            mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, comps), spec.cell, offset=box.offset,
+                                swapped=True, **kw)
+            res -= avg.expand(mv, h)
+    for f, box in enumerate(spec.boxes):
+        h = _facet_h(prep, spec, gains, f)
+        avg = _facet_average(prep, spec, f, h)
+        if avg.n_samples == 0:
+            images.append(np.zeros(box.shape))
+            continue
+        v = avg.average(res, ws, h)
+        images.append(gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
+                                   offset=box.offset, swapped=True, **kw).astype(np.float64))
+        wsum[f] = float(avg.weight.sum(dtype=np.float64))
 
 
 def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
@@ -175,44 +241,66 @@ def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
     return np.where(np.isfinite(g), g, 0).mean(axis=-1)
 
 
+#: the scattered response is measured on every this many time steps
+RESPONSE_EVERY = 4
+
+
 def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float,
-                   nthreads: int) -> dict[tuple[int, int], np.ndarray]:
-    """``{(f, d): Σ w G_d conj(G_f) e^{...}}``: how a facet-``d`` point source at the centre of a
-    ``response_size``² image appears in facet ``f``'s corrected image (2-D, unnormalised: divide
-    by facet f's weight sum). Its centre is the coherent coupling; the rest, minus that
-    fraction of the PSF, is what the gain ratio scatters, which no minor cycle can know."""
-    out = {}
+                   nthreads: int) -> tuple[dict, float]:
+    """How a facet-``d`` point source at the centre of a ``response_size``² image appears in facet
+    ``f``'s corrected image: ``{(f, d): Σ w G_d conj(G_f) e^{...}, "psf": Σ w e^{...}}`` and Σ w
+    (2-D, unnormalised), for every neighbour pair.
+
+    Its centre is the coherent coupling; the rest, minus that fraction of the PSF, is
+    what the gain ratio scatters, which no minor cycle can know. Measured on every
+    :data:`RESPONSE_EVERY`-th time step, with that subsample's own PSF: the near-in
+    response does not change, the cost drops as much. G is the first hand's gain
+    product (an estimate: it only sets the major-cycle gain). The pair (d, f) is
+    (f, d) mirrored through the centre (its data are the complex conjugate).
+    """
     n = min(spec.response_size, *spec.shape)
     n += n % 2
-    by_facet: dict[int, list[int]] = {}
+    tidx, a1, a2 = gains.index
+    sel = np.flatnonzero(prep.step % RESPONSE_EVERY == 0)  # the same slots whatever the ranges
+    t, p, q = tidx[sel], a1[sel], a2[sel]
+    uvw, w = prep.uvw[sel], ws[sel]
+    kw = dict(do_wgridding=False, epsilon=epsilon, nthreads=nthreads)
+    out = {"psf": gridder.grid(uvw, prep.freq, np.ones(w.shape, np.complex64), w, (n, n), spec.cell, **kw)
+           .astype(np.float64)}
     for f, d in spec.neighbours:
-        by_facet.setdefault(f, []).append(d)
-    for f, ds in by_facet.items():
-        pf = np.conj(_stokes_gain(gains, f))
-        for d in ds:
-            v = (_stokes_gain(gains, d) * pf).astype(np.complex64)
-            out[(f, d)] = gridder.grid(prep.uvw, prep.freq, v, ws, (n, n), spec.cell, do_wgridding=False,
-                                       epsilon=epsilon, nthreads=nthreads).astype(np.float64)
-    return out
+        if (f, d) in out:
+            continue
+        ratio = gains.table[:, :, :, d, 0] * np.conj(gains.table[:, :, :, f, 0])  # (time, chan, ant)
+        ratio = np.ascontiguousarray(ratio.transpose(2, 0, 1))
+        v = ratio[p, t] * np.conj(ratio[q, t])
+        v[~np.isfinite(v)] = 0
+        img = gridder.grid(uvw, prep.freq, v.astype(np.complex64), w, (n, n), spec.cell, **kw).astype(np.float64)
+        out[(f, d)] = img
+        out[(d, f)] = np.roll(img[::-1, ::-1], 1, axis=(0, 1))
+    return out, float(w.sum(dtype=np.float64))
 
 
-def scatter_level(total: PassPartial, psf: np.ndarray) -> float:
+def scatter_level(total: PassPartial) -> float:
     """The largest scattered response between neighbouring facets, relative to the PSF peak.
 
     For each neighbour pair, the response image (:func:`facet_response`, normalised by
-    facet f's weight sum) minus its centre value times the PSF; its largest absolute
-    value. 0 when the facets' gains are alike or the data average the scatter away.
+    its weight sum and facet f's mean |G_f|²) minus its centre value times the
+    response's PSF; its largest absolute value. 0 when the facets' gains are alike or
+    the data average the scatter away.
     """
     worst = 0.0
-    py, px = psf.shape
-    for (f, d), img in (total.responses or {}).items():
-        if total.wsum[f] <= 0:
+    resp = total.responses or {}
+    if "psf" not in resp or total.response_wsum <= 0:
+        return worst
+    psf = resp["psf"] / total.response_wsum
+    n = psf.shape[0]
+    for key, img in resp.items():
+        if key == "psf" or total.wsum[key[0]] <= 0:
             continue
-        resp = img / total.wsum[f]
-        n = resp.shape[0]
-        c = resp[n // 2, n // 2]
-        crop = psf[py // 2 - n // 2:py // 2 + n // 2, px // 2 - n // 2:px // 2 + n // 2]
-        worst = max(worst, float(np.abs(resp - c * crop).max()))
+        gain2 = total.wsum[key[0]] / total.psf_wsum if total.psf_wsum > 0 else 1.0
+        r = img / (total.response_wsum * gain2)
+        # (row and column 0 of a mirrored response wrap around: left out)
+        worst = max(worst, float(np.abs(r - r[n // 2, n // 2] * psf)[1:, 1:].max()))
     return worst
 
 
