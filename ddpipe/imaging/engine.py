@@ -54,7 +54,7 @@ class RangeJob:
 def prepare(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None
             ) -> tuple[PreparedRows, RowGains | None]:
     """Read a range, weigh it with ``factor`` (when known) and evaluate its facet gains."""
-    prep = read_rows(job.desc, job.rows, job.npol, job.row_block)
+    prep = read_rows(job.desc, job.rows, job.npol, job.row_block, by_baseline=job.spec.averaged)
     if factor is not None:
         weigh(prep, factor, job.spec.shape, job.spec.cell)
     return prep, row_gains(gains, prep)

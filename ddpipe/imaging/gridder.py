@@ -75,6 +75,29 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
     )
 
 
+def psf_image(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray, shape: tuple[int, int], cell: float, *,
+              epsilon: float = 1e-4, nthreads: int = 2) -> np.ndarray:
+    """The (unnormalised, 2-D) PSF Σ w cos(2π(ul + vm)), float32, of ``shape`` ``(py, px)``, both even.
+
+    A PSF is symmetric through its centre (pixel ``(py/2, px/2)``), so only its upper
+    half and centre row are gridded, as two quadrants (:func:`grid` with an offset;
+    the right one two columns wider, for the mirror of column 0): the gridder's
+    buffers are a quadrant's, a quarter of the whole PSF's; the rest is mirrored.
+    """
+    py, px = shape
+    hy, hx = py // 2 + 2, px // 2
+    upper = np.empty((hy, px + 2), dtype=np.float32)  # rows [0, hy), columns [0, px + 2)
+    ones = np.ones(weight.shape, dtype=np.complex64 if weight.dtype == np.float32 else np.complex128)
+    for x0, width in ((0, hx), (hx, hx + 2)):
+        upper[:, x0:x0 + width] = grid(uvw, freq, ones, weight, (hy, width), cell, epsilon=epsilon,
+                                       nthreads=nthreads, do_wgridding=False,
+                                       offset=(hy // 2 - py // 2, x0 + width // 2 - px // 2))
+    out = np.empty(shape, dtype=np.float32)
+    out[:hy] = upper[:, :px]
+    out[hy:] = upper[py - hy:0:-1, px:0:-1]  # pixel (y, x) is pixel (py - y, px - x)
+    return out
+
+
 def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
            epsilon: float = 1e-4, nthreads: int = 2, do_wgridding: bool = True,
            mask: np.ndarray | None = None, offset: tuple[int, int] = (0, 0), swapped: bool = False) -> np.ndarray:

@@ -175,8 +175,7 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
             wsum[f] = float(w.sum(dtype=np.float64))
     out = PassPartial(images, wsum)
     if want_psf is not None:
-        ones = np.ones(ws.shape, dtype=np.complex64)
-        out.psf = gridder.grid(uvw, freq, ones, ws, want_psf, cell, do_wgridding=False, **kw).astype(np.float64)
+        out.psf = gridder.psf_image(uvw, freq, ws, want_psf, cell, **kw)  # float32: it is twice the image
         out.psf_wsum = float(ws.sum(dtype=np.float64))
         if gains is not None:
             out.coupling = facet_coupling(gains, ws, len(spec.boxes))

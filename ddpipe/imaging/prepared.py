@@ -2,7 +2,7 @@
 
 A :class:`RowRange` names rows of a Measurement Set (paths and row numbers travel
 to Dask workers, never visibilities). :func:`read_rows` reads them in blocks of
-``row_block`` rows, orders them by baseline and time, and keeps only what the passes need: Stokes I (or both parallel
+``row_block`` rows (ordered by baseline and time for per-facet averaging) and keeps only what the passes need: Stokes I (or both parallel
 hands when the facet gains differ between them), natural weights with flags
 applied, UVW, and the per-row time/antenna indices into the facet gains. The
 density weighting is folded into the weights once (:func:`weigh`), so every later
@@ -72,6 +72,7 @@ class PreparedRows:
     weight: np.ndarray
     #: (row,) int64 time slot of each row, counted from the MS's first (the same in every range)
     step: np.ndarray
+    by_baseline: bool = False  # rows ordered by baseline, then time (see read_rows)
     weighted: bool = False
     cells: np.ndarray | None = None  # (row, chan) uv density cell per sample, kept from density() for weigh()
     #: per facet, built on the first pass and reused: its averaging (averaging.FacetAverage) and,
@@ -89,8 +90,13 @@ class PreparedRows:
             sum(a.nbytes for a in self.averages.values()) + sum(h.nbytes for h in self.h.values())
 
 
-def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int) -> PreparedRows:
-    """Read a range, ``row_block`` rows at a time, keeping ``npol`` (1: Stokes I, 2: hands)."""
+def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int, by_baseline: bool = False
+              ) -> PreparedRows:
+    """Read a range, ``row_block`` rows at a time, keeping ``npol`` (1: Stokes I, 2: hands).
+
+    ``by_baseline``: order the rows by baseline, then time (each baseline's rows one
+    run: what per-facet averaging needs); else they stay in the MS's order.
+    """
     n, nchan = rows.nrow, len(desc.freq)
     vis = np.empty((n, nchan, npol), dtype=np.complex64)
     weight = np.empty((n, nchan, npol), dtype=np.float32)
@@ -106,12 +112,14 @@ def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int) ->
         else:
             vis[s], weight[s] = blk.vis, blk.weight
         uvw[s], time[s], ant1[s], ant2[s] = blk.uvw, blk.time, blk.ant1, blk.ant2
-    # by baseline, then time: each baseline's rows are one run (what per-facet averaging needs)
-    order = np.lexsort((time, ant2, ant1))
-    if np.any(order[1:] < order[:-1]):
-        uvw, time, ant1, ant2, vis, weight = (a[order] for a in (uvw, time, ant1, ant2, vis, weight))
+    if by_baseline:
+        order = np.lexsort((time, ant2, ant1))
+        if np.any(order[1:] < order[:-1]):
+            uvw, time, ant1, ant2 = (a[order] for a in (uvw, time, ant1, ant2))
+            vis = vis[order]  # one large copy alive at a time
+            weight = weight[order]
     step = np.rint((time - desc.time_range[0]) / desc.time_step).astype(np.int64)
-    return PreparedRows(rows, desc.freq, uvw, time, ant1, ant2, vis, weight, step)
+    return PreparedRows(rows, desc.freq, uvw, time, ant1, ant2, vis, weight, step, by_baseline=by_baseline)
 
 
 def stokes_weight(weight: np.ndarray) -> np.ndarray:
@@ -119,13 +127,28 @@ def stokes_weight(weight: np.ndarray) -> np.ndarray:
     return weight[..., 0] if weight.shape[-1] == 1 else np.minimum(weight[..., 0], weight[..., 1])
 
 
+#: rows per step when finding density cells (their float64 temporaries stay small)
+_CELL_ROWS = 32768
+
+
+def _cells(prep: PreparedRows, grid: tuple[int, int], cell: float) -> np.ndarray:
+    """``(row, chan)`` int32 density cell of every sample (-1 off the grid), a few rows at a time."""
+    out = np.empty(prep.vis.shape[:2], dtype=np.int32)
+    for a in range(0, len(out), _CELL_ROWS):
+        out[a:a + _CELL_ROWS] = weighting.density_cells(prep.uvw[a:a + _CELL_ROWS], prep.freq, grid, cell)
+    return out
+
+
 def density(prep: PreparedRows, shape: tuple[int, int], cell: float) -> tuple[np.ndarray, float]:
     """This range's share of the uv density grid of an image ``shape`` (see :mod:`weighting`)."""
     grid = weighting.grid_shape(shape)
     dens = np.zeros((grid[0] // 2) * grid[1], dtype=np.float64)
-    cells = weighting.density_cells(prep.uvw, prep.freq, grid, cell)
-    total = weighting.accumulate(dens, cells, stokes_weight(prep.weight))
-    prep.cells = cells.astype(np.int32)  # weigh() needs the same cells: computed once
+    cells = _cells(prep, grid, cell)
+    ws = stokes_weight(prep.weight)
+    total = 0.0
+    for a in range(0, len(cells), _CELL_ROWS):
+        total += weighting.accumulate(dens, cells[a:a + _CELL_ROWS], ws[a:a + _CELL_ROWS])
+    prep.cells = cells  # weigh() needs the same cells: computed once
     return dens, total
 
 
@@ -135,7 +158,9 @@ def weigh(prep: PreparedRows, factor: np.ndarray, shape: tuple[int, int], cell: 
         return
     cells = prep.cells
     if cells is None:
-        cells = weighting.density_cells(prep.uvw, prep.freq, weighting.grid_shape(shape), cell)
-    f = np.where(cells >= 0, factor[np.clip(cells, 0, None)], 0.0).astype(np.float32)
-    prep.weight *= f[..., None]
+        cells = _cells(prep, weighting.grid_shape(shape), cell)
+    for a in range(0, len(cells), _CELL_ROWS):
+        c = cells[a:a + _CELL_ROWS]
+        f = np.where(c >= 0, factor[np.clip(c, 0, None)], 0.0).astype(np.float32)
+        prep.weight[a:a + _CELL_ROWS] *= f[..., None]
     prep.weighted, prep.cells = True, None

@@ -60,7 +60,7 @@ def _setup(long_ms, shape=(512, 512), scale=20.0):
     labels = facet_labels(facets, shape, cell)
     boxes = facet_boxes(labels, [f.name for f in facets])
     spec = PassSpec(shape, cell, boxes, True, 1e-5, 2, centres=facet_centres(labels, boxes, cell), max_loss=0.01)
-    prep = read_rows(desc, RowRange(0, 0, desc.nrow), 1, desc.nrow)
+    prep = read_rows(desc, RowRange(0, 0, desc.nrow), 1, desc.nrow, by_baseline=True)
     _, tidx = np.unique(prep.time, return_inverse=True)
     rng = np.random.default_rng(2)
     nant, nchan = len(desc.antenna_names), len(desc.freq)

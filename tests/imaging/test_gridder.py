@@ -45,6 +45,20 @@ def test_grid_matches_dft_with_w_terms():
     assert np.abs(img[y0 - 6:y0 + 7, x0 - 6:x0 + 7] - ref).max() / np.abs(ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("shape", [(128, 128), (96, 160)])
+def test_psf_from_two_quadrants_is_the_whole_psf(shape):
+    """psf_image grids the upper half in two quadrants and mirrors it: the same as one gridding."""
+    rng = np.random.default_rng(0)
+    uvw = rng.normal(0, 800, (20_000, 3)) * [1, 1, 0.1]
+    freq = np.array([1.40e8, 1.41e8])
+    w = rng.random((20_000, 2)).astype(np.float32)
+    cell = math.radians(20 / 3600)
+    want = gridder.grid(uvw, freq, np.ones(w.shape, np.complex64), w, shape, cell, do_wgridding=False)
+    got = gridder.psf_image(uvw, freq, w, shape, cell)
+    assert got.shape == shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5 * want.max())
+
+
 def test_degrid_is_the_dp3_sign_prediction():
     rng = np.random.default_rng(5)
     uvw = rng.normal(size=(500, 3)) * np.array([700.0, 700.0, 200.0])
