@@ -114,6 +114,7 @@ class ImagingConfig:
     multiscale: bool = _c()
     multiscale_scales: tuple[int, ...] = _c(min=0)
     facets: bool = _c()
+    facet_smearing: float = _c(min=0, max=0.1)
     row_block: int = _c(min=1)
 
 

@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--skymodel", metavar="SKY",
                    help="sky model whose patches are the facet centres (default: the H5parm's directions)")
     f.add_argument("--no-facets", action="store_true", help="do not apply the solutions (plain imaging)")
+    f.add_argument("--facet-smearing", type=float, metavar="LOSS",
+                   help="average each facet's data while a source at its far edge loses at most this fraction of its "
+                        "peak (default 0.01; 0: no averaging)")
 
 
 def parse_angle_arcsec(text: str) -> float:
@@ -109,7 +112,7 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
         elif len(args.weight) != 1:
             raise UserError(f"--weight {' '.join(args.weight)}: only briggs takes a value")
         out["weight"] = mode
-    for key in ("niter", "gain", "mgain", "auto_threshold", "multiscale", "row_block"):
+    for key in ("niter", "gain", "mgain", "auto_threshold", "multiscale", "row_block", "facet_smearing"):
         value = getattr(args, key)
         if value is not None:
             out[key] = value

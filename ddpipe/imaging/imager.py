@@ -86,7 +86,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
                nthreads: int = 2, cache_mb: float = 4096.0, client: Any = None,
-               no_workers_timeout: float = 120.0, max_smearing: float = 0.01) -> ImageResult:
+               no_workers_timeout: float = 120.0) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
     Parameters
@@ -94,7 +94,8 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     ms_paths
         Measurement Sets (sub-bands of one observation, one phase centre).
     params
-        Imaging settings (size, scale, weighting, CLEAN...).
+        Imaging settings (size, scale, weighting, CLEAN, ``facet_smearing``: how far each
+        facet averages its visibilities, see :mod:`ddpipe.imaging.averaging`).
     prefix
         Output name prefix (WSClean's ``-name``); its folder is created.
     data_column
@@ -124,10 +125,6 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         cycles stay here. None: everything in this process.
     no_workers_timeout
         With ``client``: seconds without a worker offering ``subprocess_slots`` before failing.
-    max_smearing
-        With facets: each facet's visibilities are averaged in time and frequency, per
-        baseline, as far as a source at the facet's far edge loses at most this
-        fraction of its peak (:mod:`ddpipe.imaging.averaging`); 0 turns averaging off.
 
     Returns
     -------
@@ -170,7 +167,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     if use_solutions:
         boxes = facet_boxes(labels, [f.name for f in facets])
         spec = PassSpec(shape, cell, boxes, True, epsilon, nthreads, neighbours=neighbour_pairs(labels),
-                        centres=facet_centres(labels, boxes, cell), max_loss=max_smearing)
+                        centres=facet_centres(labels, boxes, cell), max_loss=params.facet_smearing)
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int(cache_mb * 2**20)

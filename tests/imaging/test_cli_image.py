@@ -58,6 +58,7 @@ def test_image_with_solutions_and_sky_model_facets(sim_dd, tmp_path):
     (["--niter", "-5"], "niter"),
     (["--threshold", "lots"], "--threshold"),
     (["--data-column", "CORRECTED_DATA"], "no column 'CORRECTED_DATA'"),
+    (["--facet-smearing", "0.5"], "imaging.facet_smearing = 0.5 is not allowed"),
 ])
 def test_bad_options_are_one_line_and_exit_2(sim_points, tmp_path, capsys, argv, message):
     rc = main(["image", "--ms", str(sim_points.ms), "--name", str(tmp_path / "x"), *argv])
@@ -80,8 +81,10 @@ def test_wsclean_spelling_of_the_options_is_accepted():
 
     args = build_parser().parse_args(
         ["image", "--ms", "x.ms", "-size", "512", "256", "-scale", "10asec", "-weight", "briggs", "-0.5",
-         "-niter", "100", "-mgain", "0.8", "-threshold", "5mJy", "-multiscale-scales", "0,4,16", "-name", "p"])
+         "-niter", "100", "-mgain", "0.8", "-threshold", "5mJy", "-multiscale-scales", "0,4,16", "-name", "p",
+         "--facet-smearing", "0.02"])
     o = imaging_overrides(args)
+    assert o["facet_smearing"] == 0.02
     assert o["size"] == [512, 256] and o["scale"] == 10.0 and o["weight"] == "briggs" and o["robust"] == -0.5
     assert o["niter"] == 100 and o["mgain"] == 0.8 and o["multiscale"] and o["multiscale_scales"] == [0, 4, 16]
     # a fixed threshold alone switches the auto-threshold off, as in WSClean
