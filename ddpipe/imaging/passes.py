@@ -13,6 +13,7 @@ on its Voronoi cell) and the PSF.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -208,29 +209,52 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
                    ws: np.ndarray, images: list, wsum: np.ndarray, kw: dict) -> None:
     """The facet pass with per-facet averaging: predict each facet's model at its averaged samples,
     expand, corrupt and subtract sample by sample; then average the residual, corrected, per facet
-    and grid that (see :mod:`ddpipe.imaging.averaging`)."""
+    and grid that (see :mod:`ddpipe.imaging.averaging`).
+
+    Facets run side by side in threads (the gridder and the large NumPy operations release the
+    GIL), each gridder call with its share of the threads: the per-sample NumPy work, one thread
+    each, then overlaps the gridding instead of leaving cores idle.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(spec.boxes)
+    workers = max(1, min(kw["nthreads"], n, _MAX_FACET_THREADS))
+    kw = dict(kw, nthreads=max(1, kw["nthreads"] // workers))
     res = prep.vis[..., 0]
-    if components:
-        res = res.copy()
-        for d, comps in components.items():
-            h = _facet_h(prep, spec, gains, d)
-            avg = _facet_average(prep, spec, d, h)
-            if avg.n_samples == 0:
-                continue
-            box = spec.boxes[d]
-            mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, comps), spec.cell, offset=box.offset,
-                                swapped=True, **kw)
-            res -= avg.expand(mv, h)
-    for f, box in enumerate(spec.boxes):
+    lock = threading.Lock()
+
+    def predict(d: int) -> None:
+        h = _facet_h(prep, spec, gains, d)
+        avg = _facet_average(prep, spec, d, h)
+        if avg.n_samples == 0:
+            return
+        box = spec.boxes[d]
+        mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset,
+                            swapped=True, **kw)
+        model = avg.expand(mv, h)
+        with lock:
+            np.subtract(res, model, out=res)
+
+    def image(f: int) -> np.ndarray:
+        box = spec.boxes[f]
         h = _facet_h(prep, spec, gains, f)
         avg = _facet_average(prep, spec, f, h)
         if avg.n_samples == 0:
-            images.append(np.zeros(box.shape))
-            continue
+            return np.zeros(box.shape)
         v = avg.average(res, ws, h)
-        images.append(gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
-                                   offset=box.offset, swapped=True, **kw).astype(np.float64))
         wsum[f] = float(avg.weight.sum(dtype=np.float64))
+        return gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
+                            offset=box.offset, swapped=True, **kw).astype(np.float64)
+
+    with ThreadPoolExecutor(workers) as pool:
+        if components:
+            res = res.copy()
+            list(pool.map(predict, list(components)))
+        images.extend(pool.map(image, range(n)))
+
+
+#: facets processed side by side in one pass at most (each holds a few sample-sized temporaries)
+_MAX_FACET_THREADS = 4
 
 
 def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
