@@ -116,6 +116,7 @@ class ImagingConfig:
     facets: bool = _c()
     facet_smearing: float = _c(min=0, max=0.1)
     row_block: int = _c(min=1)
+    cache_mb: float = _c(min=0)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--wgridder-accuracy", "-wgridder-accuracy", type=float, default=1e-4, metavar="EPS",
                    help="w-gridder accuracy (default 1e-4, as WSClean)")
     g.add_argument("--row-block", type=int, metavar="ROWS", help="rows read at a time (bounds memory)")
+    g.add_argument("--cache-mb", type=float, metavar="MIB",
+                   help="memory kept between major cycles: prepared data and facet corrections (default 4096)")
     c = parser.add_argument_group("deconvolution")
     c.add_argument("--niter", "-niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
     c.add_argument("--gain", "-gain", type=float, metavar="G", help="minor-cycle loop gain")
@@ -112,7 +114,7 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
         elif len(args.weight) != 1:
             raise UserError(f"--weight {' '.join(args.weight)}: only briggs takes a value")
         out["weight"] = mode
-    for key in ("niter", "gain", "mgain", "auto_threshold", "multiscale", "row_block", "facet_smearing"):
+    for key in ("niter", "gain", "mgain", "auto_threshold", "multiscale", "row_block", "facet_smearing", "cache_mb"):
         value = getattr(args, key)
         if value is not None:
             out[key] = value

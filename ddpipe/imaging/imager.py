@@ -85,7 +85,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                data_column: str = "DATA", solutions: Solutions | None = None,
                facet_directions: Sequence[tuple[str, float, float]] | None = None,
                mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
-               nthreads: int = 2, cache_mb: float = 4096.0, client: Any = None,
+               nthreads: int = 2, cache_mb: float | None = None, client: Any = None,
                no_workers_timeout: float = 120.0) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
@@ -115,10 +115,11 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     nthreads
         Threads for gridding and FFTs.
     cache_mb
-        Keep the prepared visibilities in memory between major cycles when they fit in
-        this many MiB (per worker with ``client``); larger data are streamed from disk
-        on every pass, a quarter of this at a time. With facets, each facet's per-sample
-        corrections are kept too when they also fit (8 bytes per visibility and facet).
+        Override ``params.cache_mb``: keep the prepared visibilities in memory between
+        major cycles when they fit in this many MiB (per worker with ``client``); larger
+        data are streamed from disk on every pass, a quarter of this at a time. With
+        facets, each facet's per-sample corrections are kept too when they also fit (8
+        bytes per visibility and facet).
     client
         A ``distributed.Client``: the passes over the data run as Dask tasks on its
         workers (one per row range, each holding a ``subprocess_slots``); the minor
@@ -170,7 +171,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
                         centres=facet_centres(labels, boxes, cell), max_loss=params.facet_smearing)
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
-    budget = int(cache_mb * 2**20)
+    budget = int((params.cache_mb if cache_mb is None else cache_mb) * 2**20)
     if client is not None:
         engine = DaskEngine(client, descs, spec, gains, params.row_block, budget,
                             no_workers_timeout=no_workers_timeout)

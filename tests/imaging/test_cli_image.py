@@ -82,9 +82,9 @@ def test_wsclean_spelling_of_the_options_is_accepted():
     args = build_parser().parse_args(
         ["image", "--ms", "x.ms", "-size", "512", "256", "-scale", "10asec", "-weight", "briggs", "-0.5",
          "-niter", "100", "-mgain", "0.8", "-threshold", "5mJy", "-multiscale-scales", "0,4,16", "-name", "p",
-         "--facet-smearing", "0.02"])
+         "--facet-smearing", "0.02", "--cache-mb", "512"])
     o = imaging_overrides(args)
-    assert o["facet_smearing"] == 0.02
+    assert o["facet_smearing"] == 0.02 and o["cache_mb"] == 512
     assert o["size"] == [512, 256] and o["scale"] == 10.0 and o["weight"] == "briggs" and o["robust"] == -0.5
     assert o["niter"] == 100 and o["mgain"] == 0.8 and o["multiscale"] and o["multiscale_scales"] == [0, 4, 16]
     # a fixed threshold alone switches the auto-threshold off, as in WSClean
