@@ -151,6 +151,7 @@ class FacetAverage:
     keep: np.ndarray  # bool over all (block, channel group) samples, group by group
     n_rows: int
     n_chan: int
+    row_block: np.ndarray  # (row,) int32: each row's block
 
     @property
     def n_samples(self) -> int:
@@ -158,7 +159,8 @@ class FacetAverage:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.starts, self.lengths, self.vuw, self.weight, self.back, self.keep)) + \
+        return sum(a.nbytes for a in (self.starts, self.lengths, self.vuw, self.weight, self.back, self.keep,
+                                      self.row_block)) + \
             sum(b.nbytes + e.nbytes for b, e in self.groups)
 
     def _block_sums(self, x: np.ndarray) -> np.ndarray:
@@ -177,16 +179,23 @@ class FacetAverage:
         parts = [np.add.reduceat(blocksum[blocks], edges, axis=1).ravel() for blocks, edges in self.groups]
         return np.concatenate(parts) if parts else np.zeros(0, blocksum.dtype)
 
-    def average(self, vis: np.ndarray, weight: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Averaged, corrected samples ``(n,)`` complex64 of ``vis (row, chan)`` for this facet."""
-        x = np.conjugate(h)
-        x *= vis
-        x *= weight
+    def average(self, vis: np.ndarray, weight: np.ndarray, h: np.ndarray, work: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Averaged, corrected samples ``(n,)`` complex64 of ``vis (row, chan)`` for this facet.
+
+        ``work``: a complex64 ``(row, chan)`` buffer to use (else one is allocated).
+        """
+        x = np.conjugate(h, out=work)
+        np.multiply(x, vis, out=x)
+        np.multiply(x, weight, out=x)
         s = self._per_group(self._block_sums(x))[self.keep]
         return (s / self.weight * self.back).astype(np.complex64)
 
-    def expand(self, model: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Samples ``(row, chan)`` of averaged model visibilities ``(n,)``: held per block, times H."""
+    def expand(self, model: np.ndarray, h: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+        """Samples ``(row, chan)`` of averaged model visibilities ``(n,)``: held per block, times H.
+
+        ``work``: a complex64 ``(row, chan)`` buffer to write them into (else one is allocated).
+        """
         full = np.zeros(self.keep.size, dtype=np.complex64)
         full[self.keep] = model.reshape(-1) * np.conj(self.back)
         blocks = np.zeros((len(self.starts), self.n_chan), dtype=np.complex64)
@@ -196,8 +205,8 @@ class FacetAverage:
             widths = np.diff(np.r_[edges, self.n_chan])
             blocks[b] = np.repeat(full[at:at + len(b) * ng].reshape(len(b), ng), widths, axis=1)
             at += len(b) * ng
-        out = np.repeat(blocks, self.lengths, axis=0)
-        out *= h
+        out = np.take(blocks, self.row_block, axis=0, out=work, mode="clip")  # "raise" would buffer
+        np.multiply(out, h, out=out)
         return out
 
 
@@ -254,5 +263,6 @@ def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: fl
     l0, m0 = centre
     n0 = np.sqrt(max(0.0, 1.0 - l0 * l0 - m0 * m0))
     back = np.exp(2j * np.pi * (uvw @ np.array([l0, m0, n0 - 1.0]))).astype(np.complex64)
+    row_block = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
     return FacetAverage(starts, lengths, groups, swap_uvw(uvw), wsum[keep].astype(np.float32), back, keep, nrow,
-                        nchan)
+                        nchan, row_block)

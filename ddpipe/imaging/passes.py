@@ -222,6 +222,13 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
     kw = dict(kw, nthreads=max(1, kw["nthreads"] // workers))
     res = prep.vis[..., 0]
     lock = threading.Lock()
+    local = threading.local()
+
+    def _work() -> np.ndarray:
+        """This thread's sample-sized buffer (one allocation per thread and pass, not per facet)."""
+        if getattr(local, "buf", None) is None:
+            local.buf = np.empty(res.shape, dtype=np.complex64)
+        return local.buf
 
     def predict(d: int) -> None:
         h = _facet_h(prep, spec, gains, d)
@@ -231,7 +238,7 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         box = spec.boxes[d]
         mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset,
                             swapped=True, **kw)
-        model = avg.expand(mv, h)
+        model = avg.expand(mv, h, work=_work())
         with lock:
             np.subtract(res, model, out=res)
 
@@ -241,7 +248,7 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         avg = _facet_average(prep, spec, f, h)
         if avg.n_samples == 0:
             return np.zeros(box.shape)
-        v = avg.average(res, ws, h)
+        v = avg.average(res, ws, h, work=_work())
         wsum[f] = float(avg.weight.sum(dtype=np.float64))
         return gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
                             offset=box.offset, swapped=True, **kw).astype(np.float64)
