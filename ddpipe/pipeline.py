@@ -352,9 +352,13 @@ class Pipeline:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         sol = read_h5parm(h5) if h5 is not None else None
         on_cluster = client is not None and self.cfg.cluster.imaging
+        # one row range per configured worker: the split (which moves the image by the gridder's rounding,
+        # ~1e-5 of the peak) does not depend on how many workers happen to be connected
+        c = self.cfg.cluster
+        ranges = {"local": c.n_workers, "slurm": c.slurm.jobs}.get(c.mode)
         res = make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
                          facet_directions=facets, client=client if on_cluster else None,
-                         no_workers_timeout=self.cfg.cluster.no_workers_timeout)
+                         no_workers_timeout=self.cfg.cluster.no_workers_timeout, n_ranges=ranges)
         stats = _image_stats(res)
         outputs = [res.paths[p] for p in PRODUCTS]
         if res.skymodel is not None:

@@ -33,6 +33,7 @@ per facet and range from the weights and gains and reused on every pass.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ from ddpipe.imaging.prepared import PreparedRows, stokes_weight
 C = 299_792_458.0
 #: rows summed per call when averaging (what stays in the CPU caches)
 _CHUNK_ROWS = 16384
-#: the averaging factors tried, in time steps and in channels
+#: the averaging factors tried in channels; in time, the powers of two up to the MS's slot group
 FACTORS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 
 
@@ -57,8 +58,12 @@ def kept_fraction(n: np.ndarray, delta: np.ndarray) -> np.ndarray:
 
 
 def factors(rate: np.ndarray, length: np.ndarray, rho: float, freq: np.ndarray, max_loss: float,
-            n_chan: int) -> tuple[np.ndarray, np.ndarray]:
-    """Time and channel factors (from :data:`FACTORS`) per baseline, the largest product allowed.
+            n_chan: int, slot_group: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Time and channel factors per baseline, the largest product allowed.
+
+    Time factors are the powers of two up to ``slot_group`` (they divide it: a block
+    never spans two slot groups, see :attr:`ddpipe.imaging.msdata.MSDescription.slot_group`),
+    channel factors those of :data:`FACTORS` up to the channel count.
 
     Parameters
     ----------
@@ -72,6 +77,10 @@ def factors(rate: np.ndarray, length: np.ndarray, rho: float, freq: np.ndarray, 
         ``(chan,)`` Hz.
     max_loss
         Largest fraction of a source's peak averaging may cost at distance ``rho``.
+    n_chan
+        Channels.
+    slot_group
+        The MS's slot group (a power of two).
     """
     nbl = len(rate)
     if max_loss <= 0 or rho <= 0:
@@ -80,7 +89,7 @@ def factors(rate: np.ndarray, length: np.ndarray, rho: float, freq: np.ndarray, 
     dnu = float(np.max(np.abs(np.diff(freq)))) if len(freq) > 1 else 0.0
     d_t = 2 * np.pi * rho * rate * fmax / C
     d_f = 2 * np.pi * rho * length * dnu / C
-    tf = FACTORS
+    tf = [1 << i for i in range(max(1, slot_group).bit_length()) if (1 << i) <= slot_group]
     cf = [c for c in FACTORS if c <= max(n_chan, 1)]
     best_t = np.ones(nbl, dtype=np.int64)
     best_c = np.ones(nbl, dtype=np.int64)
@@ -163,38 +172,41 @@ class FacetAverage:
                                       self.row_block)) + \
             sum(b.nbytes + e.nbytes for b, e in self.groups)
 
-    def _block_sums(self, x: np.ndarray) -> np.ndarray:
-        """``(nblock, chan)`` sums of ``x (row, chan)`` over each block's rows."""
-        out = np.empty((len(self.starts), x.shape[1]), dtype=x.dtype)
-        # a few thousand rows at a time: np.add.reduceat over the whole array is ~2x slower (cache)
+    def _chunks(self) -> list[tuple[int, int, int, int]]:
+        """``(first block, end block, first row, end row)`` of runs of whole blocks of ~:data:`_CHUNK_ROWS` rows."""
         cuts = np.searchsorted(self.starts, np.arange(0, self.n_rows, _CHUNK_ROWS))
         cuts = np.unique(np.r_[cuts, len(self.starts)])
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            r0, r1 = self.starts[a], (self.starts[b] if b < len(self.starts) else self.n_rows)
-            out[a:b] = np.add.reduceat(x[r0:r1], self.starts[a:b] - r0, axis=0)
-        return out
+        ends = np.r_[self.starts, self.n_rows]
+        return [(int(a), int(b), int(ends[a]), int(ends[b])) for a, b in zip(cuts[:-1], cuts[1:])]
 
     def _per_group(self, blocksum: np.ndarray) -> np.ndarray:
         """``(nblock, chan)`` block sums → the averaged samples' sums (all, kept or not)."""
         parts = [np.add.reduceat(blocksum[blocks], edges, axis=1).ravel() for blocks, edges in self.groups]
         return np.concatenate(parts) if parts else np.zeros(0, blocksum.dtype)
 
-    def average(self, vis: np.ndarray, weight: np.ndarray, h: np.ndarray, work: np.ndarray | None = None
-                ) -> np.ndarray:
+    def average(self, vis: np.ndarray, weight: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Averaged, corrected samples ``(n,)`` complex64 of ``vis (row, chan)`` for this facet.
 
-        ``work``: a complex64 ``(row, chan)`` buffer to use (else one is allocated).
+        Runs of whole blocks at a time, so each sample is read once and its product with
+        conj(H) and the weight stays in the CPU caches until it is summed.
         """
-        x = np.conjugate(h, out=work)
-        np.multiply(x, vis, out=x)
-        np.multiply(x, weight, out=x)
-        s = self._per_group(self._block_sums(x))[self.keep]
+        sums = np.empty((len(self.starts), self.n_chan), dtype=np.complex64)
+        buf = np.empty((min(self.n_rows, 4 * _CHUNK_ROWS), self.n_chan), dtype=np.complex64)
+        for a, b, r0, r1 in self._chunks():
+            x = buf[:r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
+            np.conjugate(h[r0:r1], out=x)
+            np.multiply(x, vis[r0:r1], out=x)
+            np.multiply(x, weight[r0:r1], out=x)
+            sums[a:b] = np.add.reduceat(x, self.starts[a:b] - r0, axis=0)
+        s = self._per_group(sums)[self.keep]
         return (s / self.weight * self.back).astype(np.complex64)
 
-    def expand(self, model: np.ndarray, h: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
-        """Samples ``(row, chan)`` of averaged model visibilities ``(n,)``: held per block, times H.
+    def subtract_expanded(self, model: np.ndarray, h: np.ndarray, target: np.ndarray,
+                          lock: threading.Lock | None = None) -> None:
+        """``target (row, chan) -= `` the averaged model ``(n,)`` held over each block, times H.
 
-        ``work``: a complex64 ``(row, chan)`` buffer to write them into (else one is allocated).
+        Runs of blocks at a time (no sample-sized temporary); ``lock`` guards each
+        subtraction when other threads subtract their facets from the same ``target``.
         """
         full = np.zeros(self.keep.size, dtype=np.complex64)
         full[self.keep] = model.reshape(-1) * np.conj(self.back)
@@ -205,9 +217,16 @@ class FacetAverage:
             widths = np.diff(np.r_[edges, self.n_chan])
             blocks[b] = np.repeat(full[at:at + len(b) * ng].reshape(len(b), ng), widths, axis=1)
             at += len(b) * ng
-        out = np.take(blocks, self.row_block, axis=0, out=work, mode="clip")  # "raise" would buffer
-        np.multiply(out, h, out=out)
-        return out
+        buf = np.empty((min(self.n_rows, 4 * _CHUNK_ROWS), self.n_chan), dtype=np.complex64)
+        for _, _, r0, r1 in self._chunks():
+            x = buf[:r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
+            np.take(blocks, self.row_block[r0:r1], axis=0, out=x, mode="clip")  # "raise" would buffer
+            np.multiply(x, h[r0:r1], out=x)
+            if lock is None:
+                np.subtract(target[r0:r1], x, out=target[r0:r1])
+            else:
+                with lock:
+                    np.subtract(target[r0:r1], x, out=target[r0:r1])
 
 
 def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: float, max_loss: float
@@ -231,7 +250,7 @@ def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: fl
     step = np.where(same, d_uvw / d_t, 0.0)
     rate = np.zeros(len(bl_start))
     np.maximum.at(rate, bl_of_row[1:], step)
-    tf, cf = factors(rate, length, rho, prep.freq, max_loss, nchan)
+    tf, cf = factors(rate, length, rho, prep.freq, max_loss, nchan, prep.slot_group)
     # time blocks: rows of one baseline whose time index // factor agree
     key = bl_of_row.astype(np.int64) * (int(tidx.max()) + 1) + tidx // tf[bl_of_row]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])

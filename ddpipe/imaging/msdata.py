@@ -38,6 +38,12 @@ class MSDescription:
     weight_column: str = "WEIGHT_SPECTRUM"
     time_range: tuple[float, float] = (0.0, 0.0)  # MJD seconds
     time_step: float = 1.0  # seconds between time slots (the smallest; 1 for a single slot)
+    n_slots: int = 1  # time slots from the first to the last
+    #: slots per group (a power of two, at most 64, at least 8 groups when the MS has the slots):
+    #: per-facet averaging never spans two groups, and row ranges start on a group
+    slot_group: int = 1
+    #: rows where a new slot group starts (rows in time order; empty when they are not)
+    group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
     telescope: str = ""
     antenna_names: tuple[str, ...] = ()
 
@@ -115,9 +121,17 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
         idx = (corr.index(single[0]),) * 2
     steps = np.diff(np.unique(times))
     steps = steps[steps > 1e-6]
+    time_step = float(steps.min()) if steps.size else 1.0
+    slots = np.rint((times - times.min()) / time_step).astype(np.int64)
+    n_slots = int(slots.max()) + 1
+    group = 64
+    while group > 1 and n_slots < 8 * group:
+        group //= 2
+    in_order = bool(np.all(np.diff(times) >= 0))
+    starts = np.flatnonzero(np.diff(slots // group) != 0) + 1 if in_order else np.zeros(0, dtype=np.int64)
     return MSDescription(
         path=str(p), data_column=data_column, nrow=nrow, freq=freq, chan_width=width,
-        time_step=float(steps.min()) if steps.size else 1.0,
+        time_step=time_step, n_slots=n_slots, slot_group=group, group_starts=starts.astype(np.int64),
         phase_centre=(float(phase[0]) % (2 * np.pi), float(phase[1])), corr_index=idx,
         weight_column=weight_column, time_range=(float(times.min()), float(times.max())),
         telescope=telescope, antenna_names=antenna_names,

@@ -179,7 +179,9 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
         out.psf = gridder.psf_image(uvw, freq, ws, want_psf, cell, **kw)  # float32: it is twice the image
         out.psf_wsum = float(ws.sum(dtype=np.float64))
         if gains is not None:
-            out.coupling = facet_coupling(gains, ws, len(spec.boxes))
+            # the time slots measured are the same whatever the ranges: about 16 of them
+            every = max(1, prep.n_slots // COUPLING_SLOTS)
+            out.coupling = facet_coupling(gains, ws, len(spec.boxes), np.flatnonzero(prep.step % every == 0))
             out.responses, out.response_wsum = facet_response(prep, spec, gains, ws, **kw)
     return out
 
@@ -222,13 +224,6 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
     kw = dict(kw, nthreads=max(1, kw["nthreads"] // workers))
     res = prep.vis[..., 0]
     lock = threading.Lock()
-    local = threading.local()
-
-    def _work() -> np.ndarray:
-        """This thread's sample-sized buffer (one allocation per thread and pass, not per facet)."""
-        if getattr(local, "buf", None) is None:
-            local.buf = np.empty(res.shape, dtype=np.complex64)
-        return local.buf
 
     def predict(d: int) -> None:
         h = _facet_h(prep, spec, gains, d)
@@ -238,9 +233,7 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         box = spec.boxes[d]
         mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset,
                             swapped=True, **kw)
-        model = avg.expand(mv, h, work=_work())
-        with lock:
-            np.subtract(res, model, out=res)
+        avg.subtract_expanded(mv, h, res, lock)
 
     def image(f: int) -> np.ndarray:
         box = spec.boxes[f]
@@ -248,7 +241,7 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         avg = _facet_average(prep, spec, f, h)
         if avg.n_samples == 0:
             return np.zeros(box.shape)
-        v = avg.average(res, ws, h, work=_work())
+        v = avg.average(res, ws, h)
         wsum[f] = float(avg.weight.sum(dtype=np.float64))
         return gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
                             offset=box.offset, swapped=True, **kw).astype(np.float64)
@@ -260,7 +253,8 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         images.extend(pool.map(image, range(n)))
 
 
-#: facets processed side by side in one pass at most (each holds a few sample-sized temporaries)
+#: facets processed side by side in one pass at most (in the first pass each builds its corrections
+#: and averaging plan, a few sample-sized temporaries)
 _MAX_FACET_THREADS = 4
 
 
@@ -273,6 +267,8 @@ def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
 
 #: the scattered response is measured on every this many time steps
 RESPONSE_EVERY = 4
+#: the facet coupling is measured on about this many time slots, evenly spread
+COUPLING_SLOTS = 16
 
 
 def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float,
@@ -334,8 +330,9 @@ def scatter_level(total: PassPartial) -> float:
     return worst
 
 
-def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, max_rows: int = 5_000) -> np.ndarray:
-    """``S[f, d] = Σ w G_d conj(G_f)`` over (a regular subsample of) the rows; ``(nf, nf)`` complex.
+def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, rows: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """``S[f, d] = Σ w G_d conj(G_f)`` over ``rows`` (default all); ``(nf, nf)`` complex.
 
     A component of facet ``d`` appears in facet ``f``'s corrected image through the
     gain ratio G_d / G_f of every sample: its mean, ``S[f, d] / S[f, f]``, is how much
@@ -343,9 +340,9 @@ def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, max_rows:
     gains are unrelated); the rest scatters like noise. G is the Stokes I product
     g_p conj(g_q) (the hands averaged when they differ).
     """
-    step = max(1, gains.index.shape[1] // max_rows)
-    sub = RowGains(gains.table, gains.index[:, ::step])
-    w = weight[::step]
+    sel = slice(None) if rows is None else rows
+    sub = RowGains(gains.table, gains.index[:, sel])
+    w = weight[sel]
     prods = [_stokes_gain(sub, d) for d in range(n_facets)]
     s = np.zeros((n_facets, n_facets), dtype=np.complex128)
     for f in range(n_facets):

@@ -41,13 +41,22 @@ def range_bytes(desc: MSDescription, nrow: int, npol: int) -> int:
 
 def plan_ranges(descs: tuple[MSDescription, ...], max_bytes: int, npol: int, min_parts: int = 1
                 ) -> tuple[RowRange, ...]:
-    """Split every MS into row ranges of at most ``max_bytes`` prepared (at least ``min_parts`` per MS)."""
+    """Split every MS into row ranges of at most ``max_bytes`` prepared (at least ``min_parts`` per MS).
+
+    Ranges start where a slot group starts (``MSDescription.group_starts``), the nearest to
+    an even split: per-facet averaging never spans two groups, so no averaging block is
+    cut by a range, and the image does not depend on how many ranges (workers) there are.
+    The sizes are then only about even, and a range may exceed ``max_bytes`` by a group.
+    """
     out = []
     for i, d in enumerate(descs):
         per_row = range_bytes(d, 1, npol)
         rows = max(1, min(d.nrow, max_bytes // per_row))
         parts = max(min_parts, -(-d.nrow // rows))
         edges = np.linspace(0, d.nrow, min(parts, d.nrow) + 1).round().astype(int)
+        if len(edges) > 2 and len(d.group_starts):
+            inner = d.group_starts[np.abs(d.group_starts[None, :] - edges[1:-1, None]).argmin(axis=1)]
+            edges = np.unique(np.r_[0, inner, d.nrow])
         out.extend(RowRange(i, int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:]) if b > a)
     return tuple(out)
 
@@ -73,6 +82,8 @@ class PreparedRows:
     #: (row,) int64 time slot of each row, counted from the MS's first (the same in every range)
     step: np.ndarray
     by_baseline: bool = False  # rows ordered by baseline, then time (see read_rows)
+    n_slots: int = 1  # the MS's time slots (MSDescription.n_slots)
+    slot_group: int = 1  # MSDescription.slot_group
     weighted: bool = False
     cells: np.ndarray | None = None  # (row, chan) uv density cell per sample, kept from density() for weigh()
     #: per facet, built on the first pass and reused: its averaging (averaging.FacetAverage) and,
@@ -119,7 +130,8 @@ def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int, by
             vis = vis[order]  # one large copy alive at a time
             weight = weight[order]
     step = np.rint((time - desc.time_range[0]) / desc.time_step).astype(np.int64)
-    return PreparedRows(rows, desc.freq, uvw, time, ant1, ant2, vis, weight, step, by_baseline=by_baseline)
+    return PreparedRows(rows, desc.freq, uvw, time, ant1, ant2, vis, weight, step, by_baseline=by_baseline,
+                        n_slots=desc.n_slots, slot_group=desc.slot_group)
 
 
 def stokes_weight(weight: np.ndarray) -> np.ndarray:

@@ -414,8 +414,11 @@ def assert_products_equal(got: Mapping[str, Any], want: Mapping[str, Any], exact
 
     Keys starting with an entry of ``exact`` must be bit-identical (DP3 solutions of
     reused or re-solved chunks). The rest to tight tolerances: the imaging core sums
-    in threads, so two identical runs differ by float32 rounding (~1e-6 of the peak),
-    which reaches the next cycle's sky model and solutions at that level.
+    in threads, and how the rows are split into ranges (one in the driver, one per
+    worker on the cluster: a resume that needs no cluster images in the driver)
+    changes ducc0's rounding, so images agree to the gridder's accuracy (1e-4 of the
+    peak; measured up to 5e-5), which reaches the next cycle's sky model and
+    solutions at that level.
     """
     assert sorted(got) == sorted(want)
     for key in want:
@@ -430,7 +433,7 @@ def assert_products_equal(got: Mapping[str, Any], want: Mapping[str, Any], exact
             np.testing.assert_allclose(np.angle(np.exp(1j * (a - b))), 0, atol=1e-5, err_msg=key)  # radians
         else:
             scale = max(float(np.max(np.abs(b))), 1e-30)
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale, err_msg=key)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale, err_msg=key)
 
 
 def mtimes(paths: Sequence[Path]) -> dict[str, int]:
