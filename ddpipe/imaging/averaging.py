@@ -27,8 +27,9 @@ gain, φ_f = 2π (u l₀ + v m₀ + w (n₀ − 1)) ν / c the phase of the face
 The gains are applied to every sample before averaging (or after the
 expansion), never averaged themselves. Averaged samples are gridded as rows of
 one channel with uvw in wavelengths (frequency c). Rows must be sorted by
-baseline, then time (:func:`ddpipe.imaging.prepared.read_rows` with ``by_baseline``); a :class:`FacetAverage` is built once
-per facet and range from the weights and gains and reused on every pass.
+baseline, then time (:func:`ddpipe.imaging.prepared.read_rows` with
+``by_baseline``); a :class:`FacetAverage` is built once per facet and range from
+the weights and gains and reused on every pass.
 """
 
 from __future__ import annotations
