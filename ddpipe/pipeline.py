@@ -260,15 +260,32 @@ class Pipeline:
                        "cal": asdict(cyc.calibration), "chunking": asdict(cfg.chunking),
                        "dp3_extra": cfg.dp3.extra, "column": cfg.inputs.data_column})
 
+    def _image_key(self, ms: Sequence[str], params: ImagingConfig, extra_key: str | None, facets: Any) -> str:
+        return digest({"ms": _ms_fingerprint(ms), "params": asdict(params), "solutions": extra_key,
+                       "facets": facets, "column": self.cfg.inputs.data_column})
+
     def _cycle_done(self, cyc: CycleConfig, prev_sky: Path | None) -> bool:
-        """True when this cycle's calibration needs no cluster (already done and intact)."""
+        """True when this cycle needs no cluster: its calibration is done and intact and, when images
+        are made on the cluster (``cluster.imaging``), so is its image."""
+        from ddpipe.sky.directions import patch_directions
+        from ddpipe.sky.skymodel import read_skymodel
+
         if self.force:
             return False
         try:
             sky, _ = self._sky_for(cyc, prev_sky)
         except UserError:
             return False
-        return self.state.done(f"cycle_{cyc.index:02d}/calibrate", self._cal_key(cyc, sky)) is not None
+        name = f"cycle_{cyc.index:02d}"
+        if self.state.done(f"{name}/calibrate", self._cal_key(cyc, sky)) is None:
+            return False
+        if not self.cfg.cluster.imaging:
+            return True
+        h5 = self._cycle_dir(cyc) / "solutions.h5"
+        if not h5.is_file():
+            return False
+        key = self._image_key(self.cfg.inputs.ms, cyc.imaging, sha256_file(h5), patch_directions(read_skymodel(sky)))
+        return self.state.done(f"{name}/image", key) is not None
 
     def cycle(self, cyc: CycleConfig, prev_sky: Path | None, client: Any, ref_dr: float | None) -> Path:
         from ddpipe.calibrate import calibrate
@@ -343,8 +360,7 @@ class Pipeline:
         from ddpipe.imaging.imager import PRODUCTS, make_image
         from ddpipe.solutions.h5parm import read_h5parm
 
-        key = digest({"ms": _ms_fingerprint(ms), "params": asdict(params), "solutions": extra_key,
-                      "facets": facets, "column": self.cfg.inputs.data_column})
+        key = self._image_key(ms, params, extra_key, facets)
         rec = None if self.force else self.state.done(name, key)
         if rec is not None:
             log.info("%s: done in an earlier run", name)

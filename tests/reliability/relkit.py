@@ -414,11 +414,11 @@ def assert_products_equal(got: Mapping[str, Any], want: Mapping[str, Any], exact
 
     Keys starting with an entry of ``exact`` must be bit-identical (DP3 solutions of
     reused or re-solved chunks). The rest to tight tolerances: the imaging core sums
-    in threads, and how the rows are split into ranges (one in the driver, one per
-    worker on the cluster: a resume that needs no cluster images in the driver)
-    changes ducc0's rounding, so images agree to the gridder's accuracy (1e-4 of the
-    peak; measured up to 5e-5), which reaches the next cycle's sky model and
-    solutions at that level.
+    in threads, and how the rows are split into ranges (one per configured worker in
+    local and SLURM modes, one per connected worker with an external scheduler, one
+    in the driver) changes ducc0's rounding, so images of runs with different worker
+    counts agree to the gridder's accuracy (1e-4 of the peak; measured up to 5e-5),
+    which reaches the next cycle's sky model and solutions at that level.
     """
     assert sorted(got) == sorted(want)
     for key in want:

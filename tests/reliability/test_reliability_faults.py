@@ -160,6 +160,9 @@ def test_driver_killed_during_imaging(inputs, reference, tag, tmp_path):
     res = relkit.run_ddpipe(["run", str(cfg)], relkit.tagged_env(tag))
     assert res.returncode == 0, res.stderr[-3000:]
     assert relkit.mtimes(list(map(Path, calibrated))) == calibrated  # calibration not redone
+    # calibration was reused, yet the image is made on the cluster as cluster.imaging asks
+    imaging = [ln for ln in (work / "logs" / "ddpipe.log").read_text().splitlines() if "with DD corrections" in ln]
+    assert "on the Dask cluster" in imaging[-1], imaging[-1]
     got = relkit.products(work, cycles=1)
     relkit.assert_products_equal(got, _subset(reference, got), exact=("cycle_01/solutions",))
     relkit.assert_no_survivors(tag)
