@@ -178,10 +178,7 @@ def pass_task(job: RangeJob, gains: GainTable | None, factor: np.ndarray, budget
     """Dask task: one residual pass over this range, with the worker's threads."""
     prep, rg = _worker_get(job, gains, factor, budget)
     spec = dataclasses.replace(job.spec, nthreads=worker_threads())
-    part = grid_rows(prep, spec, rg, components, psf_shape)
-    if part.psf is not None:
-        part.psf = part.psf.astype(np.float32)
-    return part, worker_address()
+    return grid_rows(prep, spec, rg, components, psf_shape), worker_address()
 
 
 class DaskEngine:

@@ -206,6 +206,10 @@ def _facet_average(prep: PreparedRows, spec: PassSpec, f: int, h: np.ndarray) ->
 
 _ONE_CHANNEL = np.array([averaging.C])  # averaged samples: uvw in wavelengths
 
+#: facets processed side by side in one pass at most (in the first pass each builds its corrections
+#: and averaging plan, a few sample-sized temporaries)
+_MAX_FACET_THREADS = 4
+
 
 def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, components: Mapping[int, Components] | None,
                    ws: np.ndarray, images: list, wsum: np.ndarray, kw: dict) -> None:
@@ -251,11 +255,6 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
             res = res.copy()
             list(pool.map(predict, list(components)))
         images.extend(pool.map(image, range(n)))
-
-
-#: facets processed side by side in one pass at most (in the first pass each builds its corrections
-#: and averaging plan, a few sample-sized temporaries)
-_MAX_FACET_THREADS = 4
 
 
 def _stokes_gain(gains: RowGains, d: int) -> np.ndarray:
