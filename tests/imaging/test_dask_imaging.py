@@ -206,3 +206,15 @@ def test_imaging_tasks_and_dp3_never_share_a_worker_slot(sim_dd, in_process, tmp
         for (s0, e0, k0), (s1, e1, k1) in zip(items, items[1:]):
             # a task's recorded stop comes a few ms after its slot is free for the next one
             assert s1 >= e0 - 0.05, f"{worker} ran {k0} and {k1} at once: {items}"
+
+
+@pytest.mark.parametrize("env, applied", [({"MALLOC_TRIM_THRESHOLD_": "65536"}, True), ({}, False)])
+def test_worker_allocator_is_set_back_only_where_a_nanny_pinned_it(env, applied):
+    """Dask's nanny pins glibc's trim threshold; the imaging tasks set glibc's usual thresholds back
+    (once per process), and leave a process started without the variable alone."""
+    code = ("from ddpipe.imaging import engine; "
+            "print(engine._reuse_freed_memory(), engine._reuse_freed_memory())")
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(applied and sys.platform.startswith("linux")), "False"]
