@@ -49,6 +49,10 @@ class ChunkJob:
     directory: str
     executable: tuple[str, ...]
     timeout: float
+    #: slots solved before ``start_slot`` (the lead-in, ``chunking.lead_in``) and solutions before
+    #: ``keep_from`` (MJD seconds) dropped from the chunk's H5parm
+    lead_slots: int = 0
+    keep_from: float | None = None
 
     @property
     def parset_path(self) -> Path:
@@ -82,6 +86,9 @@ class ChunkOutcome:
     error: str | None = None
     log_path: str = ""
     tail: tuple[str, ...] = ()
+    #: DDECal's iterations per solution interval of the chunk (lead-in left out), from DP3's log
+    iterations: tuple[int, ...] = ()
+    maxiter: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,11 @@ class CalibrationResult:
     @property
     def reused(self) -> int:
         return sum(c.reused for c in self.chunks)
+
+    @property
+    def iterations(self) -> dict[str, Any]:
+        """DDECal iterations over every solved interval (:func:`iteration_summary`)."""
+        return iteration_summary(self.chunks)
 
 
 class ChunkFailed(PipelineError):
@@ -160,14 +172,17 @@ def plan_jobs(
         for c in chunks:
             stem = f"chunk_{c.index:03d}" if len(ms_paths) == 1 else f"{names[m]}-chunk_{c.index:03d}"
             h5_tmp = chunk_dir / f"{stem}.partial.h5"
+            # chunk edges fall on solution intervals: a lead-in of whole intervals keeps them aligned
+            solved = c.with_lead_in(chunking.lead_in * cal.solint)
+            lead = c.start_slot - solved.start_slot
             parset = ddecal_parset(
                 str(Path(ms).resolve()),
                 skymodel=str(Path(skymodel).resolve()),
                 directions=list(directions),
                 h5parm=str(h5_tmp),
                 cal=cal,
-                start_time=c.dp3_starttime,
-                n_slots=c.n_slots,
+                start_time=solved.dp3_starttime,
+                n_slots=solved.n_slots,
                 data_column=data_column,
                 extra=dp3.extra,
             )
@@ -188,9 +203,34 @@ def plan_jobs(
                     directory=str(chunk_dir),
                     executable=executable,
                     timeout=dp3.timeout,
+                    lead_slots=lead,
+                    keep_from=c.start_time - c.interval / 2 if lead else None,
                 )
             )
     return jobs
+
+
+_ITERATIONS = re.compile(r"^Iterations taken:\s*\[([\d,\s]*)\]", re.MULTILINE)
+
+
+def dp3_iterations(log_text: str) -> tuple[int, ...]:
+    """DDECal's iterations per solution interval, from the ``Iterations taken: [...]`` line of DP3's
+    log (empty when DP3 printed none). An interval that stopped at ``maxiter`` shows ``maxiter + 1``."""
+    found = _ITERATIONS.findall(log_text)
+    if not found:
+        return ()
+    return tuple(int(x) for x in found[-1].replace(" ", "").split(",") if x)
+
+
+def iteration_summary(outcomes: Sequence[ChunkOutcome]) -> dict[str, Any]:
+    """Iterations of every solved interval of ``outcomes``: mean, max, and the fraction that stopped at
+    ``maxiter`` (not converged to ``tolerance``); empty when no chunk's log gave them."""
+    its = [(i, o.maxiter) for o in outcomes for i in o.iterations]
+    if not its:
+        return {}
+    n = [i for i, _ in its]
+    return {"intervals": len(n), "mean": round(sum(n) / len(n), 1), "max": max(n),
+            "at_maxiter": round(sum(i >= m > 0 for i, m in its) / len(its), 4)}
 
 
 # ----------------------------------------------------------------------------- one chunk
@@ -217,7 +257,8 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     """
     from ddpipe.dp3.parsets import dp3_argv, format_parset
     from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_address, worker_threads
-    from ddpipe.solutions.h5parm import read_h5parm
+    from ddpipe.solutions.h5parm import read_h5parm, write_h5parm
+    from ddpipe.solutions.merge import drop_times_before
 
     if chunk_is_done(job):
         return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
@@ -241,10 +282,13 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
              "worker": worker},
         ) from None
     try:
-        got = tuple(d.strip("[]") for d in read_h5parm(partial).directions)
+        sol = read_h5parm(partial)
+        got = tuple(d.strip("[]") for d in sol.directions)
         asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get("ddecal.directions", "")))
         if asked and got != asked:
             raise UserError(f"{partial}: directions {', '.join(got)} but ddecal.directions asked for {', '.join(asked)}")
+        if job.keep_from is not None:  # the lead-in's intervals go; the chunk's own stay
+            sol = drop_times_before(sol, job.keep_from)
     except (UserError, OSError) as exc:
         # returncode None: the table shows this reason, not DP3's (misleading) exit code 0
         raise ChunkFailed(
@@ -253,17 +297,34 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
              "log_path": str(job.log_path), "tail": [], "worker": worker,
              "error": f"DP3 exited 0 with an unusable H5parm: {exc}"},
         ) from None
-    os.replace(partial, job.h5_path)
+    if job.keep_from is not None:
+        job.h5_path.unlink(missing_ok=True)  # written afresh, not merged into
+        write_h5parm(job.h5_path, sol)
+        partial.unlink()
+    else:
+        os.replace(partial, job.h5_path)
+    solint = max(1, int(parset.get("ddecal.solint", "1") or 1))
+    own = -(-job.n_slots // solint)  # the chunk's own intervals come after the lead-in's
+    iterations = dp3_iterations(_read_text(job.log_path))[-own:]
+    maxiter = int(parset.get("ddecal.maxiter", "0") or 0)
     finished = time.time()
     record = {
         "stem": job.stem, "ms": job.ms, "start_slot": job.start_slot, "n_slots": job.n_slots,
         "parset_hash": job.parset_hash, "h5_sha256": sha256_file(job.h5_path),
         "dp3_seconds": run.seconds, "started": started, "finished": finished,
-        "worker": worker, "numthreads": nthreads,
+        "worker": worker, "numthreads": nthreads, "lead_slots": job.lead_slots,
+        "iterations": list(iterations), "maxiter": maxiter,
     }
     atomic_write_text(job.done_path, json.dumps(record, indent=1))
     return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
-                        log_path=str(job.log_path))
+                        log_path=str(job.log_path), iterations=iterations, maxiter=maxiter)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
@@ -277,7 +338,8 @@ def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
     return ChunkOutcome(job.stem, str(job.h5_path), False, float(record.get("dp3_seconds", 0.0)),
                         float(record.get("started", 0.0)), float(record.get("finished", 0.0)),
                         str(record.get("worker", "")), int(record.get("numthreads", 0)),
-                        log_path=str(job.log_path))
+                        log_path=str(job.log_path), iterations=tuple(int(i) for i in record.get("iterations", ())),
+                        maxiter=int(record.get("maxiter", 0)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -458,6 +520,14 @@ def calibrate(
     ordered = tuple(outcomes[j.stem] for j in jobs)
     log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall,
              sum(o.seconds for o in ordered))
+    its = iteration_summary(ordered)
+    if its:
+        log.info("calibrate: DDECal took %.1f iterations per solution interval on average (at most %d)",
+                 its["mean"], its["max"])
+        if its["at_maxiter"] > 0.1:
+            log.warning("calibrate: %.0f%% of the solution intervals stopped at maxiter %d before reaching "
+                        "tolerance %g; raise calibration.maxiter or calibration.tolerance",
+                        100 * its["at_maxiter"], cal.maxiter, cal.tolerance)
     return CalibrationResult(out_h5, ordered, wall, tuple(merged.directions),
                              {"solve": t_solve, "merge": wall - t_solve}, submitted_at)
 

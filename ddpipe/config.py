@@ -76,6 +76,7 @@ class ClusterConfig:
 class ChunkingConfig:
     duration: float = _c(min=0)
     n_chunks: int = _c(min=0)
+    lead_in: int = _c(min=0)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ class CycleSummary:
     timings: dict[str, float]
     chunks: int = 0
     chunks_reused: int = 0
+    #: DDECal iterations per solution interval (ddpipe.calibrate.iteration_summary)
+    iterations: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -313,7 +315,7 @@ class Pipeline:
                             on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)))
             n_chunks, reused = len(res.chunks), res.reused
             rec = state.record(f"{name}/calibrate", key, [res.solutions], chunks=n_chunks, reused=reused,
-                               stats=solution_stats(res.solutions))
+                               stats=solution_stats(res.solutions), iterations=res.iterations)
         else:
             log.info("%s/calibrate: done in an earlier run (solutions %s)", name, cdir / "solutions.h5")
             n_chunks, reused = rec.get("chunks", 0), rec.get("chunks", 0)
@@ -347,7 +349,7 @@ class Pipeline:
 
         summary = CycleSummary(cyc.index, cyc.calibration.mode, len(directions), stats, ref_dr,
                                state.data["stages"][f"{name}/calibrate"].get("stats", {}), timings,
-                               n_chunks, reused)
+                               n_chunks, reused, rec.get("iterations", {}))
         self.summary.cycles.append(summary)
         ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
         log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,

@@ -72,6 +72,16 @@ class Chunk:
         """
         return mjd_seconds_to_iso(self.start_time - self.interval / 2, precision=6)
 
+    def with_lead_in(self, slots: int) -> "Chunk":
+        """This chunk started ``slots`` earlier (at most back to slot 0): what DP3 solves for a lead-in.
+
+        The lead-in slots belong to the chunk before; their solutions are only there to
+        start this chunk's first interval warm, and are dropped (``chunking.lead_in``).
+        """
+        slots = max(0, min(int(slots), self.start_slot))
+        return Chunk(self.index, self.ms, self.start_slot - slots, self.n_slots + slots,
+                     self.start_time - slots * self.interval, self.duration + slots * self.interval)
+
     def dp3_msin(self) -> dict[str, str]:
         """DP3 parset keys selecting exactly this chunk's slots, gaps or not.
 

@@ -85,3 +85,29 @@ def _merge_soltab(tabs: list[SolTab], name: str, axis: str) -> SolTab:
     values = np.take(np.concatenate([t.values for t in tabs], axis=ax), order, axis=ax)
     weights = np.take(np.concatenate([t.weights for t in tabs], axis=ax), order, axis=ax)
     return replace(t0, values=values, weights=weights, **{axis: coord})
+
+
+def drop_times_before(sol: Solutions, start: float) -> Solutions:
+    """``sol`` without the solutions of times before ``start`` (MJD seconds), in every soltab.
+
+    What a chunk solved with a lead-in keeps: the intervals before its own first
+    slot were solved only to start it warm (see ``chunking.lead_in``).
+
+    Raises
+    ------
+    UserError
+        A soltab keeps no time at all.
+    """
+    tabs = {}
+    for name, tab in sol.soltabs.items():
+        if "time" not in tab.axes:
+            tabs[name] = tab
+            continue
+        keep = np.flatnonzero(np.asarray(tab.time, dtype=np.float64) >= start)
+        if keep.size == 0:
+            raise UserError(f"soltab {name}: no solution at or after {start!r} (MJD s) to keep; "
+                            "the chunk's lead-in covers all of it")
+        ax = tab.axes.index("time")
+        tabs[name] = replace(tab, values=np.take(tab.values, keep, axis=ax),
+                             weights=np.take(tab.weights, keep, axis=ax), time=np.asarray(tab.time)[keep])
+    return replace(sol, soltabs=tabs)

@@ -41,6 +41,17 @@ def _check_invariants(chunks: tuple[Chunk, ...], info: MSInfo, solint: int) -> N
         assert c.n_slots % solint == 0
 
 
+def test_a_lead_in_starts_whole_solints_earlier_and_never_before_the_ms(oskar: MSInfo) -> None:
+    chunks = plan_chunks(oskar, n_chunks=3, solint=10)
+    first, second = chunks[0], chunks[1]
+    assert first.with_lead_in(20) == first  # nothing before slot 0
+    led = second.with_lead_in(20)
+    assert (led.index, led.start_slot, led.end_slot) == (1, second.start_slot - 20, second.end_slot)
+    assert led.start_time == pytest.approx(oskar.time_first + led.start_slot * oskar.interval)
+    assert led.interval == pytest.approx(second.interval)
+    assert second.with_lead_in(10 ** 6).start_slot == 0
+
+
 def test_exact_multiple(oskar: MSInfo) -> None:
     # 60 s = 200 slots = 20 solints of 10
     chunks = plan_chunks(oskar, duration=60.0, solint=10)

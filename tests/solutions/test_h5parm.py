@@ -190,6 +190,18 @@ def test_merge_restores_the_whole(axis, merge):
     assert_same(whole, merge([a, b]))
 
 
+def test_dropping_a_lead_in_keeps_the_later_times_of_every_soltab():
+    from ddpipe.solutions.merge import drop_times_before
+
+    whole = make_solutions(ntime=7, nfreq=5, pol=("XX", "YY"))
+    lead, own = _split(whole, "time", 2)
+    t = whole.soltabs["phase000"].time
+    assert_same(own, drop_times_before(whole, (t[1] + t[2]) / 2))
+    assert_same(whole, drop_times_before(whole, t[0]))
+    with pytest.raises(UserError, match="no solution at or after"):
+        drop_times_before(whole, t[-1] + 1)
+
+
 def test_merge_refuses_disagreeing_parts():
     whole = make_solutions(ntime=6)
     a, b = _split(whole, "time", 3)
