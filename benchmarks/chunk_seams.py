@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_diff_elsewhere_rad": float(others.max()) if others.size else 0.0,
                 "phase_rms_vs_truth_rad": float(np.mean(list(
                     phase_rms_vs_truth(four.solutions, ms.with_suffix(".truth.h5")).values()))),
-                "iterations": four.iterations,
+                "iterations": four.iterations[0],
                 "dp3_seconds_4_chunks": sum(o.seconds for o in four.chunks),
                 "dp3_seconds_1_chunk": sum(o.seconds for o in one.chunks),
             }

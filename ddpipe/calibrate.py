@@ -86,9 +86,10 @@ class ChunkOutcome:
     error: str | None = None
     log_path: str = ""
     tail: tuple[str, ...] = ()
-    #: DDECal's iterations per solution interval of the chunk (lead-in left out), from DP3's log
-    iterations: tuple[int, ...] = ()
-    maxiter: int = 0
+    #: per solve of the chain: DDECal's iterations per solution interval of the chunk (lead-in left
+    #: out), from DP3's log, and that solve's maxiter
+    iterations: tuple[tuple[int, ...], ...] = ()
+    maxiter: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ class CalibrationResult:
         return sum(c.reused for c in self.chunks)
 
     @property
-    def iterations(self) -> dict[str, Any]:
-        """DDECal iterations over every solved interval (:func:`iteration_summary`)."""
+    def iterations(self) -> list[dict[str, Any]]:
+        """DDECal iterations over every solved interval, per solve (:func:`iteration_summary`)."""
         return iteration_summary(self.chunks)
 
 
@@ -153,7 +154,7 @@ def plan_jobs(
 
     Chunk files go to ``out_dir/chunks``. Pure apart from reading the MS metadata.
     """
-    from ddpipe.dp3.parsets import ddecal_parset
+    from ddpipe.dp3.parsets import chain_steps, ddecal_chain_parset
     from ddpipe.dp3.runner import find_dp3
     from ddpipe.ms.chunks import plan_chunks
     from ddpipe.ms.inspect import inspect_ms, require_unflagged
@@ -168,18 +169,23 @@ def plan_jobs(
     for m, ms in enumerate(ms_paths):
         info = inspect_ms(ms, data_column=data_column)
         require_unflagged(info)
-        chunks = plan_chunks(info, duration=chunking.duration, n_chunks=chunking.n_chunks, solint=cal.solint)
+        longest = cal.longest_solint
+        chunks = plan_chunks(info, duration=chunking.duration, n_chunks=chunking.n_chunks, solint=longest)
+        steps = chain_steps(len(cal.chain))
         for c in chunks:
             stem = f"chunk_{c.index:03d}" if len(ms_paths) == 1 else f"{names[m]}-chunk_{c.index:03d}"
-            h5_tmp = chunk_dir / f"{stem}.partial.h5"
-            # chunk edges fall on solution intervals: a lead-in of whole intervals keeps them aligned
-            solved = c.with_lead_in(chunking.lead_in * cal.solint)
+            h5_tmp = [chunk_dir / (f"{stem}.partial.h5" if len(steps) == 1 else f"{stem}.{s}.partial.h5")
+                      for s in steps]
+            # chunk edges fall on the longest solve's intervals: a lead-in of whole ones keeps every
+            # solve's aligned (lead_in intervals of the shortest solve, rounded up)
+            shortest = min(s.solint for s in cal.chain)
+            solved = c.with_lead_in(-(-chunking.lead_in * shortest // longest) * longest)
             lead = c.start_slot - solved.start_slot
-            parset = ddecal_parset(
+            parset = ddecal_chain_parset(
                 str(Path(ms).resolve()),
                 skymodel=str(Path(skymodel).resolve()),
                 directions=list(directions),
-                h5parm=str(h5_tmp),
+                h5parms=[str(h) for h in h5_tmp],
                 cal=cal,
                 start_time=solved.dp3_starttime,
                 n_slots=solved.n_slots,
@@ -213,24 +219,30 @@ def plan_jobs(
 _ITERATIONS = re.compile(r"^Iterations taken:\s*\[([\d,\s]*)\]", re.MULTILINE)
 
 
-def dp3_iterations(log_text: str) -> tuple[int, ...]:
-    """DDECal's iterations per solution interval, from the ``Iterations taken: [...]`` line of DP3's
-    log (empty when DP3 printed none). An interval that stopped at ``maxiter`` shows ``maxiter + 1``."""
-    found = _ITERATIONS.findall(log_text)
-    if not found:
-        return ()
-    return tuple(int(x) for x in found[-1].replace(" ", "").split(",") if x)
+def dp3_iterations(log_text: str) -> tuple[tuple[int, ...], ...]:
+    """DDECal's iterations per solution interval, one tuple per solve step in order, from the
+    ``Iterations taken: [...]`` lines of DP3's log (empty when DP3 printed none). An interval that
+    stopped at ``maxiter`` shows ``maxiter + 1``."""
+    return tuple(tuple(int(x) for x in found.replace(" ", "").split(",") if x)
+                 for found in _ITERATIONS.findall(log_text))
 
 
-def iteration_summary(outcomes: Sequence[ChunkOutcome]) -> dict[str, Any]:
-    """Iterations of every solved interval of ``outcomes``: mean, max, and the fraction that stopped at
-    ``maxiter`` (not converged to ``tolerance``); empty when no chunk's log gave them."""
-    its = [(i, o.maxiter) for o in outcomes for i in o.iterations]
-    if not its:
-        return {}
-    n = [i for i, _ in its]
-    return {"intervals": len(n), "mean": round(sum(n) / len(n), 1), "max": max(n),
-            "at_maxiter": round(sum(i >= m > 0 for i, m in its) / len(its), 4)}
+def iteration_summary(outcomes: Sequence[ChunkOutcome]) -> list[dict[str, Any]]:
+    """Per solve of the chain, over every solved interval of ``outcomes``: mean and largest
+    iterations, and the fraction that stopped at ``maxiter`` (not converged to ``tolerance``);
+    empty when no chunk's log gave them."""
+    n_solves = max((len(o.iterations) for o in outcomes), default=0)
+    out = []
+    for k in range(n_solves):
+        its = [(i, o.maxiter[k] if k < len(o.maxiter) else 0) for o in outcomes if k < len(o.iterations)
+               for i in o.iterations[k]]
+        if not its:
+            out.append({})
+            continue
+        n = [i for i, _ in its]
+        out.append({"intervals": len(n), "mean": round(sum(n) / len(n), 1), "max": max(n),
+                    "at_maxiter": round(sum(i >= m > 0 for i, m in its) / len(its), 4)})
+    return out
 
 
 # ----------------------------------------------------------------------------- one chunk
@@ -257,16 +269,18 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     """
     from ddpipe.dp3.parsets import dp3_argv, format_parset
     from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_address, worker_threads
+    from ddpipe.dp3.parsets import chain_steps
     from ddpipe.solutions.h5parm import read_h5parm, write_h5parm
-    from ddpipe.solutions.merge import drop_times_before
+    from ddpipe.solutions.merge import chain_soltabs, drop_times_before
 
     if chunk_is_done(job):
         return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
     Path(job.directory).mkdir(parents=True, exist_ok=True)
     parset = dict(job.parset)
     atomic_write_text(job.parset_path, format_parset(parset))
-    partial = Path(parset["ddecal.h5parm"])
-    for stale in (partial, job.done_path):
+    steps = chain_steps(len(parset["steps"].strip("[]").split(",")))
+    partials = [Path(parset[f"{s}.h5parm"]) for s in steps]
+    for stale in (*partials, job.done_path):
         stale.unlink(missing_ok=True)
     nthreads = worker_threads()
     argv = die_with_worker(dp3_argv(list(job.executable), parset, numthreads=nthreads))
@@ -281,14 +295,20 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
              "timed_out": exc.timed_out, "log_path": str(exc.log_path), "tail": list(exc.tail),
              "worker": worker},
         ) from None
+    asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get(f"{steps[0]}.directions", "")))
+    partial = partials[0]
     try:
-        sol = read_h5parm(partial)
-        got = tuple(d.strip("[]") for d in sol.directions)
-        asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get("ddecal.directions", "")))
-        if asked and got != asked:
-            raise UserError(f"{partial}: directions {', '.join(got)} but ddecal.directions asked for {', '.join(asked)}")
-        if job.keep_from is not None:  # the lead-in's intervals go; the chunk's own stay
-            sol = drop_times_before(sol, job.keep_from)
+        parts = []
+        for partial in partials:
+            sol = read_h5parm(partial)
+            got = tuple(d.strip("[]") for d in sol.directions)
+            if asked and got != asked:
+                raise UserError(f"{partial}: directions {', '.join(got)} but {steps[0]}.directions asked for "
+                                f"{', '.join(asked)}")
+            if job.keep_from is not None:  # the lead-in's intervals go; the chunk's own stay
+                sol = drop_times_before(sol, job.keep_from)
+            parts.append(sol)
+        sol = chain_soltabs(parts)
     except (UserError, OSError) as exc:
         # returncode None: the table shows this reason, not DP3's (misleading) exit code 0
         raise ChunkFailed(
@@ -297,23 +317,27 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
              "log_path": str(job.log_path), "tail": [], "worker": worker,
              "error": f"DP3 exited 0 with an unusable H5parm: {exc}"},
         ) from None
-    if job.keep_from is not None:
+    if job.keep_from is None and len(partials) == 1:
+        os.replace(partials[0], job.h5_path)  # DP3's own file, as it wrote it
+    else:
         job.h5_path.unlink(missing_ok=True)  # written afresh, not merged into
         write_h5parm(job.h5_path, sol)
-        partial.unlink()
-    else:
-        os.replace(partial, job.h5_path)
-    solint = max(1, int(parset.get("ddecal.solint", "1") or 1))
-    own = -(-job.n_slots // solint)  # the chunk's own intervals come after the lead-in's
-    iterations = dp3_iterations(_read_text(job.log_path))[-own:]
-    maxiter = int(parset.get("ddecal.maxiter", "0") or 0)
+        for p in partials:
+            p.unlink()
+    found = dp3_iterations(_read_text(job.log_path))
+    iterations, maxiter = [], []
+    for k, s in enumerate(steps):
+        own = -(-job.n_slots // max(1, int(parset.get(f"{s}.solint", "1") or 1)))  # after the lead-in's
+        iterations.append(tuple(found[k][-own:]) if k < len(found) else ())
+        maxiter.append(int(parset.get(f"{s}.maxiter", "0") or 0))
+    iterations, maxiter = tuple(iterations), tuple(maxiter)
     finished = time.time()
     record = {
         "stem": job.stem, "ms": job.ms, "start_slot": job.start_slot, "n_slots": job.n_slots,
         "parset_hash": job.parset_hash, "h5_sha256": sha256_file(job.h5_path),
         "dp3_seconds": run.seconds, "started": started, "finished": finished,
         "worker": worker, "numthreads": nthreads, "lead_slots": job.lead_slots,
-        "iterations": list(iterations), "maxiter": maxiter,
+        "iterations": [list(i) for i in iterations], "maxiter": list(maxiter),
     }
     atomic_write_text(job.done_path, json.dumps(record, indent=1))
     return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
@@ -338,8 +362,16 @@ def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
     return ChunkOutcome(job.stem, str(job.h5_path), False, float(record.get("dp3_seconds", 0.0)),
                         float(record.get("started", 0.0)), float(record.get("finished", 0.0)),
                         str(record.get("worker", "")), int(record.get("numthreads", 0)),
-                        log_path=str(job.log_path), iterations=tuple(int(i) for i in record.get("iterations", ())),
-                        maxiter=int(record.get("maxiter", 0)))
+                        log_path=str(job.log_path),
+                        iterations=tuple(tuple(int(i) for i in its) for its in record.get("iterations", ())),
+                        maxiter=tuple(int(m) for m in record.get("maxiter", ())))
+
+
+def _reused_outcome(job: ChunkJob) -> ChunkOutcome:
+    """A chunk solved in an earlier run: no DP3 time in this one, the iterations its record holds."""
+    earlier = chunk_outcome_on_disk(job)
+    return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path),
+                        iterations=earlier.iterations if earlier else (), maxiter=earlier.maxiter if earlier else ())
 
 
 @functools.lru_cache(maxsize=1)
@@ -444,9 +476,7 @@ def calibrate(
     todo = [j for j in jobs if j not in reused]
     log.info("calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
              len(jobs), len(ms_paths), len(reused), len(todo))
-    outcomes: dict[str, ChunkOutcome] = {
-        j.stem: ChunkOutcome(j.stem, str(j.h5_path), reused=True, log_path=str(j.log_path)) for j in reused
-    }
+    outcomes: dict[str, ChunkOutcome] = {j.stem: _reused_outcome(j) for j in reused}
     failures: dict[str, dict[str, Any]] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
@@ -520,14 +550,17 @@ def calibrate(
     ordered = tuple(outcomes[j.stem] for j in jobs)
     log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall,
              sum(o.seconds for o in ordered))
-    its = iteration_summary(ordered)
-    if its:
-        log.info("calibrate: DDECal took %.1f iterations per solution interval on average (at most %d)",
-                 its["mean"], its["max"])
+    for k, (its, solve) in enumerate(zip(iteration_summary(ordered), cal.chain)):
+        if not its:
+            continue
+        which = f"solve {k + 1} ({solve.mode})" if len(cal.chain) > 1 else "DDECal"
+        log.info("calibrate: %s took %.1f iterations per solution interval on average (at most %d)",
+                 which, its["mean"], its["max"])
         if its["at_maxiter"] > 0.1:
-            log.warning("calibrate: %.0f%% of the solution intervals stopped at maxiter %d before reaching "
-                        "tolerance %g; raise calibration.maxiter or calibration.tolerance",
-                        100 * its["at_maxiter"], cal.maxiter, cal.tolerance)
+            key = f"calibration.solves[{k}]" if len(cal.chain) > 1 else "calibration"
+            log.warning("calibrate: %s: %.0f%% of the solution intervals stopped at maxiter %d before reaching "
+                        "tolerance %g; raise %s.maxiter or %s.tolerance",
+                        which, 100 * its["at_maxiter"], solve.maxiter, solve.tolerance, key, key)
     return CalibrationResult(out_h5, ordered, wall, tuple(merged.directions),
                              {"solve": t_solve, "merge": wall - t_solve}, submitted_at)
 

@@ -99,6 +99,23 @@ class CalibrationConfig:
     smoothnessconstraint: float = _c(min=0)
     propagatesolutions: bool = _c()
     solveralgorithm: str = _c(choices=("directioniterative", "directionsolve", "hybrid", "lbfgs"))
+    #: a chain of solves, each a mapping of the keys above (those left out are taken from the
+    #: calibration section itself); empty: the section itself is the one solve
+    solves: tuple["CalibrationConfig", ...] = _c(chain=True)
+
+    @property
+    def chain(self) -> tuple["CalibrationConfig", ...]:
+        """The solves of a cycle, in order (one DP3 run per chunk does them all)."""
+        return self.solves or (self,)
+
+    @property
+    def modes(self) -> str:
+        """``scalarphase`` or, for a chain, ``scalarphase+diagonal``."""
+        return "+".join(s.mode for s in self.chain)
+
+    @property
+    def longest_solint(self) -> int:
+        return max(s.solint for s in self.chain)
 
 
 @dataclass(frozen=True)
@@ -275,7 +292,12 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             raise ctx.fail(key, value, "expected a mapping of keys")
         kw = {}
         for f in dataclasses.fields(tp):
-            kw[f.name] = _convert(value.get(f.name), _hint(tp, f.name), f.metadata, f"{key}.{f.name}", ctx)
+            if not f.metadata.get("chain"):
+                kw[f.name] = _convert(value.get(f.name), _hint(tp, f.name), f.metadata, f"{key}.{f.name}", ctx)
+        for f in dataclasses.fields(tp):
+            if f.metadata.get("chain"):
+                kw[f.name] = ()
+                kw[f.name] = _chain(value.get(f.name), tp(**kw), f"{key}.{f.name}", ctx)
         return tp(**kw)
     if origin is tuple:
         if value is None or isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
@@ -367,7 +389,52 @@ def _cycles(raw: Any, cal: CalibrationConfig, img: ImagingConfig, ctx: _Ctx) -> 
 
 def _override(base: Any, changes: dict[str, Any], key: str, ctx: _Ctx) -> Any:
     kw = {}
+    chained = {}
     for name, value in changes.items():
         f = next(f for f in dataclasses.fields(base) if f.name == name)
-        kw[name] = _convert(value, _hint(type(base), name), f.metadata, f"{key}.{name}", ctx)
-    return dataclasses.replace(base, **kw)
+        if f.metadata.get("chain"):
+            chained[name] = value
+        else:
+            kw[name] = _convert(value, _hint(type(base), name), f.metadata, f"{key}.{name}", ctx)
+    solves = getattr(base, "solves", ())
+    if solves and not chained:
+        stale = [k for k in kw if k != "n_directions"]
+        if stale:
+            raise UserError(f"{ctx.source}: {key}.{stale[0]} would not reach the solves listed in calibration.solves; "
+                            f"give this cycle its own {key}.solves instead")
+    out = dataclasses.replace(base, **kw)
+    for name, value in chained.items():  # a cycle's solves take the cycle's other keys as their defaults
+        out = dataclasses.replace(out, **{name: _chain(value, dataclasses.replace(out, **{name: ()}),
+                                                        f"{key}.{name}", ctx)})
+    return out
+
+
+def _chain(raw: Any, base: "CalibrationConfig", key: str, ctx: _Ctx) -> tuple["CalibrationConfig", ...]:
+    """``calibration.solves``: a list of mappings of calibration keys over ``base`` (its own keys).
+
+    Each solve's solint must divide the longest: chunk edges (and lead-ins) fall on the
+    longest solve's intervals, and so on every solve's.
+    """
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        raise ctx.fail(key, raw, "expected a list of solves, each a mapping like {mode: scalarphase, solint: 1}")
+    allowed = [f.name for f in dataclasses.fields(base) if f.name not in ("solves", "n_directions")]
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, dict):
+            raise ctx.fail(where, entry, "expected a mapping of calibration keys, like {mode: diagonal, solint: 10}")
+        for k in entry:
+            if k not in allowed:
+                hint = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+                did = f" (did you mean '{where}.{hint[0]}'?)" if hint else f" (a solve takes: {', '.join(allowed)})"
+                raise UserError(f"{ctx.source}: unknown key '{where}.{k}'{did}")
+        out.append(_override(base, entry, where, ctx))
+    longest = max(s.solint for s in out)
+    for i, s in enumerate(out):
+        if longest % s.solint:
+            raise ctx.fail(f"{key}[{i}].solint", s.solint,
+                           f"each solve's solint must divide the longest one ({longest}), so that chunk edges "
+                           "fall on every solve's intervals")
+    return tuple(out)

@@ -57,8 +57,8 @@ class CycleSummary:
     timings: dict[str, float]
     chunks: int = 0
     chunks_reused: int = 0
-    #: DDECal iterations per solution interval (ddpipe.calibrate.iteration_summary)
-    iterations: dict[str, Any] = field(default_factory=dict)
+    #: DDECal iterations per solution interval, per solve (ddpipe.calibrate.iteration_summary)
+    iterations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -301,7 +301,7 @@ class Pipeline:
         name = f"cycle_{cyc.index:02d}"
         timings: dict[str, float] = {}
         sky, directions = self._sky_for(cyc, prev_sky)
-        log.info("=== cycle %d: %s, %d direction(s) ===", cyc.index, cyc.calibration.mode, len(directions))
+        log.info("=== cycle %d: %s, %d direction(s) ===", cyc.index, cyc.calibration.modes, len(directions))
 
         # calibrate
         t = time.monotonic()
@@ -347,9 +347,9 @@ class Pipeline:
                          n_directions=len(grouped.patches))
         timings["skymodel"] = time.monotonic() - t
 
-        summary = CycleSummary(cyc.index, cyc.calibration.mode, len(directions), stats, ref_dr,
+        summary = CycleSummary(cyc.index, cyc.calibration.modes, len(directions), stats, ref_dr,
                                state.data["stages"][f"{name}/calibrate"].get("stats", {}), timings,
-                               n_chunks, reused, rec.get("iterations", {}))
+                               n_chunks, reused, rec.get("iterations", []))
         self.summary.cycles.append(summary)
         ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
         log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,

@@ -235,35 +235,96 @@ def ddecal_parset(
     dict[str, str]
         DP3 keys in a fixed order.
     """
-    _mode(cal.mode)
     p = _msin(ms, data_column, start_slot, n_slots, start_time)
-    p.update(
-        {
-            "msout": "",
-            "steps": "[ddecal]",
-            "ddecal.type": "ddecal",
-            "ddecal.mode": cal.mode,
-            "ddecal.sourcedb": _skymodel(skymodel, "ddecal.sourcedb"),
-            "ddecal.directions": directions_value(directions, "ddecal.directions"),
-            "ddecal.solint": format_value(cal.solint),
-            "ddecal.nchan": format_value(cal.nchan),
-            "ddecal.maxiter": format_value(cal.maxiter),
-            "ddecal.tolerance": format_value(cal.tolerance),
-            "ddecal.stepsize": format_value(cal.stepsize),
-            "ddecal.uvlambdamin": format_value(cal.uvlambdamin),
-            "ddecal.smoothnessconstraint": format_value(cal.smoothnessconstraint),
-            "ddecal.propagatesolutions": format_value(cal.propagatesolutions),
-            "ddecal.solveralgorithm": cal.solveralgorithm,
-            "ddecal.usebeammodel": "false",
-            "ddecal.h5parm": _path(h5parm, "ddecal.h5parm"),
-        }
-    )
+    p.update({"msout": "", "steps": "[ddecal]"})
+    p.update(_solve_keys("ddecal", cal, h5parm, skymodel=skymodel, directions=directions))
+    _add_extra(p, extra, ("ddecal",))
+    return p
+
+
+#: step names of a chain of solves in one DP3 run (:func:`ddecal_chain_parset`)
+def chain_steps(n: int) -> tuple[str, ...]:
+    return ("ddecal",) if n == 1 else tuple(f"solve{k + 1}" for k in range(n))
+
+
+def ddecal_chain_parset(
+    ms: PathLike,
+    *,
+    skymodel: PathLike,
+    directions: Sequence[str | Sequence[str]],
+    h5parms: Sequence[PathLike],
+    cal: CalibrationConfig,
+    start_time: str | None = None,
+    n_slots: int | None = None,
+    data_column: str = "DATA",
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, str]:
+    """Parset of one DP3 run solving ``cal.chain`` in order on one chunk, one H5parm per solve.
+
+    One solve is :func:`ddecal_parset` (step ``ddecal``). A chain has steps ``solve1 ..
+    solveN`` from one predict: every solve but the last keeps the model
+    (``keepmodel``), which DDECal passes on corrected by its solutions, and every
+    later solve reuses it (``reusemodel=[solve1.*]``: the model keeps the first
+    step's names, checked with DP3 6.6), so solve k fits what solves 1..k-1 left
+    and the chain's gain is the product of their solutions. ``dp3.extra`` keys
+    ``ddecal.X`` apply to every solve (``solveK.X`` to one).
+    """
+    chain = cal.chain
+    if len(h5parms) != len(chain):
+        raise ValueError(f"{len(chain)} solve(s) but {len(h5parms)} H5parm path(s)")  # a caller's bug
+    if len(chain) == 1:
+        return ddecal_parset(ms, skymodel=skymodel, directions=directions, h5parm=h5parms[0], cal=chain[0],
+                             start_time=start_time, n_slots=n_slots, data_column=data_column, extra=extra)
+    steps = chain_steps(len(chain))
+    p = _msin(ms, data_column, None, n_slots, start_time)
+    p.update({"msout": "", "steps": "[" + ",".join(steps) + "]"})
+    for k, (step, solve, h5) in enumerate(zip(steps, chain, h5parms)):
+        if k == 0:
+            p.update(_solve_keys(step, solve, h5, skymodel=skymodel, directions=directions))
+        else:
+            p.update(_solve_keys(step, solve, h5, reuse=f"[{steps[0]}.*]"))
+        if k < len(chain) - 1:
+            p[f"{step}.keepmodel"] = "true"
+    _add_extra(p, extra, steps)
+    return p
+
+
+def _solve_keys(step: str, cal: CalibrationConfig, h5parm: PathLike, *, skymodel: PathLike | None = None,
+                directions: Sequence[str | Sequence[str]] | None = None, reuse: str | None = None) -> dict[str, str]:
+    """The keys of one DDECal step: predicting ``skymodel`` in ``directions``, or reusing a model."""
+    _mode(cal.mode)
+    p = {f"{step}.type": "ddecal", f"{step}.mode": cal.mode}
+    if reuse is None:
+        p[f"{step}.sourcedb"] = _skymodel(skymodel, f"{step}.sourcedb")
+        p[f"{step}.directions"] = directions_value(directions, f"{step}.directions")
+    else:
+        p[f"{step}.reusemodel"] = reuse
+    p.update({
+        f"{step}.solint": format_value(cal.solint),
+        f"{step}.nchan": format_value(cal.nchan),
+        f"{step}.maxiter": format_value(cal.maxiter),
+        f"{step}.tolerance": format_value(cal.tolerance),
+        f"{step}.stepsize": format_value(cal.stepsize),
+        f"{step}.uvlambdamin": format_value(cal.uvlambdamin),
+        f"{step}.smoothnessconstraint": format_value(cal.smoothnessconstraint),
+        f"{step}.propagatesolutions": format_value(cal.propagatesolutions),
+        f"{step}.solveralgorithm": cal.solveralgorithm,
+    })
+    if reuse is None:  # a solve that reuses a model predicts nothing: DP3 calls the beam key unused
+        p[f"{step}.usebeammodel"] = "false"
+    p[f"{step}.h5parm"] = _path(h5parm, f"{step}.h5parm")
+    return p
+
+
+def _add_extra(p: dict[str, str], extra: Mapping[str, object] | None, steps: Sequence[str]) -> None:
+    """``dp3.extra`` added last (overriding): ``ddecal.X`` goes to every step of ``steps``."""
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or "=" in key or any(c.isspace() for c in key):
             raise UserError(f"dp3.extra key {key!r}: not a DP3 parset key (like 'ddecal.antennaconstraint')")
-        p.pop(key, None)  # re-insert so that overrides show up last, like in the parset file
-        p[key] = format_value(value)
-    return p
+        targets = [f"{s}.{key[len('ddecal.'):]}" for s in steps] if key.startswith("ddecal.") else [key]
+        for t in targets:
+            p.pop(t, None)  # re-insert so that overrides show up last, like in the parset file
+            p[t] = format_value(value)
 
 
 def predict_parset(

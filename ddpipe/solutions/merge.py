@@ -111,3 +111,34 @@ def drop_times_before(sol: Solutions, start: float) -> Solutions:
         tabs[name] = replace(tab, values=np.take(tab.values, keep, axis=ax),
                              weights=np.take(tab.weights, keep, axis=ax), time=np.asarray(tab.time)[keep])
     return replace(sol, soltabs=tabs)
+
+
+def chain_soltabs(parts: Sequence[Solutions]) -> Solutions:
+    """The solutions of a chain of solves (in order) as one solset, its soltabs numbered per kind.
+
+    As losoto names several soltabs of a kind: the first solve's ``phase000`` stays
+    ``phase000``, a second solve's becomes ``phase001``, its ``amplitude000`` the first
+    amplitude; each keeps its own time and frequency axes. The chain's gain is their
+    product (phases add, amplitudes multiply: :func:`ddpipe.solutions.gains.evaluate_gains`).
+
+    Raises
+    ------
+    UserError
+        The solves disagree on antennas or directions.
+    """
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    tabs: dict = {}
+    count: dict[str, int] = {}
+    for k, part in enumerate(parts):
+        if part.antennas != first.antennas or part.directions != first.directions:
+            raise UserError(f"solve {k + 1} of the chain has antennas/directions other than solve 1's; "
+                            "every solve of a chain must solve the same directions on the same MS")
+        for name in sorted(part.soltabs):
+            tab = part.soltabs[name]
+            n = count.get(tab.kind, 0)
+            count[tab.kind] = n + 1
+            tabs[f"{tab.kind}{n:03d}"] = tab
+    return replace(first, soltabs=tabs)

@@ -39,3 +39,14 @@ def cluster2(tmp_path_factory):
     h = make_cluster(tmp_path_factory.mktemp("dask"))
     yield h
     h.close()
+
+
+@pytest.fixture(scope="session")
+def amp_sim(tmp_path_factory):
+    """As small_sim, with 8 channels and slow amplitude errors of 20% RMS (read-only: copy to write)."""
+    from ddpipe.simulate.run import simulate
+    from ddpipe.simulate.spec import SimulationSpec
+
+    d = tmp_path_factory.mktemp("cal_amp_sim")
+    return simulate(d / "sim.ms", SimulationSpec(stations=14, channels=8, times=48, directions=3, seed=7,
+                                                 amplitude_scale=0.2))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 import stat
 import textwrap
 import time
@@ -110,6 +112,9 @@ def test_rerun_reuses_finished_chunks_and_force_recomputes(small_sim, cfg, clust
     again = _run(small_sim, cfg, cluster2.client, tmp_path)
     assert again.reused == 4
     assert [p.stat().st_mtime_ns for p in chunks] == mtimes
+    # a reused chunk costs no DP3 time in this run and keeps its recorded iterations
+    assert all(o.seconds == 0 and len(o.iterations[0]) == 6 for o in again.chunks)
+    assert again.iterations[0]["intervals"] == 24
     forced = _run(small_sim, cfg, cluster2.client, tmp_path, force=True)
     assert forced.reused == 0
     assert all(p.stat().st_mtime_ns != m for p, m in zip(chunks, mtimes))
@@ -181,6 +186,83 @@ def test_propagated_solutions_are_seamless_across_chunks_with_a_lead_in(small_si
         assert read_h5parm(o.h5_path).soltabs["phase000"].time.size == 6
         rec = json.loads(Path(o.h5_path).with_suffix(".done.json").read_text())
         assert rec["lead_slots"] == (0 if k == 0 else 4)
-        assert len(rec["iterations"]) == 6 and rec["maxiter"] == cfg.calibration.maxiter
-        assert all(1 <= i <= cfg.calibration.maxiter + 1 for i in rec["iterations"])
-    assert r4.iterations["intervals"] == 24 and 1 <= r4.iterations["mean"] <= r4.iterations["max"]
+        assert len(rec["iterations"]) == 1 and len(rec["iterations"][0]) == 6
+        assert rec["maxiter"] == [cfg.calibration.maxiter]
+        assert all(1 <= i <= cfg.calibration.maxiter + 1 for i in rec["iterations"][0])
+    its = r4.iterations[0]
+    assert len(r4.iterations) == 1 and its["intervals"] == 24 and 1 <= its["mean"] <= its["max"]
+
+
+def _gain_errors(solutions: Path, truth: Path) -> tuple[float, float]:
+    """RMS over all directions of the phase (rad, relative to the first station) and the relative
+    amplitude error of the solutions' product against the true gains, at the truth's times."""
+    from ddpipe.solutions.gains import evaluate_gains
+
+    sol, tru = read_h5parm(solutions), read_h5parm(truth)
+    tt = tru.soltabs["phase000"]
+    gs = evaluate_gains(sol, tt.time, tt.freq, directions=sol.directions)
+    gt = evaluate_gains(tru, tt.time, tt.freq, directions=sol.directions)
+    dp = np.angle(gs * np.conj(gs[:, :, :1]) * np.conj(gt * np.conj(gt[:, :, :1])))
+    da = np.abs(gs) / np.abs(gt) - 1
+    return float(np.sqrt(np.mean(dp ** 2))), float(np.sqrt(np.mean(da ** 2)))
+
+
+def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_truth(amp_sim, cfg, cluster2,
+                                                                                    tmp_path):
+    """scalarphase (solint 2) then diagonal (solint 8, per channel, smoothed) in one DP3 run per chunk
+    from one predict; the merged H5parm holds both solves' soltabs (losoto names), and their
+    product fits the true phases and amplitudes better than the phase solve alone."""
+    base = dataclasses.replace(cfg.calibration, solint=2)
+    slow = dataclasses.replace(base, mode="diagonal", solint=8, nchan=1, smoothnessconstraint=4e6, maxiter=200)
+    chain = dataclasses.replace(base, solves=(base, slow))
+    c = dataclasses.replace(cfg, calibration=chain, chunking=dataclasses.replace(cfg.chunking, n_chunks=3))
+    res = _run(amp_sim, c, cluster2.client, tmp_path / "chain")
+    only = _run(amp_sim, dataclasses.replace(cfg, chunking=c.chunking), cluster2.client, tmp_path / "phase")
+    sol = read_h5parm(res.solutions)
+    assert set(sol.soltabs) == {"phase000", "amplitude000", "phase001"}
+    assert sol.soltabs["phase000"].time.size == 24 and sol.soltabs["amplitude000"].time.size == 6
+    assert sol.soltabs["amplitude000"].freq.size == 8
+    for o in res.chunks:  # one DP3 run per chunk did both solves
+        parset = Path(o.h5_path).with_suffix(".parset").read_text()
+        assert "steps=[solve1,solve2]" in parset and "solve2.reusemodel=[solve1.*]" in parset
+        assert len(o.iterations) == 2 and len(o.iterations[1]) == 2
+    assert len(res.iterations) == 2
+    ph_chain, amp_chain = _gain_errors(res.solutions, amp_sim.truth)
+    ph_only, amp_only = _gain_errors(only.solutions, amp_sim.truth)
+    print(f"phase / amplitude RMS error: chain {ph_chain:.4f} rad / {amp_chain:.4f}, "
+          f"phase only {ph_only:.4f} rad / {amp_only:.4f}")
+    assert amp_chain < 0.5 * amp_only and ph_chain < ph_only
+
+
+def test_dp3_applycal_applies_every_soltab_of_a_merged_chain(amp_sim, cfg, cluster2, tmp_path):
+    """DP3's applycal reads the merged chain H5parm (phase000, amplitude000, phase001) and corrects
+    the data by the product evaluate_gains gives (what the imager applies)."""
+    import casacore.tables as pt
+
+    from ddpipe.dp3.runner import dp3_environment
+    from ddpipe.solutions.gains import evaluate_gains
+
+    base = dataclasses.replace(cfg.calibration, solint=2)
+    slow = dataclasses.replace(base, mode="diagonal", solint=8)
+    c = dataclasses.replace(cfg, calibration=dataclasses.replace(base, solves=(base, slow)))
+    res = _run(amp_sim, c, cluster2.client, tmp_path / "chain")
+    ms = tmp_path / "copy.ms"
+    shutil.copytree(amp_sim.ms, ms)
+    argv = [*find_dp3(), "checkparset=1", f"msin={ms}", "msout=.", "msout.datacolumn=CORR", "steps=[ac]",
+            "ac.type=applycal", f"ac.parmdb={res.solutions}", "ac.steps=[p0,a0,p1]", "ac.p0.correction=phase000",
+            "ac.a0.correction=amplitude000", "ac.p1.correction=phase001", "ac.direction=[P2]"]
+    subprocess.run(argv, env=dp3_environment(), check=True, capture_output=True)
+    with pt.table(str(ms), ack=False) as t:
+        data, corr, flag = t.getcol("DATA"), t.getcol("CORR"), t.getcol("FLAG")
+        time, a1, a2 = t.getcol("TIME"), t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+    with pt.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as t:
+        freqs = t.getcol("CHAN_FREQ")[0]
+    sol = read_h5parm(res.solutions)
+    g = evaluate_gains(sol, time, freqs, directions=["P2"])[..., 0, :]  # (row, chan, ant, pol)
+    it = np.arange(len(time))
+    gp, gq = g[it, :, a1], g[it, :, a2]
+    want = np.stack([data[..., 0] / (gp[..., 0] * np.conj(gq[..., 0])),
+                     data[..., 3] / (gp[..., 1] * np.conj(gq[..., 1]))], axis=-1)
+    got = corr[..., [0, 3]]
+    ok = ~flag[..., [0, 3]]
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-5 * np.abs(want[ok]).max())

@@ -15,20 +15,25 @@ LOG = """MsReader
 DDECal ddecal.
   max iter:            50
 Iterations taken: [51,12, 7]
+DDECal solve2.
+Iterations taken: [3]
 """
 
 
 def test_iterations_are_read_from_dp3s_log():
-    assert dp3_iterations(LOG) == (51, 12, 7)
+    assert dp3_iterations(LOG) == ((51, 12, 7), (3,))
     assert dp3_iterations("MsReader\n  nothing solved\n") == ()
 
 
 def test_iteration_summary_counts_intervals_that_stopped_at_maxiter():
-    a = ChunkOutcome("chunk_000", "a.h5", iterations=(51, 12), maxiter=50)
-    b = ChunkOutcome("chunk_001", "b.h5", iterations=(7,), maxiter=50)
+    a = ChunkOutcome("chunk_000", "a.h5", iterations=((51, 12), (3,)), maxiter=(50, 3))
+    b = ChunkOutcome("chunk_001", "b.h5", iterations=((7,), (1,)), maxiter=(50, 3))
     reused = ChunkOutcome("chunk_002", "c.h5", reused=True)
-    assert iteration_summary([a, b, reused]) == {"intervals": 3, "mean": 23.3, "max": 51, "at_maxiter": 0.3333}
-    assert iteration_summary([reused]) == {}
+    assert iteration_summary([a, b, reused]) == [
+        {"intervals": 3, "mean": 23.3, "max": 51, "at_maxiter": 0.3333},
+        {"intervals": 2, "mean": 2.0, "max": 3, "at_maxiter": 0.5},
+    ]
+    assert iteration_summary([reused]) == []
 
 
 @pytest.mark.parametrize("lead_in", [0, 2])
