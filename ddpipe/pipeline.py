@@ -103,7 +103,10 @@ def _ms_fingerprint(paths: Sequence[str]) -> list[Any]:
 
 def solution_stats(h5: Path) -> dict[str, Any]:
     """Per-direction statistics of a solutions H5parm: phase scatter (referenced to the
-    first antenna), amplitude mean/scatter, fraction of flagged (zero-weight or NaN) solutions."""
+    first antenna), amplitude mean/scatter, fraction of flagged (zero-weight or NaN) solutions.
+
+    A chain's later soltabs of a kind get their name as prefix (``phase001_rms_rad``,
+    ``amplitude001_mean``); the first of a kind keeps the plain keys."""
     from ddpipe.solutions.h5parm import read_h5parm
 
     sol = read_h5parm(h5)
@@ -120,15 +123,16 @@ def solution_stats(h5: Path) -> dict[str, Any]:
             b = np.take(bad, k, axis=d_ax)
             a_axis = a_ax if a_ax < d_ax else a_ax - 1
             entry = out["directions"].setdefault(dname.strip("[]"), {})
+            pre = tab.kind if name.endswith("000") else name
             if tab.kind == "phase":
                 ref = np.take(v, [0], axis=a_axis)
                 dv = np.angle(np.exp(1j * (v - ref)))
                 good = dv[~b & np.isfinite(dv)]
-                entry["phase_rms_rad"] = float(np.sqrt(np.mean(good**2))) if good.size else None
+                entry[f"{pre}_rms_rad"] = float(np.sqrt(np.mean(good**2))) if good.size else None
             else:
                 good = v[~b]
-                entry["amplitude_mean"] = float(good.mean()) if good.size else None
-                entry["amplitude_std"] = float(good.std()) if good.size else None
+                entry[f"{pre}_mean"] = float(good.mean()) if good.size else None
+                entry[f"{pre}_std"] = float(good.std()) if good.size else None
             entry.setdefault("flagged_fraction", float(b.mean()))
     out["n_times"] = int(next(iter(sol.soltabs.values())).time.size)
     return out

@@ -76,6 +76,15 @@ def test_cycle_overrides_and_relative_paths(tmp_path):
     ("cluster: {slurm: {walltime: 'soon'}}\n", "cluster.slurm.walltime"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("imaging: {size: [1, 2}\n", "not valid YAML"),
+    ("calibration: {solves: [{solint: 3}, {mode: diagonal, solint: 4}]}\n",
+     "calibration.solves[0].solint = 3 is not allowed: each solve's solint must divide the longest one (4)"),
+    ("calibration: {solves: [{mode: tec}]}\n", "calibration.solves[0].mode = 'tec' is not allowed"),
+    ("calibration: {solves: [{sollint: 2}]}\n", "unknown key 'calibration.solves[0].sollint' (did you mean"),
+    ("calibration: {solves: [{n_directions: 2}]}\n", "unknown key 'calibration.solves[0].n_directions'"),
+    ("calibration: {solves: scalarphase}\n", "calibration.solves = 'scalarphase' is not allowed"),
+    ("calibration: {solves: [{mode: scalarphase}, {mode: diagonal, solint: 10}]}\n"
+     "cycles:\n  - calibration: {maxiter: 5}\n",
+     "cycles[0].calibration.maxiter would not reach the solves listed in calibration.solves"),
 ])
 def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
     p = tmp_path / "bad.yaml"
@@ -86,6 +95,24 @@ def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
     assert main(["validate", str(p)]) == 2
     errout = capsys.readouterr().err.strip().splitlines()
     assert len(errout) == 1 and needle in errout[0] and "Traceback" not in errout[0]
+
+
+def test_a_chain_of_solves_takes_what_it_leaves_out_from_its_section(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("calibration: {maxiter: 70, solves: [{mode: scalarphase, solint: 1}, "
+                 "{mode: diagonal, solint: 10, nchan: 1, smoothnessconstraint: 2.0e6}]}\n"
+                 "cycles:\n  - calibration: {n_directions: 3}\n"
+                 "  - calibration: {maxiter: 30, solves: [{solint: 2}]}\n")
+    cfg = C.load_config(p)
+    one, two = cfg.cycles
+    assert one.calibration.n_directions == 3 and one.calibration.modes == "scalarphase+diagonal"
+    fast, slow = one.calibration.chain
+    assert (fast.mode, fast.solint, fast.maxiter) == ("scalarphase", 1, 70)
+    assert (slow.mode, slow.solint, slow.nchan, slow.smoothnessconstraint, slow.maxiter) == ("diagonal", 10, 1, 2e6, 70)
+    assert one.calibration.longest_solint == 10
+    assert [(s.mode, s.solint, s.maxiter) for s in two.calibration.chain] == [("scalarphase", 2, 30)]
+    plain = C.load_config(None)
+    assert plain.calibration.chain == (plain.calibration,) and plain.calibration.modes == "scalarphase"
 
 
 def test_dp3_extra_takes_any_dp3_key(tmp_path):
