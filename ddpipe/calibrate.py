@@ -159,6 +159,11 @@ def plan_jobs(
     from ddpipe.ms.chunks import plan_chunks
     from ddpipe.ms.inspect import inspect_ms, require_unflagged
 
+    for k, solve in enumerate(cal.chain):
+        if len(solve.solutions_per_direction) > len(directions):
+            key = f"calibration.solves[{k}]" if cal.solves else "calibration"
+            raise UserError(f"{key}.solutions_per_direction lists {len(solve.solutions_per_direction)} directions "
+                            f"but this cycle solves {len(directions)} ({', '.join(directions)}); shorten it")
     executable = tuple(find_dp3(dp3.executable))
     sky_sha = sha256_file(skymodel)
     chunk_dir = (Path(out_dir) / "chunks").resolve()

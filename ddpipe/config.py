@@ -46,7 +46,7 @@ class InputsConfig:
 class SlurmConfig:
     queue: str | None = _c()
     account: str | None = _c()
-    walltime: str = _c(pattern=r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")
+    walltime: str = _c(pattern=r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$", form="a duration like 01:00:00 or 1-00:00:00")
     cores: int = _c(min=1)
     memory: str = _c()
     jobs: int = _c(min=1)
@@ -99,6 +99,9 @@ class CalibrationConfig:
     smoothnessconstraint: float = _c(min=0)
     propagatesolutions: bool = _c()
     solveralgorithm: str = _c(choices=("directioniterative", "directionsolve", "hybrid", "lbfgs"))
+    solutions_per_direction: tuple[int, ...] = _c(min=1)
+    antenna_averaging_factors: tuple[str, ...] = _c(pattern=r"^[^\s:,\[\]]+:[1-9]\d*$",
+                                                    form="PATTERN:FACTOR, like 'CS*:4' or 'RS001HBA:2'")
     #: a chain of solves, each a mapping of the keys above (those left out are taken from the
     #: calibration section itself); empty: the section itself is the one solve
     solves: tuple["CalibrationConfig", ...] = _c(chain=True)
@@ -298,7 +301,10 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             if f.metadata.get("chain"):
                 kw[f.name] = ()
                 kw[f.name] = _chain(value.get(f.name), tp(**kw), f"{key}.{f.name}", ctx)
-        return tp(**kw)
+        out = tp(**kw)
+        if tp is CalibrationConfig:
+            _check_calibration(out, key, ctx)
+        return out
     if origin is tuple:
         if value is None or isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
             if isinstance(value, str) and meta.get("path"):
@@ -341,7 +347,7 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
         pattern = meta.get("pattern")
         if pattern:
             if not re.match(pattern, value):
-                raise ctx.fail(key, value, "expected a duration like 01:00:00 or 1-00:00:00")
+                raise ctx.fail(key, value, f"expected {meta.get('form', 'a value matching ' + pattern)}")
         if meta.get("path"):
             value = str((ctx.base_dir / Path(value).expanduser()).resolve())
         return value
@@ -406,7 +412,26 @@ def _override(base: Any, changes: dict[str, Any], key: str, ctx: _Ctx) -> Any:
     for name, value in chained.items():  # a cycle's solves take the cycle's other keys as their defaults
         out = dataclasses.replace(out, **{name: _chain(value, dataclasses.replace(out, **{name: ()}),
                                                         f"{key}.{name}", ctx)})
+    if isinstance(out, CalibrationConfig):
+        _check_calibration(out, key, ctx)
     return out
+
+
+def _check_calibration(cal: CalibrationConfig, key: str, ctx: _Ctx) -> None:
+    """Rules between keys of one solve, as DP3 states them (DDECal.yml)."""
+    for n in cal.solutions_per_direction:
+        if cal.solint % n:
+            raise ctx.fail(f"{key}.solutions_per_direction", list(cal.solutions_per_direction),
+                           f"each entry must divide solint ({cal.solint})")
+    most = max(cal.solutions_per_direction, default=1)
+    if most > 1 and cal.solveralgorithm != "directioniterative":
+        raise ctx.fail(f"{key}.solveralgorithm", cal.solveralgorithm,
+                       "solutions_per_direction above 1 needs directioniterative (DP3 supports it only there)")
+    for entry in cal.antenna_averaging_factors:
+        if int(entry.rpartition(":")[2]) > most:
+            raise ctx.fail(f"{key}.antenna_averaging_factors", entry,
+                           f"a factor may not exceed the most sub-solutions of a direction ({most}); "
+                           "raise solutions_per_direction")
 
 
 def _chain(raw: Any, base: "CalibrationConfig", key: str, ctx: _Ctx) -> tuple["CalibrationConfig", ...]:

@@ -310,6 +310,10 @@ def _solve_keys(step: str, cal: CalibrationConfig, h5parm: PathLike, *, skymodel
         f"{step}.propagatesolutions": format_value(cal.propagatesolutions),
         f"{step}.solveralgorithm": cal.solveralgorithm,
     })
+    if cal.solutions_per_direction:
+        p[f"{step}.solutions_per_direction"] = "[" + ",".join(map(str, cal.solutions_per_direction)) + "]"
+    if cal.antenna_averaging_factors:
+        p[f"{step}.antenna_averaging_factors"] = "[" + ",".join(cal.antenna_averaging_factors) + "]"
     if reuse is None:  # a solve that reuses a model predicts nothing: DP3 calls the beam key unused
         p[f"{step}.usebeammodel"] = "false"
     p[f"{step}.h5parm"] = _path(h5parm, f"{step}.h5parm")

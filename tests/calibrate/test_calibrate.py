@@ -19,6 +19,7 @@ import pytest
 from calibrate_helpers import make_cluster, phase_errors
 from ddpipe.calibrate import CalibrationFailed, calibrate
 from ddpipe.dp3.runner import find_dp3
+from ddpipe.errors import UserError
 from ddpipe.solutions.h5parm import read_h5parm
 
 pytestmark = pytest.mark.dp3
@@ -266,3 +267,21 @@ def test_dp3_applycal_applies_every_soltab_of_a_merged_chain(amp_sim, cfg, clust
     got = corr[..., [0, 3]]
     ok = ~flag[..., [0, 3]]
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-5 * np.abs(want[ok]).max())
+
+
+def test_per_direction_intervals_merge_over_chunks_at_the_finest_interval(small_sim, cfg, cluster2, tmp_path):
+    """solutions_per_direction [2, 1, 1] with solint 2: DP3 writes every slot (the finest
+    sub-interval), repeating the coarser directions' values; chunks with their lead-ins merge into
+    one solution per slot, P1 free per slot and P2/P3 constant over each interval."""
+    cal = dataclasses.replace(cfg.calibration, solutions_per_direction=(2, 1, 1))
+    res = _run(small_sim, dataclasses.replace(cfg, calibration=cal), cluster2.client, tmp_path)
+    tab = read_h5parm(res.solutions).soltabs["phase000"]
+    assert tab.axes[:4] == ("time", "freq", "ant", "dir") and tab.time.size == 48
+    v = tab.values[:, 0, :, :]  # (time, ant, dir)
+    pairs = v.reshape(24, 2, *v.shape[1:])
+    assert np.array_equal(pairs[:, 0, :, 1:], pairs[:, 1, :, 1:])  # P2, P3: one solution per solint
+    assert not np.allclose(pairs[:, 0, 1:, 0], pairs[:, 1, 1:, 0])  # P1: one per slot
+    with pytest.raises(UserError, match=r"calibration.solutions_per_direction lists 4 directions"):
+        _run(small_sim, dataclasses.replace(cfg, calibration=dataclasses.replace(cal, solutions_per_direction=(2, 1, 1, 1))),
+             cluster2.client, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "chunks").exists()  # refused before any DP3 ran

@@ -326,3 +326,22 @@ def test_argv_rejects_keys_ddpipe_owns_and_bad_threads(cal: CalibrationConfig) -
         dp3_argv(DP3, ok, 0)
     with pytest.raises(UserError, match="non-empty argv list"):
         dp3_argv("DP3", ok, 1)
+
+
+def test_per_direction_intervals_and_antenna_averaging_reach_every_solve(cal):
+    from ddpipe.dp3.parsets import ddecal_chain_parset
+
+    fast = dataclasses.replace(cal, solint=4, solutions_per_direction=(4, 2), antenna_averaging_factors=("CS*:4",))
+    slow = dataclasses.replace(cal, mode="diagonal", solint=8)
+    p = ddecal_chain_parset("/data/obs.ms", skymodel="/w/sky.skymodel", directions=["P1", "P2", "P3"],
+                            h5parms=["/w/a.h5", "/w/b.h5"], cal=dataclasses.replace(cal, solves=(fast, slow)),
+                            extra={"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]"})
+    assert p["steps"] == "[solve1,solve2]"
+    assert p["solve1.solutions_per_direction"] == "[4,2]" and p["solve1.antenna_averaging_factors"] == "[CS*:4]"
+    assert "solve2.solutions_per_direction" not in p and "solve2.sourcedb" not in p
+    assert p["solve1.keepmodel"] == "true" and p["solve2.reusemodel"] == "[solve1.*]"
+    assert "solve2.keepmodel" not in p and "solve2.usebeammodel" not in p
+    # a dp3.extra key for "ddecal" goes to every solve of the chain
+    assert p["solve1.antennaconstraint"] == p["solve2.antennaconstraint"] == "[[CS001HBA0,CS002HBA0]]"
+    assert "ddecal.antennaconstraint" not in p
+    assert (p["solve1.h5parm"], p["solve2.h5parm"]) == ("/w/a.h5", "/w/b.h5")
