@@ -40,6 +40,8 @@ class InputsConfig:
     skymodel: str | None = _c(path=True)
     data_column: str = _c()
     reference_ms: tuple[str, ...] = _c(path=True)
+    true_gains: str | None = _c(path=True)
+    true_skymodel: str | None = _c(path=True)
 
 
 @dataclass(frozen=True)

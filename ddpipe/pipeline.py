@@ -57,6 +57,9 @@ class CycleSummary:
     timings: dict[str, float]
     chunks: int = 0
     chunks_reused: int = 0
+    #: more than the dynamic range (ddpipe.quality): noise far from sources, flux recovered per true
+    #: source, solutions against the true gains
+    quality: dict[str, Any] = field(default_factory=dict)
     #: DDECal iterations per solution interval, per solve (ddpipe.calibrate.iteration_summary)
     iterations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -65,6 +68,7 @@ class CycleSummary:
 class RunSummary:
     workdir: str
     before: ImageStats | None = None
+    before_quality: dict[str, Any] = field(default_factory=dict)
     reference_dynamic_range: float | None = None
     cycles: list[CycleSummary] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -174,6 +178,7 @@ class Pipeline:
             require_unflagged(inspect_ms(ms, data_column=cfg.inputs.data_column))
         if not Path(cfg.inputs.skymodel).is_file():
             raise UserError(f"inputs.skymodel: {cfg.inputs.skymodel} does not exist; check the path")
+        self._check_truth()
         sky_log = logging.getLogger("ddpipe.sky.directions")
         level = sky_log.level
         sky_log.setLevel(logging.WARNING)  # a check: its "using N patches" comes again when cycle 1 starts
@@ -220,6 +225,7 @@ class Pipeline:
         self.summary.before = self.image_stage("cycle_00/image", self.workdir / "cycle_00" / "image",
                                                cfg.inputs.ms, first.imaging, None, None)
         self.summary.timings["image_before"] = time.monotonic() - t
+        self.summary.before_quality = self._quality(self.workdir / "cycle_00" / "image", None)
         reference = {}
         sky = None
         client = None
@@ -353,11 +359,41 @@ class Pipeline:
 
         summary = CycleSummary(cyc.index, cyc.calibration.modes, len(directions), stats, ref_dr,
                                state.data["stages"][f"{name}/calibrate"].get("stats", {}), timings,
-                               n_chunks, reused, rec.get("iterations", []))
+                               n_chunks, reused, self._quality(cdir / "image", h5), rec.get("iterations", []))
         self.summary.cycles.append(summary)
         ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
         log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,
                  stats.dynamic_range, ref, stats.rms, stats.n_components)
+        return out
+
+    # -- quality figures (ddpipe.quality) --
+    def _check_truth(self) -> None:
+        from ddpipe.sky.skymodel import read_skymodel
+        from ddpipe.solutions.h5parm import read_h5parm
+
+        ins = self.cfg.inputs
+        for key, path, read in (("inputs.true_gains", ins.true_gains, read_h5parm),
+                                ("inputs.true_skymodel", ins.true_skymodel, read_skymodel)):
+            if path is None:
+                continue
+            if not Path(path).is_file():
+                raise UserError(f"{key}: {path} does not exist; give the file ddpipe simulate wrote, or leave it out")
+            read(path)  # a malformed file says so now, in one line, not after the first cycle
+
+    def _quality(self, prefix: Path, h5: Path | None) -> dict[str, Any]:
+        """The figures of one image (and its solutions): see :mod:`ddpipe.quality`."""
+        from ddpipe.quality import image_figures
+        from ddpipe.solutions.compare import gain_errors
+
+        ins = self.cfg.inputs
+        restored, residual = Path(f"{prefix}-image.fits"), Path(f"{prefix}-residual.fits")
+        out: dict[str, Any] = {}
+        if restored.is_file() and residual.is_file():
+            comps = Path(f"{prefix}-components.skymodel")
+            out["image"] = image_figures(restored, residual, true_skymodel=ins.true_skymodel,
+                                         start_skymodel=ins.skymodel, components=comps if comps.is_file() else None)
+        if h5 is not None and ins.true_gains:
+            out["solutions"] = gain_errors(h5, ins.true_gains)
         return out
 
     # -- imaging stage (shared by cycle 0, the reference and each cycle) --

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     demo_yaml = Path(__file__).resolve().parents[1] / "data" / "demo.yaml"
     cfg = load_config(demo_yaml, {
         "workdir": str(workdir),
-        "inputs": {"ms": [str(ms)], "skymodel": str(sky), "reference_ms": [str(ref)]},
+        "inputs": {"ms": [str(ms)], "skymodel": str(sky), "reference_ms": [str(ref)],
+                   "true_gains": str(data / "demo.truth.h5"), "true_skymodel": str(data / "demo.skymodel")},
         "cluster": {"n_workers": args.workers},
     })
     summary = run_pipeline(cfg, force=args.force, timings={"simulate": t_sim})

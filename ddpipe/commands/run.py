@@ -44,16 +44,29 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def print_table(summary) -> None:
-    """The short table the run ends with."""
-    print(f"{'cycle':<8}{'mode':<14}{'dirs':>5}{'rms (Jy/b)':>12}{'peak':>9}{'DR':>8}{'ref DR':>8}{'chunks':>8}")
+    """The short table the run ends with (quality figures where the truth is known: ddpipe.quality)."""
+    def extra(q: dict) -> str:
+        img, sol = q.get("image", {}), q.get("solutions", {})
+        far = img.get("rms_far_jy")
+        flux = img.get("unmodelled_median_ratio", img.get("all_median_ratio"))
+        phase = sol.get("phase_rms_rad")
+        return (f"{'-' if far is None else f'{1e3 * far:.3g}':>10}{'-' if flux is None else f'{flux:.2f}':>9}"
+                f"{'-' if phase is None else f'{phase:.3f}':>10}")
+
+    print(f"{'cycle':<8}{'mode':<22}{'dirs':>5}{'rms (Jy/b)':>12}{'peak':>9}{'DR':>8}{'ref DR':>8}{'chunks':>8}"
+          f"{'far mJy':>10}{'flux':>9}{'phase err':>10}")
     if summary.before is not None:
         b = summary.before
         ref = f"{summary.reference_dynamic_range:.0f}" if summary.reference_dynamic_range else "-"
-        print(f"{'before':<8}{'-':<14}{'-':>5}{b.rms:>12.3g}{b.peak:>9.3g}{b.dynamic_range:>8.0f}{ref:>8}{'-':>8}")
+        print(f"{'before':<8}{'-':<22}{'-':>5}{b.rms:>12.3g}{b.peak:>9.3g}{b.dynamic_range:>8.0f}{ref:>8}{'-':>8}"
+              f"{extra(summary.before_quality)}")
     for c in summary.cycles:
         ref = f"{c.reference_dynamic_range:.0f}" if c.reference_dynamic_range else "-"
-        print(f"{c.cycle:<8}{c.mode:<14}{c.n_directions:>5}{c.image.rms:>12.3g}{c.image.peak:>9.3g}"
-              f"{c.image.dynamic_range:>8.0f}{ref:>8}{c.chunks:>8}")
+        print(f"{c.cycle:<8}{c.mode:<22}{c.n_directions:>5}{c.image.rms:>12.3g}{c.image.peak:>9.3g}"
+              f"{c.image.dynamic_range:>8.0f}{ref:>8}{c.chunks:>8}{extra(c.quality)}")
+    if any(c.quality.get("solutions") or "sources" in c.quality.get("image", {}) for c in summary.cycles):
+        print("far mJy: noise more than 5 beams from known sources; flux: restored/true flux of the sources "
+              "the starting model lacked (median); phase err: solutions vs true gains (rad RMS)")
     print(f"report: {summary.report}")
 
 

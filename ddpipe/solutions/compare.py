@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
-import os
+import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ddpipe.solutions.gains import evaluate_gains
-from ddpipe.solutions.h5parm import read_h5parm
 
+def gain_errors(solutions: str | Path, truth: str | Path) -> dict[str, Any]:
+    """The RMS phase (relative to the first station) and relative amplitude error of the
+    solutions' product against the true gains, each solved direction against the nearest
+    true one (by position: a later cycle's directions are regrouped and renamed).
 
-def phase_rms_vs_truth(solutions: str | os.PathLike[str], truth: str | os.PathLike[str],
-                       ref_antenna: int = 0) -> dict[str, float]:
-    """RMS (rad) per direction of solved minus true phase, both relative to one station, at the
-    solutions' times and frequencies (first hand), wrapped to ±π."""
-    sol = read_h5parm(solutions)
-    tru = read_h5parm(truth)
-    ph = sol.soltabs["phase000"]
-    g_s = evaluate_gains(sol, ph.time, ph.freq, directions=sol.directions)[..., 0]
-    g_t = evaluate_gains(tru, ph.time, ph.freq, directions=sol.directions)[..., 0]
-    ps = np.angle(g_s * np.conj(g_s[:, :, ref_antenna:ref_antenna + 1]))
-    pt = np.angle(g_t * np.conj(g_t[:, :, ref_antenna:ref_antenna + 1]))
-    d = np.angle(np.exp(1j * (ps - pt)))
-    return {n: float(np.sqrt(np.nanmean(d[..., k] ** 2))) for k, n in enumerate(sol.directions)}
+    Returns ``{"phase_rms_rad", "amplitude_rms", "directions": {name: {...,
+    "true_direction", "offset_deg"}}}``, evaluated on the truth's times and
+    frequencies; ``{}`` when the two share no antennas.
+    """
+    from ddpipe.sky.directions import angular_separation
+    from ddpipe.solutions.gains import evaluate_gains
+    from ddpipe.solutions.h5parm import read_h5parm
+
+    sol, tru = read_h5parm(solutions), read_h5parm(truth)
+    if tuple(sol.antennas) != tuple(tru.antennas):
+        return {}
+    ref = next(iter(tru.soltabs.values()))
+    times = ref.time if ref.time.size else np.zeros(1)
+    freqs = ref.freq if ref.freq.size else np.zeros(1)
+    sr, tr = np.asarray(sol.direction_radec, float), np.asarray(tru.direction_radec, float)
+    dist = angular_separation(sr[:, None, 0], sr[:, None, 1], tr[None, :, 0], tr[None, :, 1])
+    match = dist.argmin(axis=1)
+    gs = evaluate_gains(sol, times, freqs, directions=sol.directions)
+    gt = evaluate_gains(tru, times, freqs, directions=[tru.directions[j] for j in match])
+    dphase = np.angle(gs * np.conj(gs[:, :, :1]) * np.conj(gt * np.conj(gt[:, :, :1])))
+    damp = np.abs(gs) / np.abs(gt) - 1.0
+    out: dict[str, Any] = {"phase_rms_rad": float(np.sqrt(np.nanmean(dphase ** 2))),
+                           "amplitude_rms": float(np.sqrt(np.nanmean(damp ** 2))), "directions": {}}
+    for k, name in enumerate(sol.directions):
+        out["directions"][name.strip("[]")] = {
+            "phase_rms_rad": float(np.sqrt(np.nanmean(dphase[:, :, :, k] ** 2))),
+            "amplitude_rms": float(np.sqrt(np.nanmean(damp[:, :, :, k] ** 2))),
+            "true_direction": tru.directions[match[k]].strip("[]"),
+            "offset_deg": math.degrees(float(dist[k, match[k]])),
+        }
+    return out

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from ddpipe.config import load_config
 
-from ddpipe.solutions.compare import phase_rms_vs_truth
+from ddpipe.solutions.compare import gain_errors
 
 
-def phase_errors(solutions, truth, ref_antenna: int = 0) -> dict[str, float]:
-    """RMS (rad) per direction of solved minus true phase (see ddpipe.solutions.compare)."""
-    return phase_rms_vs_truth(solutions, truth, ref_antenna)
+def phase_errors(solutions, truth) -> dict[str, float]:
+    """RMS (rad) per direction of solved minus true phase, relative to the first station
+    (ddpipe.solutions.compare.gain_errors), keyed as the H5parm names the directions."""
+    return {f"[{k}]": v["phase_rms_rad"] for k, v in gain_errors(solutions, truth)["directions"].items()}
 
 
 def make_cluster(tmp_path: Path, n_workers: int = 2, threads: int = 1):

@@ -20,6 +20,7 @@ from calibrate_helpers import make_cluster, phase_errors
 from ddpipe.calibrate import CalibrationFailed, calibrate
 from ddpipe.dp3.runner import find_dp3
 from ddpipe.errors import UserError
+from ddpipe.solutions.compare import gain_errors
 from ddpipe.solutions.h5parm import read_h5parm
 
 pytestmark = pytest.mark.dp3
@@ -194,20 +195,6 @@ def test_propagated_solutions_are_seamless_across_chunks_with_a_lead_in(small_si
     assert len(r4.iterations) == 1 and its["intervals"] == 24 and 1 <= its["mean"] <= its["max"]
 
 
-def _gain_errors(solutions: Path, truth: Path) -> tuple[float, float]:
-    """RMS over all directions of the phase (rad, relative to the first station) and the relative
-    amplitude error of the solutions' product against the true gains, at the truth's times."""
-    from ddpipe.solutions.gains import evaluate_gains
-
-    sol, tru = read_h5parm(solutions), read_h5parm(truth)
-    tt = tru.soltabs["phase000"]
-    gs = evaluate_gains(sol, tt.time, tt.freq, directions=sol.directions)
-    gt = evaluate_gains(tru, tt.time, tt.freq, directions=sol.directions)
-    dp = np.angle(gs * np.conj(gs[:, :, :1]) * np.conj(gt * np.conj(gt[:, :, :1])))
-    da = np.abs(gs) / np.abs(gt) - 1
-    return float(np.sqrt(np.mean(dp ** 2))), float(np.sqrt(np.mean(da ** 2)))
-
-
 def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_truth(amp_sim, cfg, cluster2,
                                                                                     tmp_path):
     """scalarphase (solint 2) then diagonal (solint 8, per channel, smoothed) in one DP3 run per chunk
@@ -228,8 +215,9 @@ def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_tr
         assert "steps=[solve1,solve2]" in parset and "solve2.reusemodel=[solve1.*]" in parset
         assert len(o.iterations) == 2 and len(o.iterations[1]) == 2
     assert len(res.iterations) == 2
-    ph_chain, amp_chain = _gain_errors(res.solutions, amp_sim.truth)
-    ph_only, amp_only = _gain_errors(only.solutions, amp_sim.truth)
+    chain_err, only_err = gain_errors(res.solutions, amp_sim.truth), gain_errors(only.solutions, amp_sim.truth)
+    ph_chain, amp_chain = chain_err["phase_rms_rad"], chain_err["amplitude_rms"]
+    ph_only, amp_only = only_err["phase_rms_rad"], only_err["amplitude_rms"]
     print(f"phase / amplitude RMS error: chain {ph_chain:.4f} rad / {amp_chain:.4f}, "
           f"phase only {ph_only:.4f} rad / {amp_only:.4f}")
     assert amp_chain < 0.5 * amp_only and ph_chain < ph_only
