@@ -70,6 +70,8 @@ class RunSummary:
     before: ImageStats | None = None
     before_quality: dict[str, Any] = field(default_factory=dict)
     reference_dynamic_range: float | None = None
+    #: the quality figures of the (first) reference image: what imaging alone gives, for comparison
+    reference_quality: dict[str, Any] = field(default_factory=dict)
     cycles: list[CycleSummary] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     report: str | None = None
@@ -242,6 +244,8 @@ class Pipeline:
                     ref_dr = reference[key]
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr
+                        self.summary.reference_quality = self._quality(self.workdir / "reference" / key / "image",
+                                                                       None)
                 if client is None and not self._cycle_done(cyc, sky):
                     client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
                 sky = self.cycle(cyc, sky, client, ref_dr)

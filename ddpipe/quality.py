@@ -8,8 +8,11 @@ looks cleaner than the uncorrupted data's. So every cycle also reports:
   :data:`FAR_BEAMS` restoring-beam widths from every known source (the true sky
   when given, else the CLEAN components);
 * with the true sky (simulations, ``inputs.true_skymodel``): the flux recovered
-  for every true source, read off the restored image at its position, as a
-  fraction of its true flux at the image frequency, separately for the sources
+  for every true source: the restored image's peak within a pixel of its
+  position over what a perfect image gives there (the true source, point or
+  Gaussian, at the image frequency, convolved with the restoring beam and
+  sampled on the same pixels: a point source between pixels peaks up to ~15%
+  low on its pixels, a Gaussian one lower still), separately for the sources
   the starting sky model had and for those it lacked (the unmodelled ones, which
   calibration may suppress);
 * with the true gains (``inputs.true_gains``): the RMS phase (relative to the
@@ -31,6 +34,36 @@ from ddpipe.imaging.stats import mad_rms
 FAR_BEAMS = 5.0
 #: flux figures are given for sources at least this many σ (far from sources) bright
 MIN_SNR = 5.0
+
+
+def _gaussian_cov(fwhm_maj: float, fwhm_min: float, pa_deg: float) -> np.ndarray:
+    """2x2 covariance, in pixels of (x, y) with x towards -RA (FITS CDELT1 < 0), of a Gaussian with these
+    FWHM axes (pixels) and position angle (degrees from north through east)."""
+    t = np.radians(pa_deg)
+    u = np.array([-np.sin(t), np.cos(t)])  # major axis: north is +y, east is -x
+    v = np.array([np.cos(t), np.sin(t)])
+    k = 1.0 / (8 * np.log(2))  # FWHM² → σ²
+    return k * (fwhm_maj ** 2 * np.outer(u, u) + fwhm_min ** 2 * np.outer(v, v))
+
+
+def expected_peak(source: Any, freq: float, x: float, y: float, beam_cov: np.ndarray, cell_arcsec: float,
+                  shape: tuple[int, int]) -> tuple[float, float]:
+    """True flux at ``freq`` and the largest value a perfect restored image takes on the pixels within
+    one of ``(x, y)``: the source (point or Gaussian) convolved with the beam, in Jy/beam."""
+    true = float(source.stokes_i_at(freq)) if freq > 0 else float(source.i)
+    cov = beam_cov
+    if source.type.upper() == "GAUSSIAN" and source.major_axis > 0:
+        cov = beam_cov + _gaussian_cov(source.major_axis / cell_arcsec, source.minor_axis / cell_arcsec,
+                                       source.orientation)
+    scale = np.sqrt(np.linalg.det(beam_cov) / np.linalg.det(cov))
+    inv = np.linalg.inv(cov)
+    ix, iy = int(round(x)), int(round(y))
+    best = 0.0
+    for py in range(max(iy - 1, 0), min(iy + 2, shape[0])):
+        for px in range(max(ix - 1, 0), min(ix + 2, shape[1])):
+            d = np.array([px - x, py - y])
+            best = max(best, float(np.exp(-0.5 * d @ inv @ d)))
+    return true, true * scale * best
 
 
 def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: str | Path | None = None,
@@ -91,6 +124,7 @@ def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: 
     if not true_skymodel or known is None:
         return out
     start = {s.name for s in read_skymodel(start_skymodel).sources} if start_skymodel else None
+    beam_cov = _gaussian_cov(bmaj / cell, float(header.get("BMIN", bmaj)) / cell, float(header.get("BPA", 0.0)))
     sources = []
     for s, (x, y) in zip(known.sources, pix):
         ix, iy = int(round(x)), int(round(y))
@@ -98,9 +132,9 @@ def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: 
             continue
         box = image[max(iy - 1, 0):iy + 2, max(ix - 1, 0):ix + 2]  # the peak within a pixel of the position
         measured = float(np.nanmax(box))
-        true = float(s.stokes_i_at(freq)) if freq > 0 else float(s.i)
-        sources.append({"name": s.name, "true_jy": true, "measured_jy": measured,
-                        "ratio": measured / true if true else None, "snr": true / rms if rms > 0 else None,
+        true, expected = expected_peak(s, freq, x, y, beam_cov, cell * 3600, image.shape)
+        sources.append({"name": s.name, "true_jy": true, "expected_jy_per_beam": expected, "measured_jy": measured,
+                        "ratio": measured / expected if expected else None, "snr": expected / rms if rms > 0 else None,
                         "modelled": None if start is None else s.name in start})
     out["sources"] = sources
     for label, want in (("modelled", True), ("unmodelled", False)):

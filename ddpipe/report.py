@@ -135,7 +135,8 @@ def quality_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                     f"<td>{html.escape('; '.join(flux))}</td><td>{_fmt(sol.get('phase_rms_rad'), '.4f')}</td>"
                     f"<td>{_fmt(sol.get('amplitude_rms'), '.2f', 100)}</td></tr>")
     return ("<h2>Quality beyond the dynamic range</h2>\n<p>Noise: MAD σ of the residual more than "
-            "5 beams from every known source. Flux: restored peak at each true source over its true flux, "
+            "5 beams from every known source. Flux: restored peak at each true source over a perfect image's "
+            "there (the true source convolved with the restoring beam, on the same pixels), "
             "median (and minimum) over the sources above 5σ, apart for those the starting sky model had "
             "and lacked. Solutions: RMS error of the solved gains against the true ones (phase relative "
             "to the first station).</p>\n<table><tr><th>image</th><th>noise far from sources (mJy/beam)</th>"
@@ -162,7 +163,8 @@ def write_report(workdir: Path, run: Any) -> Path:
             figs.append(plot_solutions(h5, rdir / f"solutions_cycle_{c.cycle:02d}.png", f"cycle {c.cycle} solutions"))
     figs.append(plot_timings(summary, rdir / "timings.png"))
     quality = quality_table([("before calibration", run.before_quality)] +
-                            [(f"cycle {c.cycle}", c.quality) for c in run.cycles])
+                            [(f"cycle {c.cycle}", c.quality) for c in run.cycles] +
+                            [("uncorrupted reference", run.reference_quality)])
     table = "\n".join(
         f"<tr><td>{html.escape(n)}</td><td>{html.escape(m)}</td><td>{s.rms:.3g}</td><td>{s.peak:.3g}</td>"
         f"<td>{s.dynamic_range:.0f}</td><td>{'' if r is None else f'{r:.0f}'}</td><td>{s.n_components}</td></tr>"

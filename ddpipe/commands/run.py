@@ -64,9 +64,12 @@ def print_table(summary) -> None:
         ref = f"{c.reference_dynamic_range:.0f}" if c.reference_dynamic_range else "-"
         print(f"{c.cycle:<8}{c.mode:<22}{c.n_directions:>5}{c.image.rms:>12.3g}{c.image.peak:>9.3g}"
               f"{c.image.dynamic_range:>8.0f}{ref:>8}{c.chunks:>8}{extra(c.quality)}")
+    if summary.reference_quality:
+        print(f"{'ref':<8}{'(uncorrupted data)':<22}{'':>5}{'':>12}{'':>9}{'':>8}{'':>8}{'':>8}"
+              f"{extra(summary.reference_quality)}")
     if any(c.quality.get("solutions") or "sources" in c.quality.get("image", {}) for c in summary.cycles):
-        print("far mJy: noise more than 5 beams from known sources; flux: restored/true flux of the sources "
-              "the starting model lacked (median); phase err: solutions vs true gains (rad RMS)")
+        print("far mJy: noise more than 5 beams from known sources; flux: restored / perfect-image peak of the "
+              "sources the starting model lacked (median); phase err: solutions vs true gains (rad RMS)")
     print(f"report: {summary.report}")
 
 
