@@ -48,7 +48,8 @@ def print_table(summary) -> None:
     def extra(q: dict) -> str:
         img, sol = q.get("image", {}), q.get("solutions", {})
         far = img.get("rms_far_jy")
-        flux = img.get("unmodelled_median_ratio", img.get("all_median_ratio"))
+        flux = next((img[f"{k}_median_ratio"] for k in ("unmodelled", "modelled", "all") if img.get(f"{k}_count")),
+                    None)
         phase = sol.get("phase_rms_rad")
         return (f"{'-' if far is None else f'{1e3 * far:.3g}':>10}{'-' if flux is None else f'{flux:.2f}':>9}"
                 f"{'-' if phase is None else f'{phase:.3f}':>10}")
@@ -68,8 +69,9 @@ def print_table(summary) -> None:
         print(f"{'ref':<8}{'(uncorrupted data)':<22}{'':>5}{'':>12}{'':>9}{'':>8}{'':>8}{'':>8}"
               f"{extra(summary.reference_quality)}")
     if any(c.quality.get("solutions") or "sources" in c.quality.get("image", {}) for c in summary.cycles):
-        print("far mJy: noise more than 5 beams from known sources; flux: restored / perfect-image peak of the "
-              "sources the starting model lacked (median); phase err: solutions vs true gains (rad RMS)")
+        print("far mJy: noise more than 5 beams from known sources; flux: restored / perfect-image peak, median "
+              "over the true sources the starting model lacked (if any, else over all); phase err: solutions vs "
+              "true gains (rad RMS)")
     print(f"report: {summary.report}")
 
 
