@@ -89,6 +89,28 @@ def test_selfcal_reaches_the_uncorrupted_dynamic_range_and_resumes(tmp_path, dem
     assert changed == {f"cycle_02/image-{k}.fits" for k in ("dirty", "psf", "model", "residual", "image")}
 
 
+def test_a_chain_cycle_reruns_only_what_its_second_solve_changes(tmp_path, demo_data):
+    """Cycle 2 solves a chain (phases, then slow diagonal gains); changing only the second solve's
+    solint reruns cycle 2's calibration and image, not cycle 1 nor the image before calibration."""
+    fast = {"mode": "scalarphase", "solint": 2}
+    chain = [{}, {"calibration": {"solves": [fast, {"mode": "diagonal", "solint": 8}]}}]
+    cfg = _config(tmp_path, demo_data, cycles=chain)
+    assert main(["run", str(cfg)]) == 0
+    s = _summary(tmp_path)
+    assert [c["mode"] for c in s["cycles"]] == ["scalarphase", "scalarphase+diagonal"]
+    assert len(s["cycles"][1]["iterations"]) == 2
+    work = tmp_path / "work"
+    products = sorted(work.glob("cycle_*/*.fits")) + sorted(work.glob("cycle_*/chunks/*.h5")) + \
+        sorted(work.glob("cycle_*/solutions.h5"))
+    mtimes = {p: p.stat().st_mtime_ns for p in products}
+    chain[1]["calibration"]["solves"][1]["solint"] = 16
+    assert main(["run", str(_config(tmp_path, demo_data, cycles=chain))]) == 0
+    changed = {p.relative_to(work).as_posix().split("/")[0] for p in products
+               if p.stat().st_mtime_ns != mtimes[p]}
+    assert changed == {"cycle_02"}
+    assert all(p.stat().st_mtime_ns != mtimes[p] for p in products if p.match("cycle_02/*"))
+
+
 def test_real_tddecal_with_foursources_runs_end_to_end(tmp_path, real_ms, foursources):
     ms = real_ms("tDDECal")
     cfg = {
