@@ -135,8 +135,8 @@ def quality_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                     f"<td>{html.escape('; '.join(flux))}</td><td>{_fmt(sol.get('phase_rms_rad'), '.4f')}</td>"
                     f"<td>{_fmt(sol.get('amplitude_rms'), '.2f', 100)}</td></tr>")
     return ("<h2>Quality beyond the dynamic range</h2>\n<p>Noise: MAD σ of the residual more than "
-            "5 beams from every known source. Flux: restored peak at each true source over a perfect image's "
-            "there (the true source convolved with the restoring beam, on the same pixels), "
+            "5 beams from every known source. Flux: the restored image at each true source's position over a "
+            "perfect image's there (the true source convolved with the restoring beam, sampled alike), "
             "median (and minimum) over the sources above 5σ, apart for those the starting sky model had "
             "and lacked. Solutions: RMS error of the solved gains against the true ones (phase relative "
             "to the first station).</p>\n<table><tr><th>image</th><th>noise far from sources (mJy/beam)</th>"

@@ -110,20 +110,24 @@ def test_solutions_against_the_truth_match_directions_by_position(tmp_path):
 
 
 def test_a_perfect_image_of_a_gaussian_source_peaks_at_its_flux_times_the_beam_over_the_convolved_area():
-    from ddpipe.quality import _gaussian_cov, expected_peak
+    from ddpipe.quality import _gaussian_cov, expected_value, sample
 
     beam = _gaussian_cov(3.0, 2.0, 30.0)  # pixels
     point = Source("p", 0.0, 0.0, 2.0)
-    assert expected_peak(point, 0.0, 10.0, 10.0, beam, 10.0, (32, 32)) == pytest.approx((2.0, 2.0))
-    # half a pixel off in x and y: the four nearest pixels are half a pixel away in each; the beam's
-    # orientation decides which of them sees most
-    _, off = expected_peak(point, 0.0, 10.5, 10.5, beam, 10.0, (32, 32))
+    assert expected_value(point, 0.0, 10.0, 10.0, beam, 10.0, (32, 32)) == pytest.approx((2.0, 2.0))
+    # half a pixel off in x and y: the four surrounding pixels, a quarter each
+    _, off = expected_value(point, 0.0, 10.5, 10.5, beam, 10.0, (32, 32))
     inv = np.linalg.inv(beam)
-    best = max(np.exp(-0.5 * d @ inv @ d) for d in (np.array([sx, sy]) for sx in (-.5, .5) for sy in (-.5, .5)))
-    assert off == pytest.approx(2.0 * best, rel=1e-9) and off < 2.0
+    want = np.mean([np.exp(-0.5 * d @ inv @ d) for d in (np.array([sx, sy]) for sx in (-.5, .5) for sy in (-.5, .5))])
+    assert off == pytest.approx(2.0 * want, rel=1e-9) and off < 2.0
+    # and the image of that perfect source, sampled the same way, reads the same
+    yy, xx = np.mgrid[0:32, 0:32]
+    d = np.stack([xx - 10.5, yy - 10.5], axis=-1)
+    img = 2.0 * np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inv, d))
+    assert sample(img, 10.5, 10.5) == pytest.approx(off, rel=1e-9)
     # a circular Gaussian source of FWHM 4 pixels (40") in a circular beam of 3: the peak drops by 3²/(3²+4²)
     gauss = Source("g", 0.0, 0.0, 1.0, type="GAUSSIAN", major_axis=40.0, minor_axis=40.0)
-    assert expected_peak(gauss, 0.0, 5.0, 5.0, _gaussian_cov(3.0, 3.0, 0.0), 10.0, (32, 32))[1] == \
+    assert expected_value(gauss, 0.0, 5.0, 5.0, _gaussian_cov(3.0, 3.0, 0.0), 10.0, (32, 32))[1] == \
         pytest.approx(9 / 25)
     # position angle: an east-west elongated beam (PA 90) is wide in x
     ew = _gaussian_cov(4.0, 1.0, 90.0)

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"random patches (directions) (default {d.directions}; not with --skymodel)")
     s.add_argument("--sources-per-direction", type=int, default=d.sources_per_direction,
                    help=f"random sources per patch (default {d.sources_per_direction})")
+    s.add_argument("--faint-sources", type=int, default=d.faint_sources,
+                   help="extra point sources of --faint-flux Jy spread over the patches, named P<d>_f<k>: "
+                   f"what a catalogue misses (default {d.faint_sources})")
+    s.add_argument("--faint-flux", type=float, default=d.faint_flux,
+                   help=f"flux of each faint source, Jy (default {d.faint_flux:g})")
     s.add_argument("--skymodel", metavar="FILE", help="use this sky model (its patches are the directions)")
     s.add_argument("--noise", type=float, default=d.noise,
                    help=f"noise per visibility, Jy, per real/imaginary part (default {d.noise:g})")
@@ -74,6 +79,8 @@ def spec_from_args(args: argparse.Namespace):
         dec=None if args.dec is None else parse_sky_angle(args.dec, "dec"),
         directions=SimulationSpec.directions if args.directions is None else args.directions,
         sources_per_direction=args.sources_per_direction,
+        faint_sources=args.faint_sources,
+        faint_flux=args.faint_flux,
         skymodel=args.skymodel,
         noise=args.noise,
         phase_scale=args.phase_scale,

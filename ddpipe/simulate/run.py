@@ -186,7 +186,8 @@ def _sky(spec: SimulationSpec, given: SkyModel | None, centre: tuple[float, floa
     from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
     sky = given if given is not None else random_sky(spec.seed, spec.directions, spec.sources_per_direction,
-                                                     centre, ref_freq)
+                                                     centre, ref_freq, faint_sources=spec.faint_sources,
+                                                     faint_flux=spec.faint_flux)
     write_skymodel(sky, sky_path)
     return read_skymodel(sky_path)
 

@@ -36,6 +36,8 @@ def random_sky(
     phase_centre: tuple[float, float],
     ref_freq: float,
     patch_radius_deg: float = 0.15,
+    faint_sources: int = 0,
+    faint_flux: float = 0.0,
 ) -> SkyModel:
     """A seeded random sky model with ``ndir`` patches ``P1``..``PD``.
 
@@ -53,6 +55,11 @@ def random_sky(
         Reference frequency of the spectra (Hz), normally the band centre.
     patch_radius_deg
         Radius around a patch centre within which its sources lie.
+    faint_sources, faint_flux
+        Point sources of ``faint_flux`` Jy (flat spectrum) added to the patches in turn,
+        ``P{d}_f{k}``, 0.2°-0.6° from their patch centre: what a catalogue misses and
+        calibration may suppress. From a stream of their own: the other sources do not
+        change with them.
 
     Returns
     -------
@@ -104,4 +111,11 @@ def random_sky(
                 reference_frequency=float(ref_freq),
                 spectral_index=(round(si, 4),),
             ))
+    frng = np.random.default_rng([seed, 3])
+    for k in range(faint_sources):
+        patch = patches[k % ndir]
+        r = frng.uniform(0.2, 0.6) * DEG
+        ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, frng.uniform(0.0, 2.0 * np.pi)))
+        sources.append(Source(name=f"{patch.name}_f{k}", ra=ra, dec=dec, i=round(float(faint_flux), 6), patch=patch.name,
+                              reference_frequency=float(ref_freq), spectral_index=(0.0,)))
     return SkyModel(sources=tuple(sources), patches=tuple(patches))

@@ -44,6 +44,9 @@ class SimulationSpec:
         Number of random patches (ignored with ``skymodel``).
     sources_per_direction
         Random sources per patch.
+    faint_sources, faint_flux
+        Extra point sources of ``faint_flux`` Jy spread over the patches (see
+        :func:`ddpipe.simulate.skygen.random_sky`; not with ``skymodel``).
     skymodel
         A sky model file to use instead of the random sky (its patches are the directions).
     noise
@@ -72,6 +75,8 @@ class SimulationSpec:
     dec: float | None = None
     directions: int = 4
     sources_per_direction: int = 3
+    faint_sources: int = 0
+    faint_flux: float = 0.05
     skymodel: str | None = None
     noise: float = 0.5
     phase_scale: float = 1.0
@@ -141,6 +146,12 @@ def check_spec(spec: SimulationSpec) -> None:
         _positive(getattr(spec, name), name.replace("_", "-"))
     for name in ("noise", "phase_scale", "amplitude_scale"):
         _positive(getattr(spec, name), name.replace("_", "-"), allow_zero=True)
+    if isinstance(spec.faint_sources, bool) or not isinstance(spec.faint_sources, int) or spec.faint_sources < 0:
+        raise UserError(f"faint-sources={spec.faint_sources!r}: expected a whole number ≥ 0")
+    if spec.faint_sources:
+        _positive(spec.faint_flux, "faint-flux")
+        if spec.skymodel:
+            raise UserError("faint-sources: not with --skymodel (add them to the sky model instead)")
     if spec.amplitude_scale > 2.0:
         raise UserError(f"amplitude-scale={spec.amplitude_scale}: expected a fraction (RMS of log-amplitude) ≤ 2")
     if spec.ra is not None and not (math.isfinite(spec.ra)):
