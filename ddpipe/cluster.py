@@ -183,16 +183,11 @@ def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
     from distributed import Client
 
     target = cfg.address
-    if not target:
-        raise UserError("cluster.mode is 'address' but cluster.address is empty; give the scheduler "
-                        "address (tcp://host:port) or a scheduler file (--scheduler)")
-    is_file = "://" not in target and not _looks_like_hostport(target)
+    check_address(cfg)
+    is_file = scheduler_file(target) is not None
     with dask.config.set(_dask_settings(cfg)):
         try:
             if is_file:
-                if not Path(target).is_file():
-                    raise UserError(f"scheduler file {target} does not exist; start a scheduler with "
-                                    f"'dask scheduler --scheduler-file {target}' or fix cluster.address")
                 client = Client(scheduler_file=target, timeout=f"{cfg.worker_wait}s")
             else:
                 client = Client(target, timeout=f"{cfg.worker_wait}s")
@@ -214,6 +209,25 @@ def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
 def _looks_like_hostport(s: str) -> bool:
     host, sep, port = s.rpartition(":")
     return bool(sep and host and port.isdigit() and "/" not in s)
+
+
+def scheduler_file(address: str) -> Path | None:
+    """The scheduler file ``address`` names, or None when it is a scheduler address
+    (``tcp://host:port``, ``tls://...``, or ``host:port``)."""
+    return None if "://" in address or _looks_like_hostport(address) else Path(address)
+
+
+def check_address(cfg: ClusterConfig) -> None:
+    """Address mode needs an address, and a scheduler file that exists (what ``validate`` checks too)."""
+    if cfg.mode != "address":
+        return
+    if not cfg.address:
+        raise UserError("cluster.mode is 'address' but cluster.address is empty; give the scheduler "
+                        "address (tcp://host:port) or a scheduler file (--scheduler)")
+    path = scheduler_file(cfg.address)
+    if path is not None and not path.is_file():
+        raise UserError(f"scheduler file {cfg.address} does not exist; start a scheduler with "
+                        f"'dask scheduler --scheduler-file {cfg.address}' or fix cluster.address / --scheduler")
 
 
 def slurm_worker_args(cfg: ClusterConfig) -> list[str]:

@@ -125,7 +125,7 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class ImagingConfig:
-    size: tuple[int, ...] = _c(min=16, length=2)
+    size: tuple[int, ...] = _c(min=32, even=True, length=2)
     scale: float = _c(min_exclusive=0)
     weight: str = _c(choices=("natural", "uniform", "briggs"))
     robust: float = _c(min=-5, max=5)
@@ -216,6 +216,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         data = _merge(data, overrides)
     return build_config(data, base_dir=base_dir, source=source)
+
+
+def check_field(cls: type, name: str, value: Any, key: str, source: str = "<code>") -> Any:
+    """One schema field's rules on a value, for code that builds its settings itself (e.g. a library
+    call of the imager with ``dataclasses.replace``d parameters): the same rule, the same message."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    raw = list(value) if isinstance(value, tuple) else value
+    return _convert(raw, _hint(cls, name), f.metadata, key, _Ctx(source=source, base_dir=Path.cwd()))
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -373,6 +381,8 @@ def _range(value: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
         raise ctx.fail(key, value, f"must be > {lo_ex}")
     if hi is not None and value > hi:
         raise ctx.fail(key, value, f"must be <= {hi}")
+    if meta.get("even") and value % 2:
+        raise ctx.fail(key, value, "must be even")
     return value
 
 

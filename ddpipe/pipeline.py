@@ -161,45 +161,10 @@ class Pipeline:
 
     # -- inputs --
     def check_inputs(self) -> None:
-        import tempfile
+        """Everything ``ddpipe validate`` checks too (:func:`ddpipe.validation.validate`)."""
+        from ddpipe.validation import validate
 
-        from ddpipe.dp3.runner import find_dp3
-        from ddpipe.ms.inspect import inspect_ms, require_unflagged
-        from ddpipe.sky.directions import require_directions
-
-        cfg = self.cfg
-        if self.workdir.exists() and not self.workdir.is_dir():
-            raise UserError(f"workdir: {self.workdir} exists and is not a folder; remove it or choose another "
-                            "workdir (config key workdir or --workdir)")
-        if not cfg.inputs.ms:
-            raise UserError(f"{cfg.source}: inputs.ms is empty; list the Measurement Set(s) to process")
-        if not cfg.inputs.skymodel:
-            raise UserError(f"{cfg.source}: inputs.skymodel is not set; give a starting sky model "
-                            "(makesourcedb text format)")
-        for ms in cfg.inputs.ms + cfg.inputs.reference_ms:
-            require_unflagged(inspect_ms(ms, data_column=cfg.inputs.data_column))
-        if not Path(cfg.inputs.skymodel).is_file():
-            raise UserError(f"inputs.skymodel: {cfg.inputs.skymodel} does not exist; check the path")
-        self._check_truth()
-        sky_log = logging.getLogger("ddpipe.sky.directions")
-        level = sky_log.level
-        sky_log.setLevel(logging.WARNING)  # a check: its "using N patches" comes again when cycle 1 starts
-        try:
-            with tempfile.TemporaryDirectory() as tmp:  # the directions DP3 will get: a bad model fails now
-                require_directions(cfg.inputs.skymodel, cfg.cycles[0].calibration.n_directions, tmp)
-        finally:
-            sky_log.setLevel(level)
-        find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
-        for cyc in cfg.cycles:  # the imager's own rule, checked before any work
-            for what, n in zip(("width", "height"), cyc.imaging.size):
-                if n % 2 or n < 32:
-                    raise UserError(f"cycles[{cyc.index - 1}].imaging.size {what} = {n}: must be even and at "
-                                    "least 32 pixels")
-        addr = cfg.cluster.address
-        if cfg.cluster.mode == "address" and addr and "://" not in addr and not Path(addr).is_file() \
-                and not addr.rpartition(":")[2].isdigit():
-            raise UserError(f"scheduler file {addr} does not exist; start a scheduler with "
-                            f"'dask scheduler --scheduler-file {addr}' or fix cluster.address / --scheduler")
+        validate(self.cfg, "run")
 
     def run(self) -> RunSummary:
         t0 = self._t0 = time.monotonic()
@@ -371,19 +336,6 @@ class Pipeline:
         return out
 
     # -- quality figures (ddpipe.quality) --
-    def _check_truth(self) -> None:
-        from ddpipe.sky.skymodel import read_skymodel
-        from ddpipe.solutions.h5parm import read_h5parm
-
-        ins = self.cfg.inputs
-        for key, path, read in (("inputs.true_gains", ins.true_gains, read_h5parm),
-                                ("inputs.true_skymodel", ins.true_skymodel, read_skymodel)):
-            if path is None:
-                continue
-            if not Path(path).is_file():
-                raise UserError(f"{key}: {path} does not exist; give the file ddpipe simulate wrote, or leave it out")
-            read(path)  # a malformed file says so now, in one line, not after the first cycle
-
     def _quality(self, prefix: Path, h5: Path | None) -> dict[str, Any]:
         """The figures of one image (and its solutions): see :mod:`ddpipe.quality`."""
         from ddpipe.quality import image_figures

@@ -70,6 +70,9 @@ def test_cycle_overrides_and_relative_paths(tmp_path):
     ("cycles: []\n", "cycles = [] is not allowed"),
     ("cycles:\n  - imaging: {sise: 3}\n", "unknown key 'cycles[0].imaging.sise'"),
     ("imaging: {size: [1024]}\n", "expected a list of 2 values"),
+    ("imaging: {size: [40, 41]}\n", "imaging.size[1] = 41 is not allowed: must be even"),
+    ("imaging: {size: [16, 16]}\n", "imaging.size[0] = 16 is not allowed: must be >= 32"),
+    ("cycles:\n  - imaging: {size: [64, 63]}\n", "cycles[0].imaging.size[1] = 63 is not allowed: must be even"),
     ("cluster: {n_workers: 0}\n", "cluster.n_workers = 0"),
     ("imaging: {multiscale: yes please}\n", "expected true or false"),
     ("chunking: {duration: -5}\n", "chunking.duration = -5"),
@@ -102,7 +105,7 @@ def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
     with pytest.raises(UserError) as err:
         C.load_config(p)
     assert needle in str(err.value)
-    assert main(["validate", str(p)]) == 2
+    assert main(["validate", "--schema-only", str(p)]) == 2
     errout = capsys.readouterr().err.strip().splitlines()
     assert len(errout) == 1 and needle in errout[0] and "Traceback" not in errout[0]
 
@@ -150,5 +153,8 @@ def test_validate_missing_file(capsys, tmp_path):
 
 
 def test_validate_ok(capsys):
-    assert main(["validate", str(REPO / "configs" / "default.yaml")]) == 0
+    assert main(["validate", "--schema-only", str(REPO / "configs" / "default.yaml")]) == 0
     assert "OK" in capsys.readouterr().out
+    # without --schema-only it checks what `ddpipe run` checks before starting: the defaults name no data
+    assert main(["validate", str(REPO / "configs" / "default.yaml")]) == 2
+    assert "inputs.ms is empty" in capsys.readouterr().err

@@ -197,10 +197,12 @@ def describe_type(tp: Any, meta: dict[str, Any]) -> str:
         bounds.append(f"> {meta['min_exclusive']}")
     if meta.get("max") is not None:
         bounds.append(f"<= {meta['max']}")
+    if meta.get("even"):
+        bounds.append("even")
     if bounds:
         text += (", each " if typing.get_origin(inner) is tuple else ", ") + " and ".join(bounds)
     if meta.get("pattern"):
-        text += " like `01:00:00` or `1-00:00:00`"
+        text += f" ({meta.get('form', 'matching ' + meta['pattern'])})"
     if optional:
         text += ", or `null`"
     return text
@@ -242,7 +244,10 @@ default and is the single source of defaults; this page is generated from it.
 - **Mistakes stop the run before any work.** Unknown keys (with a "did you
   mean" hint), wrong types and out-of-range values end with one line naming the
   file, the key path, the value and what is allowed, and exit code 2.
-  `ddpipe validate FILE` checks a file without running anything.
+  `ddpipe validate FILE` checks a file without running anything: everything
+  `ddpipe run` checks before it starts, the Measurement Sets, sky model, DP3
+  and truth files it names included (`--schema-only`: the keys and values alone,
+  e.g. for a template).
 - **Relative paths** (type *path* below) are taken from the folder of the
   config file, not from the current directory; this holds for the paths given
   on the command line of `ddpipe run` (`--workdir`) too.

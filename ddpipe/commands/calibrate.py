@@ -59,6 +59,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             o["calibration"][key] = getattr(args, key)
     if args.data_column:
         o["inputs"]["data_column"] = args.data_column
+    o["inputs"]["ms"] = list(args.ms)
+    o["inputs"]["skymodel"] = args.skymodel
     return {k: v for k, v in o.items() if v}
 
 
@@ -68,11 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.config import load_config
     from ddpipe.sky.directions import require_directions
 
+    from ddpipe.validation import validate
+
     cfg = load_config(args.config, overrides_from_args(args))
+    validate(cfg, "calibrate")
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    ms_paths = [str(Path(p).resolve()) for p in args.ms]
-    skymodel, directions = require_directions(args.skymodel, cfg.calibration.n_directions, workdir)
+    ms_paths = list(cfg.inputs.ms)
+    skymodel, directions = require_directions(cfg.inputs.skymodel, cfg.calibration.n_directions, workdir)
     with open_cluster(cfg.cluster, workdir) as handle:
         result = calibrate(
             ms_paths, skymodel, directions, cfg.calibration, cfg.chunking, cfg.dp3, workdir, handle.client,

@@ -137,7 +137,13 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.config import load_config
     from ddpipe.imaging import make_image
 
-    cfg = load_config(args.config, overrides={"imaging": imaging_overrides(args)})
+    from ddpipe.validation import validate
+
+    over: dict = {"imaging": imaging_overrides(args), "inputs": {"ms": list(args.ms)}}
+    if args.data_column:
+        over["inputs"]["data_column"] = args.data_column
+    cfg = load_config(args.config, overrides=over)
+    validate(cfg, "image")
     params = cfg.imaging
     solutions = None
     directions = None
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.skymodel} (it has {', '.join(have)}); give the sky model it was solved with")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
-    result = make_image(args.ms, params, args.name, data_column=args.data_column or cfg.inputs.data_column,
+    result = make_image(list(cfg.inputs.ms), params, args.name, data_column=cfg.inputs.data_column,
                         solutions=solutions, facet_directions=directions, mask=args.fits_mask,
                         epsilon=args.wgridder_accuracy, nthreads=args.threads)
     bmaj, bmin, bpa = result.beam

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ddpipe.config import ImagingConfig
+from ddpipe.config import ImagingConfig, check_field
 from ddpipe.errors import UserError
 from ddpipe.imaging import weighting
 from ddpipe.imaging.beam import fit_beam, restore
@@ -146,10 +146,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     timings: dict[str, float] = {}
     if not ms_paths:
         raise UserError("no Measurement Set given to image; pass at least one --ms")
-    nx, ny = (params.size[0], params.size[-1])
-    for what, n in (("width", nx), ("height", ny)):
-        if n % 2 or n < 32:
-            raise UserError(f"imaging size {what} = {n}: must be even and at least 32 pixels")
+    nx, ny = check_field(ImagingConfig, "size", params.size, "imaging.size", source="make_image")
     shape = (ny, nx)
     cell = math.radians(params.scale / 3600.0)
     descs = tuple(describe_ms(p, data_column) for p in ms_paths)

@@ -62,7 +62,8 @@ def test_quickstart_cheap_commands_run_as_written(tmp_path, monkeypatch, capsys)
             ran.append(argv[0])
             if argv[0] == "validate":
                 # the quickstart quotes this line: it must stay true
-                assert f"{argv[1]}: OK (2 self-cal cycle(s), cluster mode local)" in out.out
+                line = f"{argv[1]}: OK (2 self-cal cycle(s), cluster mode local; keys, values and the files it names)"
+                assert line in out.out and line in QUICKSTART.read_text(encoding="utf-8")
     assert sorted(set(ran)) == sorted(CHEAP)
     assert (tmp_path / "qs" / "sim.ms" / "table.dat").exists()
     assert (tmp_path / "qs" / "sim.skymodel").exists()

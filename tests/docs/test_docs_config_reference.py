@@ -54,7 +54,7 @@ def test_allowed_values_come_from_the_schema():
     page = gen.generate()
     assert "| `calibration.mode` | `scalarphase` | one of `scalarphase`, `scalaramplitude`," in page
     assert "| `cluster.n_workers` | `2` | integer, >= 1 |" in page
-    assert "| `imaging.size` | `[1024, 1024]` | list of 2 integers, each >= 16 |" in page
+    assert "| `imaging.size` | `[1024, 1024]` | list of 2 integers, each >= 32 and even |" in page
     assert "| `inputs.skymodel` | `null` | path, or `null` |" in page
 
 

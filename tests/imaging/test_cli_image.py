@@ -57,7 +57,7 @@ def test_image_with_solutions_and_sky_model_facets(sim_dd, tmp_path):
     (["--size", "100", "33"], "must be even"),
     (["--niter", "-5"], "niter"),
     (["--threshold", "lots"], "--threshold"),
-    (["--data-column", "CORRECTED_DATA"], "no column 'CORRECTED_DATA'"),
+    (["--data-column", "CORRECTED_DATA"], "no data column 'CORRECTED_DATA'"),
     (["--facet-smearing", "0.5"], "imaging.facet_smearing = 0.5 is not allowed"),
 ])
 def test_bad_options_are_one_line_and_exit_2(sim_points, tmp_path, capsys, argv, message):

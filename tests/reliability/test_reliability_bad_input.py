@@ -299,7 +299,7 @@ ROWS: dict[str, Row] = {
     "yaml: no sky model": Row(_yaml("inputs: {{ms: [{ms}]}}\nworkdir: {work}\n"), 2,
                               ("inputs.skymodel is not set", "give a starting sky model")),
     "yaml: odd image size": Row(_sections(imaging={"size": [255, 256]}), 2,
-                                ("imaging.size width = 255", "must be even")),
+                                ("imaging.size[0] = 255", "must be even")),
     # --- Measurement Sets
     "ms: missing": Row(_sections(inputs={"ms": ["/nonexistent/obs.ms"]}), 2,
                        ("/nonexistent/obs.ms: no such file or directory", "check the Measurement Set path")),
@@ -387,3 +387,32 @@ def test_bad_input_row(name: str, inputs: relkit.Inputs, tmp_path: Path) -> None
     assert relkit.tree_hashes(*files) == before, "an input file was changed"
     if row.early:
         assert not list(case.glob("work/*")), "bad input must be refused before any work"
+
+
+def _validate_rows() -> list:
+    """The rows refused before any work whose command is just ``ddpipe run CONFIG``."""
+    return [pytest.param(n, marks=r.marks) for n, r in ROWS.items()
+            if r.early and r.code == 2 and not n.startswith("h5parm:")]  # h5parm rows run 'ddpipe image
+
+
+@pytest.mark.parametrize("name", _validate_rows())
+def test_validate_refuses_whatever_run_refuses_before_work(name: str, inputs: relkit.Inputs, tmp_path: Path) -> None:
+    """Issue 12: every rule `ddpipe run` enforces before it starts, `ddpipe validate` enforces too,
+    with the same line (both call ddpipe.validation.validate)."""
+    row = ROWS[name]
+    case = tmp_path / "case"
+    case.mkdir()
+    setup = row.build(case, inputs)
+    if setup.args[:1] != ["run"] or len(setup.args) != 2:
+        pytest.skip("a command-line option of 'ddpipe run' itself, not a config or input rule")
+    tag = f"bad-validate-{uuid.uuid4().hex[:8]}"
+    try:
+        res = relkit.run_ddpipe(["validate", *setup.args[1:]], relkit.tagged_env(tag, **setup.env), timeout=120)
+    finally:
+        relkit.reap(tag)
+    assert res.returncode == 2, res.stderr[-2000:] + res.stdout[-500:]
+    errors = [ln for ln in res.stderr.splitlines() if ERROR_LINE.match(ln)]
+    assert len(errors) == 1 and errors[0].startswith("ddpipe validate: error: "), res.stderr
+    for needle in row.needles:
+        assert needle in errors[0], f"{needle!r} not in: {errors[0]}"
+    assert not list(case.glob("work/*"))
