@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results["settings"].items():
         r["dp3_vs_before"] = r["dp3_seconds_4_chunks"] / b if b else None
     w, c = results["settings"]["warm"], results["settings"]["lead-in"]
-    print(f"DP3 time of 4 chunks relative to 'before': "
+    print("DP3 time of 4 chunks relative to 'before': "
           + ", ".join(f"{n} {r['dp3_vs_before']:.2f}" for n, r in results["settings"].items()))
     print(f"warm start from the previous solutions vs cold (target <= 0.7): DP3 "
           f"{w['dp3_seconds_4_chunks'] / c['dp3_seconds_4_chunks']:.2f}, iterations "

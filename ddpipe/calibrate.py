@@ -28,7 +28,8 @@ from typing import Any, Callable, Sequence
 from ddpipe.cluster import SLOT_RESOURCES, SlotWatch
 from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
 from ddpipe.errors import PipelineError, UserError
-from ddpipe.state import atomic_write_text, sha256_file
+from ddpipe.fileio import atomic_write
+from ddpipe.state import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
     Path(job.directory).mkdir(parents=True, exist_ok=True)
     parset = dict(job.parset)
-    atomic_write_text(job.parset_path, format_parset(parset))
+    atomic_write(job.parset_path, format_parset(parset))
     steps = chain_steps(len(parset["steps"].strip("[]").split(",")))
     partials = [Path(parset[f"{s}.h5parm"]) for s in steps]
     for stale in (*partials, job.done_path):
@@ -344,7 +345,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         "worker": worker, "numthreads": nthreads, "lead_slots": job.lead_slots,
         "iterations": [list(i) for i in iterations], "maxiter": list(maxiter),
     }
-    atomic_write_text(job.done_path, json.dumps(record, indent=1))
+    atomic_write(job.done_path, json.dumps(record, indent=1))
     return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
                         log_path=str(job.log_path), iterations=iterations, maxiter=maxiter)
 

@@ -8,7 +8,6 @@ one worker even though it cannot see their CPU and memory load.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import time
 from contextlib import contextmanager

@@ -272,7 +272,6 @@ class Pipeline:
         from ddpipe.calibrate import calibrate
         from ddpipe.sky.directions import group_into_directions, patch_directions
         from ddpipe.sky.skymodel import read_skymodel, write_skymodel
-        from ddpipe.solutions.h5parm import read_h5parm
 
         cfg, state = self.cfg, self.state
         cdir = self._cycle_dir(cyc)

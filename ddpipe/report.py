@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ddpipe.state import atomic_write_text
+from ddpipe.fileio import atomic_write
+from ddpipe.imaging.stats import mad_rms
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def plot_image(fits_path: str | Path, png: Path, title: str) -> Path:
     plt = _plt()
     data = np.squeeze(fits.getdata(fits_path)).astype(float)
     finite = data[np.isfinite(data)]
-    sigma = 1.4826 * np.median(np.abs(finite - np.median(finite))) if finite.size else 1.0
+    sigma = mad_rms(finite) if finite.size else 1.0
     vmax = float(finite.max()) if finite.size else 1.0
     fig, ax = plt.subplots(figsize=(5.2, 5))
     im = ax.imshow(data, origin="lower", cmap="inferno", vmin=-3 * sigma, vmax=max(vmax * 0.2, 10 * sigma))
@@ -110,8 +111,8 @@ def write_summary(workdir: Path, run: Any) -> Path:
     """``summary.json`` in the workdir and beside the HTML page (written last, complete)."""
     text = json.dumps(run.to_json(), indent=1)
     (Path(workdir) / "report").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(workdir) / "report" / "summary.json", text)
-    atomic_write_text(Path(workdir) / "summary.json", text)
+    atomic_write(Path(workdir) / "report" / "summary.json", text)
+    atomic_write(Path(workdir) / "summary.json", text)
     return Path(workdir) / "summary.json"
 
 
@@ -188,5 +189,5 @@ Machine-readable: <a href="summary.json">summary.json</a>.</p>
 {imgs}
 </body></html>
 """
-    atomic_write_text(rdir / "index.html", page)
+    atomic_write(rdir / "index.html", page)
     return rdir / "index.html"

@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 from ddpipe.errors import UserError
 
+from ddpipe.fileio import atomic_write
+
 
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
@@ -30,17 +32,6 @@ def sha256_file(path: str | Path) -> str:
 def digest(obj: Any) -> str:
     """A stable hash of JSON-able parameters."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class State:
@@ -58,7 +49,7 @@ class State:
                 pass  # a torn state file: start afresh, the outputs' own checks still apply
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+        atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
     def done(self, name: str, key: str) -> dict[str, Any] | None:
         """The stage's record if it finished with hash ``key`` and its outputs are intact."""

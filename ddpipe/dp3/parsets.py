@@ -28,6 +28,7 @@ from typing import Mapping, Sequence, Union
 
 from ddpipe.config import CalibrationConfig
 from ddpipe.errors import UserError
+from ddpipe.sky.directions import BAD_DIRECTION_CHARS
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -46,7 +47,6 @@ SKYMODEL_SUFFIXES = (".skymodel", ".txt")
 
 OPERATIONS = ("replace", "add", "subtract")
 
-_BAD_NAME_CHARS = set("[],= \t\n\"'")
 
 
 # --------------------------------------------------------------------------- values
@@ -87,7 +87,7 @@ def _skymodel(value: PathLike, what: str) -> str:
 
 
 def _name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name or _BAD_NAME_CHARS & set(name):
+    if not isinstance(name, str) or not name or BAD_DIRECTION_CHARS & set(name):
         raise UserError(
             f"{what} {name!r}: not a usable patch name for DP3 (non-empty, without brackets, commas, "
             "'=', quotes or spaces); rename the patch in the sky model"

@@ -16,13 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ddpipe.errors import PipelineError, UserError
+from ddpipe.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,7 @@ def write_casarc(directory: str | os.PathLike[str] | None = None) -> Path:
     except OSError:
         pass
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".casarc.", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
     return path
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ddpipe.imaging.beam import Beam
+from ddpipe.fileio import atomic_write
 
 
 @dataclass(frozen=True)
@@ -105,17 +104,7 @@ def write_image(path: str | Path, image: np.ndarray, geom: ImageGeometry, *, bun
     head = "".join(_card(k, v) for k, v in cards) + f"{'END':<80}"
     head += " " * (-len(head) % 2880)
     data = np.ascontiguousarray(image, dtype=">f4").tobytes()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head.encode("ascii"))
-            fh.write(data)
-            fh.write(b"\0" * (-len(data) % 2880))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, head.encode("ascii") + data + b"\0" * (-len(data) % 2880))
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, "object"]:

@@ -313,10 +313,10 @@ def parse_ds9_polygons(text: str) -> list[tuple[str, np.ndarray]]:
 
 def write_ds9(path: str | Path, polygons: Sequence[FacetPolygon], comments: Sequence[str] = ()) -> Path:
     """Write :func:`format_ds9` to ``path`` atomically (its folder is created); returns the path."""
-    from ddpipe.state import atomic_write_text
+    from ddpipe.fileio import atomic_write
 
     text = format_ds9(polygons, comments)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    atomic_write(path, text)
     return path

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ddpipe.errors import UserError
+from ddpipe.imaging.coords import radec_to_lmn
 from ddpipe.sky.model import SkyModel, Source
 
 SPEED_OF_LIGHT = 299792458.0
@@ -73,17 +74,6 @@ class Components:
     phase_centre: tuple[float, float]
 
 
-def radec_to_lmn(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
-    """Direction cosines relative to (ra0, dec0): (n,) RA/Dec radians → (n, 3) (l, m, n)."""
-    ra = np.atleast_1d(np.asarray(ra, dtype=float))
-    dec = np.atleast_1d(np.asarray(dec, dtype=float))
-    dra = ra - ra0
-    l = np.cos(dec) * np.sin(dra)
-    m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(dra)
-    n = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(dra)
-    return np.stack([l, m, n], axis=-1)
-
-
 def coherency_of(source: Source, freqs: np.ndarray) -> np.ndarray:
     """(nchan, 4) complex128 XX, XY, YX, YY of one source at ``freqs`` (Hz)."""
     i, q, u, v = source.stokes_at(np.asarray(freqs, dtype=float))
@@ -125,7 +115,7 @@ def components_from_skymodel(
     return Components(
         ra=ra,
         dec=dec,
-        lmn=radec_to_lmn(ra, dec, ra0, dec0) if srcs else np.zeros((0, 3)),
+        lmn=np.stack(radec_to_lmn(ra, dec, ra0, dec0), axis=-1) if srcs else np.zeros((0, 3)),
         coherency=coh,
         gaussian=gauss,
         major=np.array([s.major_axis * ARCSEC for s in srcs], dtype=float) * gauss,

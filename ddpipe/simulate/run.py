@@ -32,6 +32,7 @@ from ddpipe.simulate.uvw import baselines, station_uvw
 from ddpipe.sky.model import SkyModel
 from ddpipe.solutions.h5parm import write_h5parm
 from ddpipe.solutions.types import Solutions, SolTab, direction_name
+from ddpipe.fileio import usual_mode
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _simulate_into(tmp: Path, spec: SimulationSpec, given: SkyModel | None, path
     _write_truth(tmp / truth_path.name, layout, sky, patches, times, freqs, gains)
     timings["truth"] = time.perf_counter() - tick
     for name, dst in ((sky_path.name, sky_path), (truth_path.name, truth_path)):
-        _usual_mode(tmp / name)
+        usual_mode(tmp / name)
         os.replace(tmp / name, dst)
     _replace_dir(tmp / ms.name, ms)
 
@@ -268,13 +269,6 @@ def _write_truth(path: Path, layout: StationLayout, sky: SkyModel, patches: tupl
         soltabs["amplitude000"] = tab("amplitude", gains.amplitude)
     write_h5parm(path, Solutions(antennas=layout.names, antenna_positions=layout.itrf, directions=dirs,
                                  direction_radec=radec, soltabs=soltabs))
-
-
-def _usual_mode(path: Path) -> None:
-    """Give a file made by mkstemp (mode 600) the permissions a plain ``open`` would (umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

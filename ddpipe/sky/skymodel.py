@@ -26,13 +26,13 @@ import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ddpipe.errors import UserError
 from ddpipe.sky.angles import AngleError, format_degrees, parse_angle
 from ddpipe.sky.model import Patch, SkyModel, Source
+from ddpipe.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -574,20 +574,8 @@ def write_skymodel(model: SkyModel, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     text = format_skymodel(model)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        atomic_write(p, text)
     except OSError as exc:
         raise UserError(f"{p}: cannot write the sky model there ({exc.strerror}); check the folder") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a sky model is an ordinary file
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.debug("wrote %d sources, %d patches to %s", len(model.sources), len(model.patch_names()), p)
     return p

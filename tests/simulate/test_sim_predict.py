@@ -12,8 +12,8 @@ from ddpipe.simulate.predict import (
     gaussian_taper,
     predict_rows,
     predict_stations,
-    radec_to_lmn,
 )
+from ddpipe.imaging.coords import radec_to_lmn
 from ddpipe.simulate.uvw import baselines
 from ddpipe.sky.model import SkyModel, Source
 
@@ -78,8 +78,8 @@ def test_point_at_phase_centre_gives_its_flux():
 
 
 def test_lmn_convention():
-    lmn = radec_to_lmn(np.array([CENTRE[0], CENTRE[0] + 0.01, CENTRE[0]]),
-                       np.array([CENTRE[1], CENTRE[1], CENTRE[1] + 0.01]), *CENTRE)
+    lmn = np.stack(radec_to_lmn(np.array([CENTRE[0], CENTRE[0] + 0.01, CENTRE[0]]),
+                                np.array([CENTRE[1], CENTRE[1], CENTRE[1] + 0.01]), *CENTRE), axis=-1)
     np.testing.assert_allclose(lmn[0], [0, 0, 1], atol=1e-15)
     assert lmn[1, 0] > 0 and abs(lmn[1, 1]) < 1e-4  # east (higher RA) → +l
     np.testing.assert_allclose(lmn[2], [0, np.sin(0.01), np.cos(0.01)], atol=1e-12)  # north → +m
