@@ -11,14 +11,11 @@ several sub-band MSs) into one H5parm.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -289,7 +286,7 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     for stale in (*partials, job.done_path):
         stale.unlink(missing_ok=True)
     nthreads = worker_threads()
-    argv = die_with_worker(dp3_argv(list(job.executable), parset, numthreads=nthreads))
+    argv = dp3_argv(list(job.executable), parset, numthreads=nthreads)
     started = time.time()
     worker = worker_address()
     try:
@@ -378,30 +375,6 @@ def _reused_outcome(job: ChunkJob) -> ChunkOutcome:
     earlier = chunk_outcome_on_disk(job)
     return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path),
                         iterations=earlier.iterations if earlier else (), maxiter=earlier.maxiter if earlier else ())
-
-
-@functools.lru_cache(maxsize=1)
-def _pdeathsig_prefix() -> tuple[str, ...]:
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if setpriv is None:
-        return ()
-    prefix = (setpriv, "--pdeathsig", "KILL", "--")
-    try:  # util-linux >= 2.33
-        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return prefix if ok else ()
-
-
-def die_with_worker(argv: list[str]) -> list[str]:
-    """``argv`` prefixed with ``setpriv --pdeathsig KILL --`` where available (Linux).
-
-    DP3 runs in its own session so that a timeout can kill its whole process group;
-    that also means nothing stops it when the worker (or the driver of a local
-    cluster) is SIGKILLed: it would run on and write its ``.partial.h5`` next to the
-    rescheduled attempt. With the parent-death signal the kernel kills it with its worker.
-    """
-    return [*_pdeathsig_prefix(), *argv]
 
 
 # ----------------------------------------------------------------------------- the stage

@@ -72,7 +72,7 @@ def format_value(value: object) -> str:
 def _path(value: PathLike, what: str) -> str:
     text = os.fspath(value)
     if not text:
-        raise UserError(f"{what}: empty path; give the file or Measurement Set path")
+        raise ValueError(f"{what}: empty path; give the file or Measurement Set path")  # a caller's bug
     return text
 
 
@@ -127,11 +127,11 @@ def _slots(start_slot: int | None, n_slots: int | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if start_slot is not None:
         if isinstance(start_slot, bool) or not isinstance(start_slot, int) or start_slot < 0:
-            raise UserError(f"start_slot = {start_slot!r}: expected an integer >= 0 (first time slot of the chunk)")
+            raise ValueError(f"start_slot = {start_slot!r}: expected an integer >= 0 (first time slot of the chunk)")
         out["msin.starttimeslot"] = str(start_slot)
     if n_slots is not None:
         if isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots < 1:
-            raise UserError(f"n_slots = {n_slots!r}: expected an integer >= 1 (time slots in the chunk)")
+            raise ValueError(f"n_slots = {n_slots!r}: expected an integer >= 1 (time slots in the chunk)")
         out["msin.ntimes"] = str(n_slots)
     return out
 
@@ -141,7 +141,7 @@ def _msin(ms: PathLike, data_column: str, start_slot: int | None, n_slots: int |
     out = {"msin": _path(ms, "msin"), "msin.datacolumn": _column(data_column, "data_column")}
     if start_time is not None:
         if start_slot is not None:
-            raise UserError("give either start_slot or start_time for a chunk, not both")
+            raise ValueError("give either start_slot or start_time for a chunk, not both")
         out["msin.starttime"] = str(start_time)
     out.update(_slots(start_slot, n_slots))
     return out
@@ -155,7 +155,8 @@ def _mode(mode: str) -> tuple[str, ...]:
     try:
         return MODE_SOLTABS[mode]
     except KeyError:
-        raise UserError(f"calibration mode {mode!r}: not supported; one of {' | '.join(MODE_SOLTABS)}") from None
+        # the config's schema refuses other modes: reaching here is a caller's bug
+        raise ValueError(f"calibration mode {mode!r}: not supported; one of {' | '.join(MODE_SOLTABS)}") from None
 
 
 def _applycal_keys(prefix: str, h5parm: PathLike, mode: str, *, for_predict: bool) -> dict[str, str]:
@@ -184,7 +185,7 @@ def _applycal_keys(prefix: str, h5parm: PathLike, mode: str, *, for_predict: boo
 
 def _operation(operation: str) -> str:
     if operation not in OPERATIONS:
-        raise UserError(f"operation = {operation!r}: expected one of {' | '.join(OPERATIONS)}")
+        raise ValueError(f"operation = {operation!r}: expected one of {' | '.join(OPERATIONS)}")
     return operation
 
 
@@ -492,9 +493,9 @@ def dp3_argv(executable: Sequence[str], parset: Mapping[str, str], numthreads: i
     ``checkparset=1`` is always first so that an unused (misspelled) key makes DP3 fail.
     """
     if isinstance(executable, str) or not executable:
-        raise UserError(f"DP3 executable {executable!r}: expected a non-empty argv list such as ['DP3']")
+        raise ValueError(f"DP3 executable {executable!r}: expected a non-empty argv list such as ['DP3']")
     if isinstance(numthreads, bool) or not isinstance(numthreads, int) or numthreads < 1:
-        raise UserError(f"numthreads = {numthreads!r}: expected an integer >= 1")
+        raise ValueError(f"numthreads = {numthreads!r}: expected an integer >= 1")
     for key in ("checkparset", "numthreads"):
         if key in parset:
             raise UserError(f"parset key {key!r} is set by ddpipe itself; remove it from the parset / dp3.extra")

@@ -8,6 +8,7 @@ that carries the command, exit code or signal, log path and the log's tail.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -332,6 +333,26 @@ def _terminate(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
+@functools.lru_cache(maxsize=1)
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL --`` where it works (Linux, util-linux >= 2.33), else nothing.
+
+    DP3 runs in its own session so that a timeout can kill its whole process group;
+    that also means nothing stops it when its parent (a Dask worker, or the driver of
+    a local cluster) is SIGKILLed: it would run on and write its ``.partial.h5`` next
+    to the rescheduled attempt. With the parent-death signal the kernel kills it too.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return ()
+    prefix = (setpriv, "--pdeathsig", "KILL", "--")
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return prefix if ok else ()
+
+
 def run_dp3(
     argv: Sequence[str],
     *,
@@ -344,7 +365,9 @@ def run_dp3(
 
     The log's first line is the command (``shlex.join``). DP3 runs without a shell
     in a new session (its own process group); on timeout the whole group gets
-    SIGTERM, then SIGKILL after :data:`KILL_GRACE` seconds, so nothing is left behind.
+    SIGTERM, then SIGKILL after :data:`KILL_GRACE` seconds, so nothing is left behind;
+    it is started through ``setpriv --pdeathsig KILL`` where that works, so that it
+    also dies with its parent (:func:`_pdeathsig_prefix`).
 
     Parameters
     ----------
@@ -372,9 +395,13 @@ def run_dp3(
     """
     argv = [str(a) for a in argv]
     if not argv:
-        raise UserError("DP3 command is empty; build it with dp3_argv(find_dp3(), parset, numthreads)")
+        raise ValueError("DP3 command is empty; build it with dp3_argv(find_dp3(), parset, numthreads)")
+    prefix = _pdeathsig_prefix()
+    if prefix and shutil.which(argv[0]) is None:  # setpriv would start and then fail with 127
+        raise UserError(f"cannot start DP3 ({argv[0]}): no such executable file; {INSTALL_HINT}")
     if not timeout or timeout <= 0:
-        raise UserError(f"DP3 timeout = {timeout!r}: expected a number of seconds > 0 (config key dp3.timeout)")
+        # dp3.timeout is checked by the config's schema: reaching here is a caller's bug
+        raise ValueError(f"DP3 timeout = {timeout!r}: expected a number of seconds > 0 (config key dp3.timeout)")
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(argv)
@@ -387,7 +414,7 @@ def run_dp3(
         fh.flush()
         try:
             proc = subprocess.Popen(
-                argv,
+                [*prefix, *argv],  # the log and errors name DP3's own command
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,

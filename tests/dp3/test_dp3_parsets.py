@@ -287,11 +287,7 @@ def test_builders_are_deterministic(cal: CalibrationConfig) -> None:
         (dict(directions=["A", "B", "A"]), ["'A'", "more than one direction"]),
         (dict(directions=["A,B"]), ["'A,B'", "patch name"]),
         (dict(directions=[()]), ["empty direction"]),
-        (dict(start_slot=-1), ["start_slot = -1"]),
-        (dict(n_slots=0), ["n_slots = 0"]),
-        (dict(n_slots=2.5), ["n_slots = 2.5"]),
         (dict(data_column="DATA; rm"), ["data_column", "DATA; rm"]),
-        (dict(h5parm=""), ["ddecal.h5parm", "empty path"]),
         (dict(extra={"ddecal.bad key": 1}), ["dp3.extra", "ddecal.bad key"]),
     ],
 )
@@ -306,12 +302,28 @@ def test_ddecal_bad_input_is_a_user_error(cal: CalibrationConfig, kwargs: dict, 
         assert w in msg
 
 
-def test_unknown_mode_and_operation_are_user_errors(cal: CalibrationConfig) -> None:
-    with pytest.raises(UserError, match="'tec'.*scalarphase"):
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(start_slot=-1), ["start_slot = -1"]),
+    (dict(n_slots=0), ["n_slots = 0"]),
+    (dict(n_slots=2.5), ["n_slots = 2.5"]),
+    (dict(h5parm=""), ["ddecal.h5parm", "empty path"]),
+])
+def test_what_only_code_can_get_wrong_is_a_programming_error(cal: CalibrationConfig, kwargs: dict,
+                                                             words: list[str]) -> None:
+    """Chunks, paths and modes come from ddpipe's own code or its checked config: not exit 2."""
+    base = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
+    base.update(kwargs)
+    with pytest.raises(ValueError) as info:
+        ddecal_parset(MS, **base)
+    assert not isinstance(info.value, UserError) and all(w in str(info.value) for w in words)
+
+
+def test_unknown_mode_and_operation_are_programming_errors(cal: CalibrationConfig) -> None:
+    with pytest.raises(ValueError, match="'tec'.*scalarphase"):
         ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=dataclasses.replace(cal, mode="tec"))
-    with pytest.raises(UserError, match="'rotation'"):
+    with pytest.raises(ValueError, match="'rotation'"):
         applycal_parset(MS, h5parm=H5, mode="rotation")
-    with pytest.raises(UserError, match="operation = 'multiply'"):
+    with pytest.raises(ValueError, match="operation = 'multiply'"):
         h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="scalar", out_column="D", operation="multiply")
     with pytest.raises(UserError, match="predict.sourcedb /sky/x.fits"):
         predict_parset(MS, skymodel="/sky/x.fits", out_column="MODEL_DATA")
@@ -322,9 +334,9 @@ def test_argv_rejects_keys_ddpipe_owns_and_bad_threads(cal: CalibrationConfig) -
     with pytest.raises(UserError, match="'checkparset'"):
         dp3_argv(DP3, p, 1)
     ok = ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=cal)
-    with pytest.raises(UserError, match="numthreads = 0"):
+    with pytest.raises(ValueError, match="numthreads = 0"):
         dp3_argv(DP3, ok, 0)
-    with pytest.raises(UserError, match="non-empty argv list"):
+    with pytest.raises(ValueError, match="non-empty argv list"):
         dp3_argv("DP3", ok, 1)
 
 
