@@ -81,9 +81,7 @@ class ChunkOutcome:
     finished: float = 0.0
     worker: str = ""
     numthreads: int = 0
-    error: str | None = None
     log_path: str = ""
-    tail: tuple[str, ...] = ()
     #: per solve of the chain: DDECal's iterations per solution interval of the chunk (lead-in left
     #: out), from DP3's log, and that solve's maxiter
     iterations: tuple[tuple[int, ...], ...] = ()
@@ -109,12 +107,38 @@ class CalibrationResult:
         return iteration_summary(self.chunks)
 
 
-class ChunkFailed(PipelineError):
-    """A chunk's DP3 run failed. Picklable: ``args`` is (message, details dict)."""
+@dataclass(frozen=True)
+class ChunkFailure:
+    """Why one chunk has no solutions: DP3's exit (code, signal or timeout) with the last lines of
+    its log, or, when DP3 is not to blame, ``error`` saying what went wrong."""
 
-    def __init__(self, message: str, details: dict[str, Any]):
-        super().__init__(message, details)
-        self.details = details
+    stem: str
+    log_path: str
+    returncode: int | None = None
+    signal: str | None = None
+    timed_out: bool = False
+    tail: tuple[str, ...] = ()
+    worker: str = ""
+    error: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The short cause the failure table shows."""
+        if self.timed_out:
+            return "timed out"
+        if self.signal:
+            return f"killed by {self.signal}"
+        if self.returncode is not None:
+            return f"exit code {self.returncode}"
+        return self.error or "failed"
+
+
+class ChunkFailed(PipelineError):
+    """A chunk's DP3 run failed. Picklable: ``args`` is (message, :class:`ChunkFailure`)."""
+
+    def __init__(self, message: str, failure: ChunkFailure):
+        super().__init__(message, failure)
+        self.failure = failure
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -292,12 +316,9 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     try:
         run = run_dp3(argv, log_path=job.log_path, timeout=job.timeout, env=dp3_environment())
     except DP3Error as exc:
-        raise ChunkFailed(
-            f"{job.stem}: {exc}",
-            {"stem": job.stem, "returncode": exc.returncode, "signal": exc.signal_name,
-             "timed_out": exc.timed_out, "log_path": str(exc.log_path), "tail": list(exc.tail),
-             "worker": worker},
-        ) from None
+        raise ChunkFailed(f"{job.stem}: {exc}", ChunkFailure(
+            job.stem, str(exc.log_path), exc.returncode, exc.signal_name, exc.timed_out, tuple(exc.tail), worker,
+        )) from None
     asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get(f"{steps[0]}.directions", "")))
     partial = partials[0]
     try:
@@ -313,12 +334,11 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
             parts.append(sol)
         sol = chain_soltabs(parts)
     except (UserError, OSError) as exc:
-        # returncode None: the table shows this reason, not DP3's (misleading) exit code 0
+        # no returncode: the table shows this reason, not DP3's (misleading) exit code 0
         raise ChunkFailed(
             f"{job.stem}: DP3 exited 0 but its H5parm {partial} is unusable ({exc}); see {job.log_path}",
-            {"stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
-             "log_path": str(job.log_path), "tail": [], "worker": worker,
-             "error": f"DP3 exited 0 with an unusable H5parm: {exc}"},
+            ChunkFailure(job.stem, str(job.log_path), worker=worker,
+                         error=f"DP3 exited 0 with an unusable H5parm: {exc}"),
         ) from None
     if job.keep_from is None and len(partials) == 1:
         os.replace(partials[0], job.h5_path)  # DP3's own file, as it wrote it
@@ -456,7 +476,7 @@ def calibrate(
     log.info("calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
              len(jobs), len(ms_paths), len(reused), len(todo))
     outcomes: dict[str, ChunkOutcome] = {j.stem: _reused_outcome(j) for j in reused}
-    failures: dict[str, dict[str, Any]] = {}
+    failures: dict[str, ChunkFailure] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
         client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES) if use_slots else None,
@@ -481,20 +501,18 @@ def calibrate(
                 on_chunk(outcome)
             return
         if fut is None:  # no slot worker left to run it
-            failures[job.stem] = {"stem": job.stem, "log_path": str(job.log_path), "error": watch.reason()}
+            failures[job.stem] = ChunkFailure(job.stem, str(job.log_path), error=watch.reason())
             return
         if fut.status == "error":
             exc = fut.exception()  # held by the scheduler, not by a worker
-            details = dict(getattr(exc, "details", None) or {
-                "stem": job.stem, "returncode": None, "signal": None, "timed_out": False,
-                "log_path": str(job.log_path), "tail": [], "error": f"{type(exc).__name__}: {exc}",
-            })
-            details.setdefault("error", str(exc))
+            failure = getattr(exc, "failure", None)
+            if not isinstance(failure, ChunkFailure):
+                failure = ChunkFailure(job.stem, str(job.log_path), error=f"{type(exc).__name__}: {exc}")
         else:
-            details = {"stem": job.stem, "log_path": str(job.log_path),
-                       "error": f"finished on its worker but {job.done_path} is not there for the driver "
-                                "(is the workdir on a file system the workers share?)"}
-        failures[job.stem] = details
+            failure = ChunkFailure(job.stem, str(job.log_path),
+                                   error=f"finished on its worker but {job.done_path} is not there for the driver "
+                                         "(is the workdir on a file system the workers share?)")
+        failures[job.stem] = failure
         progress.update(None, failed=job.stem)
 
     while not pending.is_empty():
@@ -544,19 +562,11 @@ def calibrate(
                              {"solve": t_solve, "merge": wall - t_solve}, submitted_at)
 
 
-def failure_table(failures: dict[str, dict[str, Any]], total: int) -> str:
+def failure_table(failures: dict[str, ChunkFailure], total: int) -> str:
     """A readable table of failed chunks: exit code or signal, log path, last log lines."""
     lines = [f"{len(failures)} of {total} chunk(s) failed (finished chunks are kept; rerun to retry only these):"]
-    for stem, d in sorted(failures.items()):
-        if d.get("timed_out"):
-            why = "timed out"
-        elif d.get("signal"):
-            why = f"killed by {d['signal']}"
-        elif d.get("returncode") is not None:
-            why = f"exit code {d['returncode']}"
-        else:
-            why = d.get("error", "failed")
-        lines.append(f"  {stem:<24} {why:<18} log: {d.get('log_path', '?')}")
-        for t in list(d.get("tail") or [])[-5:]:
+    for stem, f in sorted(failures.items()):
+        lines.append(f"  {stem:<24} {f.reason:<18} log: {f.log_path or '?'}")
+        for t in f.tail[-5:]:
             lines.append(f"      | {t if len(t) <= 200 else t[:197] + '...'}")
     return "\n".join(lines)

@@ -59,3 +59,24 @@ def test_chunk_parsets_start_a_lead_in_earlier_and_keep_only_their_own_intervals
         base = plan_jobs([str(small_sim.ms)], str(small_sim.skymodel), ("P1", "P2", "P3"), cfg.calibration,
                          dataclasses.replace(cfg.chunking, lead_in=0), cfg.dp3, tmp_path)
         assert jobs[0].parset_hash == base[0].parset_hash and jobs[1].parset_hash != base[1].parset_hash
+
+
+def test_a_chunk_failure_is_one_frozen_type_that_pickles_and_reads_as_its_cause():
+    import pickle
+
+    from ddpipe.calibrate import ChunkFailed, ChunkFailure, failure_table
+
+    dp3 = ChunkFailure("chunk_001", "/w/chunk_001.log", returncode=3, tail=("a", "b" * 300))
+    killed = ChunkFailure("chunk_002", "/w/chunk_002.log", signal="SIGSEGV")
+    slow = ChunkFailure("chunk_003", "/w/chunk_003.log", timed_out=True, returncode=-9)
+    other = ChunkFailure("chunk_004", "/w/chunk_004.log", error="DP3 exited 0 with an unusable H5parm: x")
+    assert [f.reason for f in (dp3, killed, slow, other)] == [
+        "exit code 3", "killed by SIGSEGV", "timed out", "DP3 exited 0 with an unusable H5parm: x"]
+    back = pickle.loads(pickle.dumps(ChunkFailed("chunk_001: DP3 failed", dp3)))
+    assert back.failure == dp3 and str(back) == "chunk_001: DP3 failed"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dp3.returncode = 0  # type: ignore[misc]
+    table = failure_table({f.stem: f for f in (other, dp3)}, 8).splitlines()
+    assert table[0].startswith("2 of 8 chunk(s) failed")
+    assert table[1].split()[:3] == ["chunk_001", "exit", "code"] and table[2] == "      | a"
+    assert table[3].endswith("...") and len(table[3]) == 6 + 200 + 2
