@@ -47,6 +47,18 @@ class ImageStats:
 
 
 @dataclass(frozen=True)
+class StageRecord:
+    """A stage's record in ``state.json`` (:meth:`Pipeline.run_once`): ``fresh`` when this run made it."""
+
+    name: str
+    fresh: bool
+    data: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+@dataclass(frozen=True)
 class CycleSummary:
     cycle: int
     mode: str
@@ -167,7 +179,7 @@ class Pipeline:
         validate(self.cfg, "run")
 
     def run(self) -> RunSummary:
-        t0 = self._t0 = time.monotonic()
+        self._t0 = time.monotonic()
         self.check_inputs()
         self.workdir.mkdir(parents=True, exist_ok=True)
         with WorkdirLock(self.workdir):
@@ -283,20 +295,18 @@ class Pipeline:
 
         # calibrate
         t = time.monotonic()
-        key = self._cal_key(cyc, sky)
-        rec = None if self.force else state.done(f"{name}/calibrate", key)
-        n_chunks = reused = 0
-        if rec is None:
+
+        def solve() -> tuple[list[Path], dict[str, Any]]:
             res = calibrate(cfg.inputs.ms, str(sky), directions, cyc.calibration, cfg.chunking, cfg.dp3, cdir, client,
                             data_column=cfg.inputs.data_column, retries=cfg.cluster.retries, force=self.force,
                             no_workers_timeout=cfg.cluster.no_workers_timeout,
                             on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)))
-            n_chunks, reused = len(res.chunks), res.reused
-            rec = state.record(f"{name}/calibrate", key, [res.solutions], chunks=n_chunks, reused=reused,
-                               stats=solution_stats(res.solutions), iterations=res.iterations)
-        else:
-            log.info("%s/calibrate: done in an earlier run (solutions %s)", name, cdir / "solutions.h5")
-            n_chunks, reused = rec.get("chunks", 0), rec.get("chunks", 0)
+            return [res.solutions], dict(chunks=len(res.chunks), reused=res.reused, iterations=res.iterations,
+                                         stats=solution_stats(res.solutions))
+
+        rec = self.run_once(f"{name}/calibrate", self._cal_key(cyc, sky), solve)
+        n_chunks = rec.get("chunks", 0)
+        reused = rec.get("reused", 0) if rec.fresh else n_chunks  # a stage done earlier reuses every chunk
         h5 = cdir / "solutions.h5"
         timings["calibrate"] = time.monotonic() - t
 
@@ -315,19 +325,21 @@ class Pipeline:
         nxt = cfg.cycles[cyc.index] if cyc.index < len(cfg.cycles) else cyc
         key = digest({"components": sha256_file(comps) if comps.exists() else None,
                       "n": nxt.calibration.n_directions})
-        if self.force or state.done(f"{name}/skymodel", key) is None:
+
+        def regroup() -> tuple[list[Path], dict[str, Any]]:
             if not comps.exists():
                 raise UserError(f"cycle {cyc.index}: CLEAN found no components above the threshold, so there is "
                                 "no new sky model; lower imaging.auto_threshold/threshold or raise niter")
             grouped = group_into_directions(read_skymodel(comps), nxt.calibration.n_directions)
             write_skymodel(grouped, out)
-            state.record(f"{name}/skymodel", key, [out], n_sources=len(grouped.sources),
-                         n_directions=len(grouped.patches))
+            return [out], dict(n_sources=len(grouped.sources), n_directions=len(grouped.patches))
+
+        self.run_once(f"{name}/skymodel", key, regroup)
         timings["skymodel"] = time.monotonic() - t
 
         summary = CycleSummary(cyc.index, cyc.calibration.modes, len(directions), stats, ref_dr,
-                               state.data["stages"][f"{name}/calibrate"].get("stats", {}), timings,
-                               n_chunks, reused, self._quality(cdir / "image", h5), rec.get("iterations", []))
+                               rec.get("stats", {}), timings, n_chunks, reused, self._quality(cdir / "image", h5),
+                               rec.get("iterations", []))
         self.summary.cycles.append(summary)
         ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
         log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,
@@ -354,14 +366,25 @@ class Pipeline:
     # -- imaging stage (shared by cycle 0, the reference and each cycle) --
     def image_stage(self, name: str, prefix: Path, ms: Sequence[str], params: ImagingConfig,
                     h5: Path | None, facets: Any, extra_key: str | None = None, client: Any = None) -> ImageStats:
-        from ddpipe.imaging.imager import PRODUCTS, make_image
+        from ddpipe.imaging.imager import PRODUCTS
+
+        def image() -> tuple[list[Path], dict[str, Any]]:
+            res = self._make_image(prefix, ms, params, h5, facets, client)
+            outputs = [res.paths[p] for p in PRODUCTS]
+            if res.skymodel is not None:
+                comps = Path(f"{prefix}-components.skymodel")
+                if Path(res.skymodel) != comps:
+                    shutil.copyfile(res.skymodel, comps)
+                outputs.append(comps)
+            return outputs, dict(stats=asdict(_image_stats(res)), timings=dict(res.timings))
+
+        return _stats_from_record(self.run_once(name, self._image_key(ms, params, extra_key, facets), image).data)
+
+    def _make_image(self, prefix: Path, ms: Sequence[str], params: ImagingConfig, h5: Path | None, facets: Any,
+                    client: Any) -> Any:
+        from ddpipe.imaging.imager import make_image
         from ddpipe.solutions.h5parm import read_h5parm
 
-        key = self._image_key(ms, params, extra_key, facets)
-        rec = None if self.force else self.state.done(name, key)
-        if rec is not None:
-            log.info("%s: done in an earlier run", name)
-            return _stats_from_record(rec)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         sol = read_h5parm(h5) if h5 is not None else None
         on_cluster = client is not None and self.cfg.cluster.imaging
@@ -369,18 +392,24 @@ class Pipeline:
         # ~1e-5 of the peak) does not depend on how many workers happen to be connected
         c = self.cfg.cluster
         ranges = {"local": c.n_workers, "slurm": c.slurm.jobs}.get(c.mode)
-        res = make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
-                         facet_directions=facets, client=client if on_cluster else None,
-                         no_workers_timeout=self.cfg.cluster.no_workers_timeout, n_ranges=ranges)
-        stats = _image_stats(res)
-        outputs = [res.paths[p] for p in PRODUCTS]
-        if res.skymodel is not None:
-            comps = Path(f"{prefix}-components.skymodel")
-            if Path(res.skymodel) != comps:
-                shutil.copyfile(res.skymodel, comps)
-            outputs.append(comps)
-        self.state.record(name, key, outputs, stats=asdict(stats), timings=dict(res.timings))
-        return stats
+        return make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
+                          facet_directions=facets, client=client if on_cluster else None,
+                          no_workers_timeout=self.cfg.cluster.no_workers_timeout, n_ranges=ranges)
+
+    # -- the one way a stage runs at most once --
+    def run_once(self, name: str, key: str, fn: Any) -> StageRecord:
+        """The record of stage ``name`` for inputs hashed as ``key``: the earlier run's when it is in
+        ``state.json`` with that hash and intact outputs (and not ``--force``), else ``fn()``'s.
+
+        ``fn`` returns ``(outputs, extra)``: the files it wrote (hashed into the record) and what else
+        the record keeps.
+        """
+        rec = None if self.force else self.state.done(name, key)
+        if rec is not None:
+            log.info("%s: done in an earlier run", name)
+            return StageRecord(name, False, rec)
+        outputs, extra = fn()
+        return StageRecord(name, True, self.state.record(name, key, outputs, **extra))
 
     # -- restart --
     def _forget_from(self, cycle: int, stage: str) -> None:
