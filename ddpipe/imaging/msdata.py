@@ -20,8 +20,8 @@ from ddpipe.errors import UserError
 log = logging.getLogger(__name__)
 
 #: casacore Stokes enum values of the parallel hands, preferred pairs first.
-_PAIRS = ((9, 12), (5, 8))  # (XX, YY), (RR, LL)
-_SINGLE = (1, 9, 12, 5, 8)  # I, XX, YY, RR, LL
+_PAIRS = (("XX", "YY"), ("RR", "LL"))
+_SINGLE = ("I", "XX", "YY", "RR", "LL")
 
 
 #: the largest slot group. Small groups let row ranges split an MS evenly (with 64 on
@@ -57,65 +57,30 @@ class MSDescription:
 
 
 def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
-    """Open ``path`` read-only and check it can be imaged.
+    """What the imager needs of ``path``, read-only, on top of :func:`ddpipe.ms.inspect.inspect_ms`.
+
+    The MS is checked by the same reader, with the same rules, as everywhere else
+    (one field and one spectral window, the data column present and filled, ...);
+    this adds what imaging alone needs: the weight column, the parallel hands and
+    the time-slot grid of the rows.
 
     Raises
     ------
     UserError
-        Not an MS, missing column, several spectral windows or fields, no parallel-hand correlations.
+        What :func:`~ddpipe.ms.inspect.inspect_ms` refuses, or no parallel-hand correlations.
     """
     from casacore import tables as pt
 
-    p = Path(path)
-    if not (p / "table.dat").is_file():
-        raise UserError(f"{p}: not a Measurement Set (no table.dat); check the --ms path")
-    try:
-        t = pt.table(str(p), ack=False)
-    except RuntimeError as exc:
-        raise UserError(f"{p}: cannot open as a casacore table ({exc}); is it a Measurement Set?") from None
-    with t:
-        cols = t.colnames()
-        if data_column not in cols:
-            have = ", ".join(c for c in cols if c.endswith("DATA")) or "none"
-            raise UserError(f"{p}: no column {data_column!r} to image (data columns present: {have}); "
-                            "choose one with --data-column")
-        nrow = t.nrows()
-        if nrow == 0:
-            raise UserError(f"{p}: the main table has no rows; nothing to image")
+    from ddpipe.ms.inspect import inspect_ms
+
+    info = inspect_ms(path, data_column=data_column, flag_stats=False)
+    p = Path(info.path)
+    with pt.table(str(p), ack=False) as t:
         weight_column = "WEIGHT_SPECTRUM"
-        if "WEIGHT_SPECTRUM" not in cols or not t.iscelldefined("WEIGHT_SPECTRUM", 0):
+        if not info.has_weight_spectrum or not t.iscelldefined("WEIGHT_SPECTRUM", 0):
             weight_column = "WEIGHT"
-        ddids = np.unique(t.getcol("DATA_DESC_ID"))
-        fields = np.unique(t.getcol("FIELD_ID"))
         times = t.getcol("TIME")
-    if len(ddids) != 1:
-        raise UserError(f"{p}: {len(ddids)} data descriptions (spectral windows) in one MS; "
-                        "split it into one MS per spectral window (e.g. with DP3) and pass each with --ms")
-    if len(fields) != 1:
-        raise UserError(f"{p}: {len(fields)} fields in one MS; split it into one MS per field first")
-    dd = pt.table(str(p / "DATA_DESCRIPTION"), ack=False)
-    spw_id = int(dd.getcol("SPECTRAL_WINDOW_ID")[ddids[0]])
-    pol_id = int(dd.getcol("POLARIZATION_ID")[ddids[0]])
-    dd.close()
-    spw = pt.table(str(p / "SPECTRAL_WINDOW"), ack=False)
-    freq = np.asarray(spw.getcol("CHAN_FREQ")[spw_id], dtype=np.float64)
-    width = np.abs(np.asarray(spw.getcol("CHAN_WIDTH")[spw_id], dtype=np.float64))
-    spw.close()
-    pol = pt.table(str(p / "POLARIZATION"), ack=False)
-    corr = [int(c) for c in pol.getcol("CORR_TYPE")[pol_id]]
-    pol.close()
-    fld = pt.table(str(p / "FIELD"), ack=False)
-    phase = fld.getcol("PHASE_DIR")[int(fields[0])][0]
-    fld.close()
-    telescope = ""
-    if (p / "OBSERVATION").is_dir():
-        obs = pt.table(str(p / "OBSERVATION"), ack=False)
-        if obs.nrows():
-            telescope = str(obs.getcol("TELESCOPE_NAME")[0])
-        obs.close()
-    ant = pt.table(str(p / "ANTENNA"), ack=False)
-    antenna_names = tuple(str(a) for a in ant.getcol("NAME")) if ant.nrows() else ()
-    ant.close()
+    corr = list(info.correlations)
     idx = None
     for a, b in _PAIRS:
         if a in corr and b in corr:
@@ -124,7 +89,7 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
     if idx is None:
         single = [c for c in _SINGLE if c in corr]
         if not single:
-            raise UserError(f"{p}: correlations {corr} have no parallel hands (XX/YY, RR/LL or I) "
+            raise UserError(f"{p}: correlations {', '.join(corr)} have no parallel hands (XX/YY, RR/LL or I) "
                             "to form Stokes I from")
         idx = (corr.index(single[0]),) * 2
     steps = np.diff(np.unique(times))
@@ -138,11 +103,12 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
     in_order = bool(np.all(np.diff(times) >= 0))
     starts = np.flatnonzero(np.diff(slots // group) != 0) + 1 if in_order else np.zeros(0, dtype=np.int64)
     return MSDescription(
-        path=str(p), data_column=data_column, nrow=nrow, freq=freq, chan_width=width,
+        path=str(p), data_column=data_column, nrow=info.n_rows, freq=np.asarray(info.chan_freqs, dtype=np.float64),
+        chan_width=np.abs(np.asarray(info.chan_widths, dtype=np.float64)),
         time_step=time_step, n_slots=n_slots, slot_group=group, group_starts=starts.astype(np.int64),
-        phase_centre=(float(phase[0]) % (2 * np.pi), float(phase[1])), corr_index=idx,
+        phase_centre=info.phase_centre, corr_index=idx,
         weight_column=weight_column, time_range=(float(times.min()), float(times.max())),
-        telescope=telescope, antenna_names=antenna_names,
+        telescope=info.telescope, antenna_names=tuple(info.antenna_names),
     )
 
 

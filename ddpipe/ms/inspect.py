@@ -79,6 +79,10 @@ def inspect_ms(path: str | os.PathLike[str], data_column: str = "DATA", flag_sta
     p = Path(path).expanduser()
     ms = str(p.resolve()) if p.exists() else os.path.abspath(p)
     _check_path(ms)
+    stamp = _fingerprint(ms)
+    hit = _CACHE.get((ms, data_column, flag_stats, stamp))
+    if hit is not None:
+        return hit
     try:
         t = pt.table(ms, readonly=True, ack=False)
     except RuntimeError as exc:
@@ -86,9 +90,31 @@ def inspect_ms(path: str | os.PathLike[str], data_column: str = "DATA", flag_sta
             f"{ms}: cannot be opened as a casacore table ({_first_line(exc)}); give a valid Measurement Set"
         ) from None
     try:
-        return _inspect_open(t, ms, data_column, flag_stats)
+        info = _inspect_open(t, ms, data_column, flag_stats)
     finally:
         t.close()
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[(ms, data_column, flag_stats, stamp)] = info
+    return info
+
+
+#: inspected MSs of this process, by (path, data column, flag statistics, fingerprint): a run checks
+#: its MSs before it starts and plans each cycle's chunks from them; the FLAG scan is done once
+_CACHE: dict[tuple, MSInfo] = {}
+_CACHE_SIZE = 64
+
+
+def _fingerprint(ms: str) -> tuple:
+    """Size and modification time of the table files of the MS and its subtables: any write changes it."""
+    out = []
+    for f in sorted([*Path(ms).glob("table.*"), *Path(ms).glob("*/table.*")]):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append((str(f.relative_to(ms)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _check_path(ms: str) -> None:

@@ -142,11 +142,11 @@ def test_bad_input_is_a_user_error(real_ms_readonly, sim_points, tmp_path):
         make_image([real_ms_readonly["tDish"]], p, tmp_path / "dish")
     with pytest.raises(UserError, match="phase centre differs"):
         make_image([real_ms_readonly["tDDECal"], real_ms_readonly["tOSKAR"]], p, tmp_path / "two")
-    with pytest.raises(UserError, match="no column 'CORRECTED_DATA'"):
+    with pytest.raises(UserError, match="no data column 'CORRECTED_DATA'"):
         make_image([sim_points.ms], p, tmp_path / "c", data_column="CORRECTED_DATA")
     with pytest.raises(UserError, match="must be even"):
         make_image([sim_points.ms], imaging_params(size=(63, 64), scale=60.0, niter=0), tmp_path / "odd")
     with pytest.raises(UserError, match="mask has shape"):
         make_image([sim_points.ms], p, tmp_path / "mk", mask=np.ones((32, 32), bool))
-    with pytest.raises(UserError, match="not a Measurement Set"):
+    with pytest.raises(UserError, match="is not a casacore table"):
         make_image([tmp_path], p, tmp_path / "nope")

@@ -232,7 +232,7 @@ def _subset_skymodel(sim, path, drop):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("no-ms", "not a Measurement Set"),
+    ("no-ms", "nope.ms: no such file or directory; check the Measurement Set path"),
     ("no-skymodel", "sky model not found"),
     ("no-h5parm", "H5parm file does not exist"),
     ("names", "do not match the sky model's patches (no solutions for"),

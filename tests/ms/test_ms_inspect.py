@@ -141,7 +141,9 @@ def test_reading_in_small_blocks_gives_the_same_answer(
 ) -> None:
     """tOSKAR (27,000 rows) read in 1024-row blocks: 27 blocks, same result."""
     monkeypatch.setattr(ms_inspect, "FLAG_BLOCK_BYTES", 1)
-    assert inspect_ms(real_ms_readonly["tOSKAR"]) == infos["tOSKAR"]
+    monkeypatch.setattr(ms_inspect, "_CACHE", {})  # read it again, not the cached answer
+    again = inspect_ms(real_ms_readonly["tOSKAR"])
+    assert again == infos["tOSKAR"] and again is not infos["tOSKAR"]
 
 
 def test_other_data_column(real_ms_readonly: dict[str, Path]) -> None:
@@ -175,3 +177,18 @@ def test_infos_are_hashable_and_json_ready(infos: dict[str, MSInfo]) -> None:
     for info in infos.values():
         d = info.to_dict()
         assert json.loads(json.dumps(d)) == d
+
+
+def test_an_ms_is_read_once_per_run_until_it_changes(real_ms) -> None:
+    """The pre-work checks and every cycle's chunk planning inspect the same MS: the FLAG scan is done
+    once; a write to the MS (here: flags) is seen at the next call."""
+    ms = real_ms("tDDECal")
+    first = inspect_ms(ms)
+    assert inspect_ms(ms) is first
+    assert inspect_ms(ms, flag_stats=False) is not first  # another question, answered apart
+    with pt.table(str(ms), readonly=False, ack=False) as t:
+        flags = t.getcol("FLAG")
+        flags[:5] = True
+        t.putcol("FLAG", flags)
+    again = inspect_ms(ms)
+    assert again is not first and again.flagged_fraction > first.flagged_fraction
