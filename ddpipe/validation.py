@@ -10,8 +10,6 @@ DP3, a scheduler file). None of them writes anything.
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from pathlib import Path
 
 from ddpipe.config import Config
@@ -68,16 +66,9 @@ def validate(cfg: Config, stage: str = "run") -> None:
 
 def _check_directions(skymodel: str, n_directions: int) -> None:
     """The directions DP3 will get: a bad sky model fails now (its own one line)."""
-    from ddpipe.sky.directions import require_directions
+    from ddpipe.sky.directions import plan_directions
 
-    sky_log = logging.getLogger("ddpipe.sky.directions")
-    level = sky_log.level
-    sky_log.setLevel(logging.WARNING)  # a check: its "using N patches" comes again when the work starts
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            require_directions(skymodel, n_directions, tmp)
-    finally:
-        sky_log.setLevel(level)
+    plan_directions(skymodel, n_directions)
 
 
 def _check_truth(cfg: Config) -> None:

@@ -187,6 +187,40 @@ def check_directions(model: SkyModel, names: Sequence[str], where: str = "direct
     return tuple(names)
 
 
+def plan_directions(skymodel: str | os.PathLike[str], n_directions: int,
+                    min_separation_deg: float = DEFAULT_MIN_SEPARATION_DEG) -> tuple[SkyModel, tuple[str, ...], str]:
+    """The sky model DP3 will get, its direction names, and how they were made (a phrase), from the
+    user's ``skymodel``: what :func:`require_directions` writes, checked the same way, nothing written.
+
+    Raises
+    ------
+    UserError
+        As :func:`require_directions`.
+    """
+    from ddpipe.sky.skymodel import read_skymodel
+
+    model = read_skymodel(skymodel)
+    unpatched = [s.name for s in model.sources if s.patch is None]
+    if not unpatched:
+        how = f"using its {len(model.patch_names())} patches as directions"
+    elif len(unpatched) == len(model.sources):
+        model = group_into_directions(model, n_directions, min_separation_deg)
+        how = f"grouped {len(model.sources)} sources into {len(model.patches)} directions"
+    else:
+        raise UserError(
+            f"{skymodel}: {len(unpatched)} source(s) without a patch (e.g. {unpatched[0]!r}) next to "
+            "sources with one; give every source a patch, or none to let ddpipe group them"
+        )
+    names = tuple(name for name, _, _ in patch_directions(model))
+    for name in names:
+        if BAD_DIRECTION_CHARS & set(name):
+            raise UserError(
+                f"{skymodel}: patch {name!r} cannot be a DP3 direction (no spaces, brackets, commas, "
+                "'=' or quotes); rename it"
+            )
+    return model, names, how
+
+
 def require_directions(
     skymodel: str | os.PathLike[str],
     n_directions: int,
@@ -225,27 +259,10 @@ def require_directions(
         For an unreadable or malformed sky model, a mix of sources with and
         without patches, or a patch name DP3 cannot take as a direction.
     """
-    from ddpipe.sky.skymodel import format_skymodel, read_skymodel, write_skymodel
+    from ddpipe.sky.skymodel import format_skymodel, write_skymodel
 
-    model = read_skymodel(skymodel)
-    unpatched = [s.name for s in model.sources if s.patch is None]
-    if not unpatched:
-        log.info("%s: using its %d patches as directions", skymodel, len(model.patch_names()))
-    elif len(unpatched) == len(model.sources):
-        model = group_into_directions(model, n_directions, min_separation_deg)
-        log.info("%s: grouped %d sources into %d directions", skymodel, len(model.sources), len(model.patches))
-    else:
-        raise UserError(
-            f"{skymodel}: {len(unpatched)} source(s) without a patch (e.g. {unpatched[0]!r}) next to "
-            "sources with one; give every source a patch, or none to let ddpipe group them"
-        )
-    names = tuple(name for name, _, _ in patch_directions(model))
-    for name in names:
-        if BAD_DIRECTION_CHARS & set(name):
-            raise UserError(
-                f"{skymodel}: patch {name!r} cannot be a DP3 direction (no spaces, brackets, commas, "
-                "'=' or quotes); rename it"
-            )
+    model, names, how = plan_directions(skymodel, n_directions, min_separation_deg)
+    log.info("%s: %s", skymodel, how)
     text = format_skymodel(model)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     out = Path(workdir).resolve() / f"directions-{digest}.skymodel"
