@@ -75,10 +75,10 @@ def test_selfcal_reaches_the_uncorrupted_dynamic_range_and_resumes(tmp_path, dem
     html = (work / "report" / "index.html").read_text()
     assert "cycle 2" in html and f"{final:.0f}" in html
 
-    # rerun: nothing is recomputed
+    # rerun (explicitly a resume): nothing is recomputed
     products = sorted(work.glob("cycle_*/*.fits")) + sorted(work.glob("cycle_*/chunks/*.h5"))
     mtimes = {p: p.stat().st_mtime_ns for p in products}
-    assert main(["run", str(cfg)]) == 0
+    assert main(["run", str(cfg), "--resume"]) == 0
     assert {p: p.stat().st_mtime_ns for p in products} == mtimes
 
     # a changed imaging parameter of cycle 2 reruns cycle 2's image and what follows, nothing else

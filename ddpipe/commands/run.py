@@ -23,7 +23,8 @@ HELP = "run or resume the self-calibration pipeline from a YAML config"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config (see configs/default.yaml)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue where a previous run stopped (the default: finished work is always reused)")
+                        help="continue an earlier run in this workdir, and refuse to start afresh when there is "
+                             "none (without it, finished work is reused all the same)")
     parser.add_argument("--restart-from", metavar="[CYCLE:]STAGE",
                         help="recompute from this stage on (calibrate | image | skymodel), e.g. 2:image")
     parser.add_argument("--force", action="store_true", help="recompute everything")
@@ -80,6 +81,18 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.pipeline import run_pipeline
 
     cfg = load_config(args.config, overrides(args))
+    if args.resume:
+        from pathlib import Path
+
+        from ddpipe.errors import UserError
+
+        if args.force:
+            raise UserError("--resume and --force contradict each other: --force recomputes everything; "
+                            "give one of them")
+        state = Path(cfg.workdir) / "state.json"
+        if not state.is_file():
+            raise UserError(f"--resume: no earlier run to resume in {cfg.workdir} (no state.json); check the "
+                            "workdir, or drop --resume to start a run")
     summary = run_pipeline(cfg, restart_from=args.restart_from, force=args.force)
     print_table(summary)
     return 0
