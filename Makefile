@@ -23,6 +23,7 @@ demo: setup
 	$(VENV)/bin/ddpipe demo --workdir $(DEMO)
 
 test: setup system-deps
+	$(PY) -m ruff check ddpipe tests benchmarks tools
 	$(PY) -m pytest
 
 clean:

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (cal, lead, extra) in list(settings.items()) + [("warm", (None, None, None))]:
             if name == "warm":  # the lead-in setting, started from its own unchunked solutions
                 cal, lead, _ = settings["lead-in"]
-                extra = {"ddecal.initialsolutions.h5parm": str(lead_one), "ddecal.initialsolutions.soltab": "[phase000]"}
+                extra = {"ddecal.initialsolutions.h5parm": str(lead_one),
+                         "ddecal.initialsolutions.soltab": "[phase000]"}
             one = solve(name, cal, lead, extra, 1)
             four = solve(name, cal, lead, extra, 4)
             if name == "lead-in":

@@ -140,7 +140,8 @@ def pipelines(work: Path, ms: Path, args: argparse.Namespace) -> dict:
         cfg = load_config(demo_yaml, {
             "workdir": str(work / f"run-{name.replace(' ', '-').replace(',', '')}"), "cycles": cycles,
             "inputs": {"ms": [str(ms)], "skymodel": str(start), "reference_ms": [str(ref)],
-                       "true_gains": str(ms.with_suffix(".truth.h5")), "true_skymodel": str(ms.with_suffix(".skymodel"))}})
+                       "true_gains": str(ms.with_suffix(".truth.h5")),
+                       "true_skymodel": str(ms.with_suffix(".skymodel"))}})
         summary = run_pipeline(cfg)
         rq = summary.reference_quality.get("image", {})
         rows = []
@@ -148,13 +149,16 @@ def pipelines(work: Path, ms: Path, args: argparse.Namespace) -> dict:
             img, sol = c.quality.get("image", {}), c.quality.get("solutions", {})
             rows.append({"cycle": c.cycle, "mode": c.mode, "dynamic_range": c.image.dynamic_range,
                          "reference_dynamic_range": c.reference_dynamic_range,
-                         "rms_far_jy": img.get("rms_far_jy"), "unmodelled_median_ratio": img.get("unmodelled_median_ratio"),
+                         "rms_far_jy": img.get("rms_far_jy"),
+                         "unmodelled_median_ratio": img.get("unmodelled_median_ratio"),
                          "phase_rms_rad": sol.get("phase_rms_rad"), "amplitude_rms": sol.get("amplitude_rms")})
             r = rows[-1]
             print(f"{name:18s} cycle {c.cycle} {c.mode:22s} DR {r['dynamic_range']:6.0f} "
                   f"({r['dynamic_range'] / r['reference_dynamic_range']:.2f} of the reference's; target >= 0.9), "
-                  f"noise far {1e3 * r['rms_far_jy']:.2f} mJy (reference {1e3 * rq.get('rms_far_jy', float('nan')):.2f}), "
-                  f"unmodelled flux {r['unmodelled_median_ratio']:.2f} (reference {rq.get('unmodelled_median_ratio', float('nan')):.2f}), "
+                  f"noise far {1e3 * r['rms_far_jy']:.2f} mJy "
+                  f"(reference {1e3 * rq.get('rms_far_jy', float('nan')):.2f}), "
+                  f"unmodelled flux {r['unmodelled_median_ratio']:.2f} "
+                  f"(reference {rq.get('unmodelled_median_ratio', float('nan')):.2f}), "
                   f"phase {r['phase_rms_rad']:.3f} rad, amplitude {100 * r['amplitude_rms']:.1f}%", flush=True)
         out[name] = rows
     return out

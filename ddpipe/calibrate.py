@@ -294,9 +294,8 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     The H5parm is written as ``.partial.h5``, read back, moved into place, and the
     completion record is written last.
     """
-    from ddpipe.dp3.parsets import dp3_argv, format_parset
+    from ddpipe.dp3.parsets import chain_steps, dp3_argv, format_parset
     from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_address, worker_threads
-    from ddpipe.dp3.parsets import chain_steps
     from ddpipe.solutions.h5parm import read_h5parm, write_h5parm
     from ddpipe.solutions.merge import chain_soltabs, drop_times_before
 

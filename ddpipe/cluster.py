@@ -255,7 +255,8 @@ def check_lifetime(cfg: ClusterConfig) -> None:
     try:
         life, wall = parse_timedelta(s.lifetime), _walltime_seconds(s.walltime)
     except (ValueError, TypeError, KeyError):
-        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m or 11h") from None
+        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m "
+                        "or 11h") from None
     if life + 120 >= wall:
         raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger is not below "
                         f"cluster.slurm.walltime = {s.walltime!r}: workers would be killed mid-chunk; "
@@ -308,7 +309,8 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
         wait_for_slot_workers(client, client.scheduler.address, cfg.no_workers_timeout)
     except UserError as exc:
         handle.close()
-        raise UserError(f"{exc} (SLURM jobs did not start in time: check 'squeue' and {kwargs['log_directory']})") from None
+        raise UserError(f"{exc} (SLURM jobs did not start in time: check 'squeue' and "
+                        f"{kwargs['log_directory']})") from None
     return handle
 
 

@@ -209,7 +209,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise UserError(f"{p}: the top level must be a mapping of keys (like 'inputs:'), got {type(loaded).__name__}")
+            raise UserError(f"{p}: the top level must be a mapping of keys (like 'inputs:'), "
+                            f"got {type(loaded).__name__}")
         data = loaded
         base_dir = p.resolve().parent
         source = str(p)

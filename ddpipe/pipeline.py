@@ -215,9 +215,11 @@ class Pipeline:
                     key = digest(asdict(cyc.imaging))[:10]
                     if key not in reference:
                         t = time.monotonic()
-                        reference[key] = self.image_stage(f"reference/{key}", self.workdir / "reference" / key / "image",
-                                                          cfg.inputs.reference_ms, cyc.imaging, None, None).dynamic_range
-                        self.summary.timings["reference"] = self.summary.timings.get("reference", 0) + time.monotonic() - t
+                        reference[key] = self.image_stage(
+                            f"reference/{key}", self.workdir / "reference" / key / "image", cfg.inputs.reference_ms,
+                            cyc.imaging, None, None).dynamic_range
+                        timings = self.summary.timings
+                        timings["reference"] = timings.get("reference", 0) + time.monotonic() - t
                     ref_dr = reference[key]
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr

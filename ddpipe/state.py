@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ddpipe.errors import UserError
-
 from ddpipe.fileio import atomic_write
 
 
@@ -105,7 +104,8 @@ class WorkdirLock:
                 "or use another workdir"
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}, started {started}".encode())
         self.fd = fd
         return self
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
-
 from typing import Callable, Mapping
 
 import pytest

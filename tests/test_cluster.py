@@ -4,8 +4,6 @@ and the SLURM job script dask-jobqueue renders."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +16,6 @@ from ddpipe.cluster import (
     address_cluster,
     local_cluster,
     slurm_cluster_kwargs,
-    wait_for_slot_workers,
     worker_slots,
 )
 from ddpipe.config import load_config

@@ -5,10 +5,8 @@ rerun only what they touch, and a second run on a busy workdir is refused."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -15,7 +15,7 @@ from ddpipe.imaging.fitsio import ImageGeometry, write_image
 from ddpipe.quality import FAR_BEAMS, image_figures
 from ddpipe.sky.model import SkyModel, Source
 from ddpipe.sky.skymodel import write_skymodel
-from ddpipe.solutions import Solutions, SolTab, write_h5parm
+from ddpipe.solutions import SolTab, Solutions, write_h5parm
 from ddpipe.solutions.compare import gain_errors
 
 CENTRE = (np.radians(150.0), np.radians(50.0))

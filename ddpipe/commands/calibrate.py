@@ -21,7 +21,8 @@ HELP = "solve DD gains with DP3 ddecal per time chunk on Dask"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ms", nargs="+", required=True, metavar="MS", help="Measurement Set(s); several = sub-bands")
-    parser.add_argument("--skymodel", required=True, help="sky model (makesourcedb text); its patches are the directions")
+    parser.add_argument("--skymodel", required=True,
+                        help="sky model (makesourcedb text); its patches are the directions")
     parser.add_argument("--out", required=True, help="merged H5parm to write")
     parser.add_argument("--config", help="YAML config (calibration, chunking, dp3, cluster sections are used)")
     parser.add_argument("--workdir", default="ddpipe-calibrate", help="where chunk parsets/logs/H5parms go")
@@ -69,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.cluster import open_cluster
     from ddpipe.config import load_config
     from ddpipe.sky.directions import require_directions
-
     from ddpipe.validation import validate
 
     cfg = load_config(args.config, overrides_from_args(args))

@@ -50,13 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("deconvolution")
     c.add_argument("--niter", "-niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
     c.add_argument("--gain", "-gain", type=float, metavar="G", help="minor-cycle loop gain")
-    c.add_argument("--mgain", "-mgain", type=float, metavar="M", help="major-cycle gain (fraction of the peak cleaned per cycle)")
+    c.add_argument("--mgain", "-mgain", type=float, metavar="M",
+                   help="major-cycle gain (fraction of the peak cleaned per cycle)")
     c.add_argument("--threshold", "-threshold", metavar="FLUX",
                    help="stop at this residual peak, e.g. 0.01 or 10mJy (without --auto-threshold: no auto-threshold)")
-    c.add_argument("--auto-threshold", "-auto-threshold", type=float, metavar="SIGMA", help="stop at SIGMA x the MAD noise (0: off)")
-    c.add_argument("--multiscale", "-multiscale", action="store_true", default=None, help="multiscale CLEAN instead of Hogbom")
+    c.add_argument("--auto-threshold", "-auto-threshold", type=float, metavar="SIGMA",
+                   help="stop at SIGMA x the MAD noise (0: off)")
+    c.add_argument("--multiscale", "-multiscale", action="store_true", default=None,
+                   help="multiscale CLEAN instead of Hogbom")
     c.add_argument("--multiscale-scales", "-multiscale-scales", metavar="LIST", help="scales in pixels, e.g. 0,4,16")
-    c.add_argument("--fits-mask", "-fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero")
+    c.add_argument("--fits-mask", "-fits-mask", metavar="FITS",
+                   help="clean only where this image (same size) is non-zero")
     f = parser.add_argument_group("direction-dependent facets")
     f.add_argument("--h5parm", metavar="SOL", help="H5parm with per-direction solutions to correct facet by facet")
     f.add_argument("--solset", default="sol000", help="solset in the H5parm (default sol000)")
@@ -136,7 +140,6 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ddpipe.config import load_config
     from ddpipe.imaging import make_image
-
     from ddpipe.validation import validate
 
     over: dict = {"imaging": imaging_overrides(args), "inputs": {"ms": list(args.ms)}}

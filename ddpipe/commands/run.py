@@ -70,9 +70,9 @@ def print_table(summary) -> None:
         print(f"{'ref':<8}{'(uncorrupted data)':<22}{'':>5}{'':>12}{'':>9}{'':>8}{'':>8}{'':>8}"
               f"{extra(summary.reference_quality)}")
     if any(c.quality.get("solutions") or "sources" in c.quality.get("image", {}) for c in summary.cycles):
-        print("far mJy: noise more than 5 beams from known sources; flux: restored / perfect image at the true positions, median "
-              "over the true sources the starting model lacked (if any, else over all); phase err: solutions vs "
-              "true gains (rad RMS)")
+        print("far mJy: noise more than 5 beams from known sources; flux: restored / perfect image at the true "
+              "positions, median over the true sources the starting model lacked (if any, else over all); phase "
+              "err: solutions vs true gains (rad RMS)")
     print(f"report: {summary.report}")
 
 

@@ -499,7 +499,8 @@ def dp3_argv(executable: Sequence[str], parset: Mapping[str, str], numthreads: i
     for key in ("checkparset", "numthreads"):
         if key in parset:
             raise UserError(f"parset key {key!r} is set by ddpipe itself; remove it from the parset / dp3.extra")
-    return [*map(str, executable), "checkparset=1", f"numthreads={numthreads}", *(f"{k}={v}" for k, v in parset.items())]
+    return [*map(str, executable), "checkparset=1", f"numthreads={numthreads}",
+            *(f"{k}={v}" for k, v in parset.items())]
 
 
 def format_parset(parset: Mapping[str, str]) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import ducc0.fft as _fft
+import numpy as np
 
 
 class KernelConvolver:

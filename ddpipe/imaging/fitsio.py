@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpipe.imaging.beam import Beam
 from ddpipe.fileio import atomic_write
+from ddpipe.imaging.beam import Beam
 
 
 @dataclass(frozen=True)

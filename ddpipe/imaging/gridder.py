@@ -14,8 +14,8 @@ visibilities of amplitude S, as DP3 predicts a point source.
 
 from __future__ import annotations
 
-import numpy as np
 import ducc0.wgridder.experimental as _wg
+import numpy as np
 
 
 def swap_uvw(uvw: np.ndarray) -> np.ndarray:

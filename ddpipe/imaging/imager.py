@@ -25,11 +25,18 @@ from ddpipe.errors import UserError
 from ddpipe.imaging import weighting
 from ddpipe.imaging.beam import fit_beam, restore
 from ddpipe.imaging.components import model_to_skymodel
-from ddpipe.imaging.engine import DaskEngine, LocalEngine, natural_factor
-from ddpipe.imaging.facets import (Facet, GainTable, facet_boxes, facet_centres, facet_labels, make_facets,
-                                   neighbour_pairs)
-from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
 from ddpipe.imaging.cycles import CleanSettings, clean_cycles
+from ddpipe.imaging.engine import DaskEngine, LocalEngine, natural_factor
+from ddpipe.imaging.facets import (
+    Facet,
+    GainTable,
+    facet_boxes,
+    facet_centres,
+    facet_labels,
+    make_facets,
+    neighbour_pairs,
+)
+from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
 from ddpipe.imaging.msdata import MSDescription, describe_ms
 from ddpipe.imaging.multiscale import MultiscaleCleaner
 from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, scatter_level, split_model

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ddpipe.errors import UserError
+from ddpipe.fileio import usual_mode
 from ddpipe.simulate.corruption import TrueGains, dd_gains
 from ddpipe.simulate.layout import StationLayout, make_layout
 from ddpipe.simulate.mswriter import MSLayout, RowBlock, create_ms, write_rows
@@ -31,8 +32,7 @@ from ddpipe.simulate.spec import DEFAULT_DEC_DEG, SimulationResult, SimulationSp
 from ddpipe.simulate.uvw import baselines, station_uvw
 from ddpipe.sky.model import SkyModel
 from ddpipe.solutions.h5parm import write_h5parm
-from ddpipe.solutions.types import Solutions, SolTab, direction_name
-from ddpipe.fileio import usual_mode
+from ddpipe.solutions.types import SolTab, Solutions, direction_name
 
 log = logging.getLogger(__name__)
 

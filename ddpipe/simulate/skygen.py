@@ -116,6 +116,6 @@ def random_sky(
         patch = patches[k % ndir]
         r = frng.uniform(0.2, 0.6) * DEG
         ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, frng.uniform(0.0, 2.0 * np.pi)))
-        sources.append(Source(name=f"{patch.name}_f{k}", ra=ra, dec=dec, i=round(float(faint_flux), 6), patch=patch.name,
-                              reference_frequency=float(ref_freq), spectral_index=(0.0,)))
+        sources.append(Source(name=f"{patch.name}_f{k}", ra=ra, dec=dec, i=round(float(faint_flux), 6),
+                              patch=patch.name, reference_frequency=float(ref_freq), spectral_index=(0.0,)))
     return SkyModel(sources=tuple(sources), patches=tuple(patches))

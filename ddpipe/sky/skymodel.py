@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddpipe.errors import UserError
+from ddpipe.fileio import atomic_write
 from ddpipe.sky.angles import AngleError, format_degrees, parse_angle
 from ddpipe.sky.model import Patch, SkyModel, Source
-from ddpipe.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ddpipe.errors import UserError
-from ddpipe.solutions.types import Solutions, SolTab, direction_name
+from ddpipe.solutions.types import SolTab, Solutions, direction_name
 
 #: pol names taken as the (first, second) diagonal entries
 _DIAGONAL = (("XX", "YY"), ("RR", "LL"))

@@ -28,7 +28,7 @@ import numpy as np
 from ddpipe.errors import UserError
 from ddpipe.solutions.gains import evaluate_gains
 from ddpipe.solutions.merge import merge_along_freq, merge_along_time
-from ddpipe.solutions.types import KNOWN_AXES, Solutions, SolTab, direction_name
+from ddpipe.solutions.types import KNOWN_AXES, SolTab, Solutions, direction_name
 
 __all__ = [
     "SolTab",

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ddpipe.errors import UserError
-from ddpipe.solutions.types import Solutions, SolTab
+from ddpipe.solutions.types import SolTab, Solutions
 
 
 def merge_along_time(parts: Sequence[Solutions]) -> Solutions:

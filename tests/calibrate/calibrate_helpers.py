@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 from ddpipe.config import load_config
-
 from ddpipe.solutions.compare import gain_errors
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from calibrate_helpers import make_cluster
+
 from ddpipe.config import load_config
 
 

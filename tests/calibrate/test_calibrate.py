@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 import stat
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-
 from calibrate_helpers import make_cluster, phase_errors
+
 from ddpipe.calibrate import CalibrationFailed, calibrate
 from ddpipe.dp3.runner import find_dp3
 from ddpipe.errors import UserError
@@ -270,6 +270,6 @@ def test_per_direction_intervals_merge_over_chunks_at_the_finest_interval(small_
     assert np.array_equal(pairs[:, 0, :, 1:], pairs[:, 1, :, 1:])  # P2, P3: one solution per solint
     assert not np.allclose(pairs[:, 0, 1:, 0], pairs[:, 1, 1:, 0])  # P1: one per slot
     with pytest.raises(UserError, match=r"calibration.solutions_per_direction lists 4 directions"):
-        _run(small_sim, dataclasses.replace(cfg, calibration=dataclasses.replace(cal, solutions_per_direction=(2, 1, 1, 1))),
-             cluster2.client, tmp_path / "bad")
+        too_many = dataclasses.replace(cal, solutions_per_direction=(2, 1, 1, 1))
+        _run(small_sim, dataclasses.replace(cfg, calibration=too_many), cluster2.client, tmp_path / "bad")
     assert not (tmp_path / "bad" / "chunks").exists()  # refused before any DP3 ran

@@ -8,9 +8,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+from docs_helpers import DOCS, QUICKSTART, REPO, SHELL, ddpipe_commands, named_yaml_blocks, shell_lines, split_blocks
 
 from ddpipe.cli import COMMANDS, build_parser, main
-from docs_helpers import DOCS, QUICKSTART, REPO, SHELL, ddpipe_commands, named_yaml_blocks, shell_lines, split_blocks
 
 #: subcommands cheap enough to run for real from the quickstart (seconds, no DP3)
 CHEAP = ("simulate", "inspect", "plan", "validate")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from docs_helpers import DOCS, load_generator
 
 from ddpipe.config import DEFAULT_CONFIG, default_dict
-from docs_helpers import DOCS, load_generator
 
 gen = load_generator()
 

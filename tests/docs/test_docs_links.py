@@ -6,7 +6,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-
 from docs_helpers import DOCS, REPO, anchors, headings, links, markdown_files, slug, split_blocks
 
 EXTERNAL = ("http://", "https://", "mailto:")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
+from docs_helpers import DOCS, QUICKSTART, ddpipe_commands, named_yaml_blocks, section, split_blocks
 
 from ddpipe.cli import main
-from docs_helpers import DOCS, QUICKSTART, ddpipe_commands, named_yaml_blocks, section, split_blocks
 
 pytestmark = [pytest.mark.dp3, pytest.mark.slow]
 

@@ -185,7 +185,8 @@ def test_exit_zero_with_unused_keys_is_a_failure(tmp_path: Path, env: dict[str, 
 
 def test_unused_keys_parser() -> None:
     assert unused_keys("all fine\nTotal DP3 time 1 s\n") is None
-    text = "\n*** WARNING: the following parset keywords were not used ***\n  maybe they are misspelled\n    - a.b\n    - c\n\nx\n"
+    text = ("\n*** WARNING: the following parset keywords were not used ***\n  maybe they are misspelled\n"
+            "    - a.b\n    - c\n\nx\n")
     assert unused_keys(text) == ["a.b", "c"]
     assert unused_keys("RuntimeError: Unused parset keywords found") == []
 

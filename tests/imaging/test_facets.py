@@ -164,8 +164,15 @@ def test_coupling_is_one_and_scatter_zero_for_alike_gains_and_drops_for_unrelate
     major-cycle gain with facets): directions with the same gains couple fully and scatter
     nothing; directions with unrelated random phases keep little coherence and scatter."""
     from ddpipe.imaging.msdata import describe_ms
-    from ddpipe.imaging.passes import (PassPartial, PassSpec, RowGains, coupling_matrix, facet_coupling,
-                                       facet_response, scatter_level)
+    from ddpipe.imaging.passes import (
+        PassPartial,
+        PassSpec,
+        RowGains,
+        coupling_matrix,
+        facet_coupling,
+        facet_response,
+        scatter_level,
+    )
     from ddpipe.imaging.prepared import RowRange, read_rows
 
     corrupted, _ = sim_dd

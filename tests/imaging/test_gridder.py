@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from imaging_helpers import imaging_params
 
 from ddpipe.imaging import coords, gridder
 from ddpipe.imaging.fitsio import read_image
-
-from imaging_helpers import imaging_params
 
 C = 299792458.0
 

@@ -20,7 +20,6 @@ from typing import Callable
 import casacore.tables as pt
 import numpy as np
 import pytest
-
 import relkit
 
 ONE_CYCLE = {"cycles": [{}]}
@@ -340,9 +339,11 @@ ROWS: dict[str, Row] = {
         ("sol.h5: no solutions for the facet direction(s) P1, P2, P3 of", "sim.skymodel (it has Q1, Q2, Q3)",
          "give the sky model it was solved with")),
     # --- H5parms DP3 wrote for the chunks of 'ddpipe run' (a runtime failure: exit 1)
-    "h5parm: DP3 wrote wrong axes": Row(_h5parm("wrong-axes"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
+    "h5parm: DP3 wrote wrong axes": Row(_h5parm("wrong-axes"), 1,
+                                        ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
                               early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
-    "h5parm: DP3 wrote no soltab": Row(_h5parm("no-soltab"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
+    "h5parm: DP3 wrote no soltab": Row(_h5parm("no-soltab"), 1,
+                                       ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
                                   early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
     "h5parm: DP3 wrote other directions": Row(
         _h5parm("other-directions"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "directions Q1, Q2, Q3",

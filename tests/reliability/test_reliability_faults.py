@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 import relkit
 
 pytestmark = [pytest.mark.dp3, pytest.mark.slow]

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import psutil
 import pytest
-
 import relkit
+
 from ddpipe.state import WorkdirLock
 
 pytestmark = [pytest.mark.dp3, pytest.mark.slow]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ddpipe.imaging.coords import radec_to_lmn
 from ddpipe.simulate.predict import (
     ARCSEC,
     SPEED_OF_LIGHT,
@@ -13,7 +14,6 @@ from ddpipe.simulate.predict import (
     predict_rows,
     predict_stations,
 )
-from ddpipe.imaging.coords import radec_to_lmn
 from ddpipe.simulate.uvw import baselines
 from ddpipe.sky.model import SkyModel, Source
 

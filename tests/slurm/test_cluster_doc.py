@@ -80,7 +80,8 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
                 p.kill()
                 p.wait()
     assert out.returncode == 0, out.stderr[-3000:]
-    assert re.search(r"connected to tcp://127\.0\.0\.1:\d+: [12] worker\(s\) with subprocess_slots", out.stderr), out.stderr[-2000:]
+    pattern = r"connected to tcp://127\.0\.0\.1:\d+: [12] worker\(s\) with subprocess_slots"
+    assert re.search(pattern, out.stderr), out.stderr[-2000:]
     assert (tmp_path / "work" / "cycle_01" / "solutions.h5").is_file()
     records = [json.loads(p.read_text()) for p in (tmp_path / "work" / "cycle_01" / "chunks").glob("*.done.json")]
     assert len(records) == 4 and {r["numthreads"] for r in records} == {4}  # --nthreads 4 → DP3 numthreads

@@ -10,8 +10,8 @@ import pytest
 
 from ddpipe.errors import UserError
 from ddpipe.solutions import (
-    Solutions,
     SolTab,
+    Solutions,
     evaluate_gains,
     merge_along_freq,
     merge_along_time,

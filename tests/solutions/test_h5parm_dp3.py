@@ -15,7 +15,7 @@ import pytest
 
 from ddpipe.simulate.predict import components_from_skymodel, predict_rows
 from ddpipe.sky.skymodel import read_skymodel
-from ddpipe.solutions import Solutions, SolTab, evaluate_gains, merge_along_time, read_h5parm, write_h5parm
+from ddpipe.solutions import SolTab, Solutions, evaluate_gains, merge_along_time, read_h5parm, write_h5parm
 
 pytestmark = pytest.mark.dp3
 
