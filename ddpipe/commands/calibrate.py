@@ -60,8 +60,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             o["calibration"][key] = getattr(args, key)
     if args.data_column:
         o["inputs"]["data_column"] = args.data_column
-    o["inputs"]["ms"] = list(args.ms)
-    o["inputs"]["skymodel"] = args.skymodel
+    # paths given on the command line are the current folder's, whichever folder --config is in
+    o["inputs"]["ms"] = [str(Path(p).resolve()) for p in args.ms]
+    o["inputs"]["skymodel"] = str(Path(args.skymodel).resolve())
     return {k: v for k, v in o.items() if v}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from ddpipe.errors import UserError
 
@@ -142,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.imaging import make_image
     from ddpipe.validation import validate
 
-    over: dict = {"imaging": imaging_overrides(args), "inputs": {"ms": list(args.ms)}}
+    # paths given on the command line are the current folder's, whichever folder --config is in
+    over: dict = {"imaging": imaging_overrides(args), "inputs": {"ms": [str(Path(p).resolve()) for p in args.ms]}}
     if args.data_column:
         over["inputs"]["data_column"] = args.data_column
     cfg = load_config(args.config, overrides=over)

@@ -105,3 +105,20 @@ def test_an_image_too_small_for_its_facets_is_one_line_and_writes_nothing(sim_dd
     assert "has no pixel in the 32x32 image" in err and "larger field" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_command_line_paths_are_the_current_folders_whatever_folder_the_config_is_in(sim_points, tmp_path,
+                                                                                      monkeypatch):
+    """--ms is read from where the command runs; --config's folder only anchors the paths inside it."""
+    import os
+    import shutil
+
+    work = tmp_path / "here"
+    work.mkdir()
+    shutil.copytree(sim_points.ms, work / "obs.ms")
+    conf = tmp_path / "elsewhere" / "c.yaml"
+    conf.parent.mkdir()
+    conf.write_text("imaging: {size: [64, 64], scale: 60.0, niter: 0}\n")
+    monkeypatch.chdir(work)
+    assert main(["image", "--config", str(conf), "--ms", "obs.ms", "--name", str(tmp_path / "img")]) == 0
+    assert (tmp_path / "img-dirty.fits").is_file() and os.getcwd() == str(work)
