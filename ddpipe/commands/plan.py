@@ -1,6 +1,8 @@
 """Plan the time chunks calibration will use on each MS: one DP3 run per chunk,
-selected with msin.starttimeslot / msin.ntimes, edges on solution-interval
-boundaries. Give exactly one of --chunk-duration and --n-chunks.
+selected with msin.starttime / msin.ntimes, edges on solution-interval
+boundaries. Give exactly one of --chunk-duration and --n-chunks. DP3 reads each
+chunk after the first from --lead-in solution intervals earlier (chunking.lead_in)
+and ddpipe drops those intervals' solutions: the table shows both.
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--solint", type=int, default=1, metavar="N", help="time slots per solution interval (default 1)"
     )
+    parser.add_argument("--lead-in", type=int, default=None, metavar="N",
+                        help="solution intervals DP3 solves before each chunk and ddpipe drops "
+                             "(default: chunking.lead_in's default)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ddpipe.config import load_config
+    from ddpipe.errors import UserError
     from ddpipe.ms.chunks import chunk_time_range, plan_chunks
     from ddpipe.ms.info import mjd_seconds_to_iso
     from ddpipe.ms.inspect import inspect_ms
 
+    lead_in = load_config(None).chunking.lead_in if args.lead_in is None else args.lead_in
+    if lead_in < 0:
+        raise UserError(f"--lead-in {lead_in}: must be >= 0 (solution intervals)")
     out = []
     tables = []
     for path in args.ms:
@@ -37,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         for c in chunks:
             lo, hi = chunk_time_range(c, info)
+            read = c.with_lead_in(lead_in * args.solint)
             rows.append(
                 {
                     "index": c.index,
@@ -46,19 +57,22 @@ def run(args: argparse.Namespace) -> int:
                     "start_utc": mjd_seconds_to_iso(c.start_time),
                     "duration": c.duration,
                     "time_range": [lo, hi],
-                    "dp3_msin": c.dp3_msin(),
+                    "lead_slots": c.start_slot - read.start_slot,
+                    "dp3_msin": read.dp3_msin(),  # what DP3 reads: the lead-in, then the chunk
                 }
             )
         out.append({"ms": info.path, "n_slots": info.n_slots, "interval": info.interval,
-                    "solint": args.solint, "chunks": rows})
+                    "solint": args.solint, "lead_in": lead_in, "chunks": rows})
         lines = [
             f"{info.path}: {info.n_slots} slots of {info.interval:.6g} s, solint {args.solint}, "
-            f"{len(chunks)} chunk(s)" + (f", {info.n_missing_slots} slot(s) without data" if info.gaps else ""),
-            f"  {'index':>5}  {'start (UTC)':<23}  {'first slot':>10}  {'slots':>6}  {'seconds':>10}",
+            f"{len(chunks)} chunk(s)" + (f", {info.n_missing_slots} slot(s) without data" if info.gaps else "")
+            + f"; DP3 reads {lead_in} solution interval(s) before each chunk, then drops them",
+            f"  {'index':>5}  {'start (UTC)':<23}  {'first slot':>10}  {'slots':>6}  {'seconds':>10}  "
+            f"{'DP3 from slot':>13}",
         ]
         lines += [
             f"  {r['index']:>5}  {r['start_utc']:<23}  {r['start_slot']:>10}  {r['n_slots']:>6}  "
-            f"{r['duration']:>10.3f}"
+            f"{r['duration']:>10.3f}  {r['start_slot'] - r['lead_slots']:>13}"
             for r in rows
         ]
         tables.append("\n".join(lines))

@@ -86,11 +86,13 @@ def test_plan_table(real_ms_readonly: dict[str, Path], capsys: pytest.CaptureFix
     code, out, _ = _run(capsys, "plan", str(real_ms_readonly["tOSKAR"]), "--n-chunks", "4", "--solint", "7")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].endswith("600 slots of 0.3 s, solint 7, 4 chunk(s)")
-    assert lines[1].split() == ["index", "start", "(UTC)", "first", "slot", "slots", "seconds"]
+    assert lines[0].endswith("600 slots of 0.3 s, solint 7, 4 chunk(s); DP3 reads 2 solution interval(s) before "
+                             "each chunk, then drops them")
+    assert lines[1].split() == ["index", "start", "(UTC)", "first", "slot", "slots", "seconds", "DP3", "from", "slot"]
     rows = [line.split() for line in lines[2:]]
     assert [r[0] for r in rows] == ["0", "1", "2", "3"]
     assert [int(r[3]) for r in rows] == [154, 154, 147, 145]
+    assert [int(r[5]) for r in rows] == [0, 154 - 14, 308 - 14, 455 - 14]  # two intervals of 7 slots
     assert rows[0][1] == "2000-01-02T10:46:05.220"
     assert float(rows[3][4]) == pytest.approx(145 * 0.3)
 
@@ -100,13 +102,16 @@ def test_plan_json(real_ms_readonly: dict[str, Path], capsys: pytest.CaptureFixt
     code, out, _ = _run(capsys, "plan", str(ms), "--chunk-duration", "50", "--solint", "10", "--json")
     assert code == 0
     (plan,) = json.loads(out)
-    assert set(plan) == {"ms", "n_slots", "interval", "solint", "chunks"}
+    assert set(plan) == {"ms", "n_slots", "interval", "solint", "lead_in", "chunks"}
     chunks = plan_chunks(inspect_ms(ms, flag_stats=False), duration=50.0, solint=10)
     assert [c["n_slots"] for c in plan["chunks"]] == [c.n_slots for c in chunks] == [170, 170, 170, 90]
-    first = plan["chunks"][0]
+    first, second = plan["chunks"][:2]
     assert set(first) == {"index", "start_slot", "n_slots", "start_time", "start_utc", "duration", "time_range",
-                          "dp3_msin"}
-    assert first["dp3_msin"] == chunks[0].dp3_msin()
+                          "lead_slots", "dp3_msin"}
+    assert first["dp3_msin"] == chunks[0].dp3_msin() and first["lead_slots"] == 0
+    assert second["lead_slots"] == 20 and second["dp3_msin"] == chunks[1].with_lead_in(20).dp3_msin()
+    code, out, _ = _run(capsys, "plan", str(ms), "--chunk-duration", "50", "--solint", "10", "--json", "--lead-in", "0")
+    assert json.loads(out)[0]["chunks"][1]["dp3_msin"] == chunks[1].dp3_msin()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +121,7 @@ def test_plan_json(real_ms_readonly: dict[str, Path], capsys: pytest.CaptureFixt
         (["--n-chunks", "0"], "give exactly one of duration"),
         (["--n-chunks", "-3"], "must not be negative"),
         (["--n-chunks", "2", "--solint", "0"], "solint: 0 is not a whole number >= 1"),
+        (["--n-chunks", "2", "--lead-in", "-1"], "--lead-in -1: must be >= 0"),
     ],
 )
 def test_plan_bad_values(
