@@ -389,11 +389,14 @@ def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
                         maxiter=tuple(int(m) for m in record.get("maxiter", ())))
 
 
-def _reused_outcome(job: ChunkJob) -> ChunkOutcome:
-    """A chunk solved in an earlier run: no DP3 time in this one, the iterations its record holds."""
+def _reused_outcome(job: ChunkJob) -> ChunkOutcome | None:
+    """A chunk solved in an earlier run (None when it was not): no DP3 time in this one, the iterations
+    its record holds."""
     earlier = chunk_outcome_on_disk(job)
+    if earlier is None:
+        return None
     return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path),
-                        iterations=earlier.iterations if earlier else (), maxiter=earlier.maxiter if earlier else ())
+                        iterations=earlier.iterations, maxiter=earlier.maxiter)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -470,11 +473,11 @@ def calibrate(
     if force:
         for j in jobs:
             j.done_path.unlink(missing_ok=True)
-    reused = [j for j in jobs if chunk_is_done(j)]
-    todo = [j for j in jobs if j not in reused]
+    # each chunk's record and H5parm are checked (and hashed) once
+    outcomes: dict[str, ChunkOutcome] = {j.stem: o for j in jobs if (o := _reused_outcome(j)) is not None}
+    todo = [j for j in jobs if j.stem not in outcomes]
     log.info("calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
-             len(jobs), len(ms_paths), len(reused), len(todo))
-    outcomes: dict[str, ChunkOutcome] = {j.stem: _reused_outcome(j) for j in reused}
+             len(jobs), len(ms_paths), len(outcomes), len(todo))
     failures: dict[str, ChunkFailure] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
@@ -483,7 +486,7 @@ def calibrate(
         for j in todo
     }
     submitted_at = time.time()  # every task is with the scheduler from here on
-    progress = _Progress(len(jobs), len(reused))
+    progress = _Progress(len(jobs), len(outcomes))
     pending = as_completed(list(futures))
     watch = SlotWatch(client, no_workers_timeout if use_slots else None)
 
