@@ -384,19 +384,27 @@ def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
     return ChunkOutcome(job.stem, str(job.h5_path), False, float(record.get("dp3_seconds", 0.0)),
                         float(record.get("started", 0.0)), float(record.get("finished", 0.0)),
                         str(record.get("worker", "")), int(record.get("numthreads", 0)),
-                        log_path=str(job.log_path),
-                        iterations=tuple(tuple(int(i) for i in its) for its in record.get("iterations", ())),
-                        maxiter=tuple(int(m) for m in record.get("maxiter", ())))
+                        log_path=str(job.log_path), **_record_iterations(record))
 
 
 def _reused_outcome(job: ChunkJob) -> ChunkOutcome | None:
     """A chunk solved in an earlier run (None when it was not): no DP3 time in this one, the iterations
-    its record holds."""
-    earlier = chunk_outcome_on_disk(job)
-    if earlier is None:
+    its record holds. (Not :func:`chunk_outcome_on_disk`: that is how the driver settles a chunk of
+    this run, and the reliability tests hold the driver there.)"""
+    if not chunk_is_done(job):
         return None
+    try:
+        record = json.loads(job.done_path.read_text())
+    except (OSError, ValueError):
+        record = {}
     return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path),
-                        iterations=earlier.iterations, maxiter=earlier.maxiter)
+                        **_record_iterations(record))
+
+
+def _record_iterations(record: dict[str, Any]) -> dict[str, Any]:
+    """``iterations`` and ``maxiter`` of a completion record, as :class:`ChunkOutcome` keeps them."""
+    return {"iterations": tuple(tuple(int(i) for i in its) for its in record.get("iterations", ())),
+            "maxiter": tuple(int(m) for m in record.get("maxiter", ()))}
 
 
 # ----------------------------------------------------------------------------- the stage
