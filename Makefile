@@ -24,6 +24,7 @@ demo: setup
 
 test: setup system-deps
 	$(PY) -m ruff check ddpipe tests benchmarks tools
+	$(PY) -m ruff format --check ddpipe tests benchmarks tools
 	$(PY) -m pytest
 
 clean:

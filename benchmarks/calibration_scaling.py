@@ -87,8 +87,10 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     sim = simulate(root / "bench.ms", SimulationSpec(seed=11, overwrite=True))
-    print(f"simulated {sim.ms.name}: {sim.nstations} stations, {sim.ntimes} slots, {sim.nchannels} channels, "
-          f"{sim.ndirections} directions in {time.perf_counter() - t:.1f} s")
+    print(
+        f"simulated {sim.ms.name}: {sim.nstations} stations, {sim.ntimes} slots, {sim.nchannels} channels, "
+        f"{sim.ndirections} directions in {time.perf_counter() - t:.1f} s"
+    )
     base = load_config()
     cal = dataclasses.replace(base.calibration, solint=2, nchan=0, propagatesolutions=False)
     chunking = dataclasses.replace(base.chunking, duration=0.0, n_chunks=args.chunks)
@@ -101,14 +103,31 @@ def main() -> int:
         try:
             with DP3Sampler() as s:
                 t0 = time.perf_counter()
-                res = calibrate([str(sim.ms)], str(sim.skymodel), dirs, cal, chunking, base.dp3, root / tag,
-                                h.client, retries=0, use_slots=slots)
+                res = calibrate(
+                    [str(sim.ms)],
+                    str(sim.skymodel),
+                    dirs,
+                    cal,
+                    chunking,
+                    base.dp3,
+                    root / tag,
+                    h.client,
+                    retries=0,
+                    use_slots=slots,
+                )
                 wall = time.perf_counter() - t0
         finally:
             h.close()
         dp3_sum = sum(c.seconds for c in res.chunks)
-        return dict(wall=wall, dp3=dp3_sum, eff=dp3_sum / (workers * wall), n=len(res.chunks),
-                    peak_n=s.peak_n, peak_mb=s.peak_rss / 2**20, h5=res.solutions)
+        return dict(
+            wall=wall,
+            dp3=dp3_sum,
+            eff=dp3_sum / (workers * wall),
+            n=len(res.chunks),
+            peak_n=s.peak_n,
+            peak_mb=s.peak_rss / 2**20,
+            h5=res.solutions,
+        )
 
     r1 = ddpipe_run(1, 1, True, "w1")
     r2 = ddpipe_run(2, 1, True, "w2")
@@ -116,12 +135,17 @@ def main() -> int:
     rno = ddpipe_run(2, 3, False, "noslot")
 
     # the alternative: one DP3 over the whole MS with all cores
-    parset = ddecal_parset(str(sim.ms), skymodel=str(sim.skymodel), directions=dirs,
-                           h5parm=str(root / "plain.h5"), cal=cal)
+    parset = ddecal_parset(
+        str(sim.ms), skymodel=str(sim.skymodel), directions=dirs, h5parm=str(root / "plain.h5"), cal=cal
+    )
     with DP3Sampler() as sp:
         t0 = time.perf_counter()
-        run_dp3(dp3_argv(find_dp3(), parset, numthreads=ncores), log_path=root / "plain.log", timeout=3600,
-                env=dp3_environment())
+        run_dp3(
+            dp3_argv(find_dp3(), parset, numthreads=ncores),
+            log_path=root / "plain.log",
+            timeout=3600,
+            env=dp3_environment(),
+        )
         plain = time.perf_counter() - t0
     a = read_h5parm(r2["h5"]).soltabs["phase000"].values
     b = read_h5parm(root / "plain.h5").soltabs["phase000"].values
@@ -129,20 +153,27 @@ def main() -> int:
 
     print()
     print(f"{'run':<38}{'wall s':>8}{'sum DP3 s':>11}{'eff':>7}{'peak DP3s':>10}{'peak MB':>9}")
-    for name, r, w in (("ddpipe 1 worker x 1 thread (slots)", r1, 1), ("ddpipe 2 workers x 1 thread (slots)", r2, 2),
-                       ("ddpipe 2 workers x 3 threads (slots)", r2t3, 2),
-                       ("ddpipe 2 workers x 3 threads (NO slots)", rno, 2)):
+    for name, r, w in (
+        ("ddpipe 1 worker x 1 thread (slots)", r1, 1),
+        ("ddpipe 2 workers x 1 thread (slots)", r2, 2),
+        ("ddpipe 2 workers x 3 threads (slots)", r2t3, 2),
+        ("ddpipe 2 workers x 3 threads (NO slots)", rno, 2),
+    ):
         print(f"{name:<38}{r['wall']:>8.2f}{r['dp3']:>11.2f}{r['eff']:>7.2f}{r['peak_n']:>10d}{r['peak_mb']:>9.0f}")
-    print(f"{'plain DP3, numthreads=' + str(ncores) + ', whole MS':<38}{plain:>8.2f}{plain:>11.2f}{'':>7}"
-          f"{sp.peak_n:>10d}{sp.peak_rss / 2**20:>9.0f}")
+    print(
+        f"{'plain DP3, numthreads=' + str(ncores) + ', whole MS':<38}{plain:>8.2f}{plain:>11.2f}{'':>7}"
+        f"{sp.peak_n:>10d}{sp.peak_rss / 2**20:>9.0f}"
+    )
     print()
     overhead = (r1["wall"] - r1["dp3"]) / r1["n"]
     print(f"speed-up 2 workers vs 1:                 {r1['wall'] / r2['wall']:.2f}x (ideal 2.00x)")
     print(f"efficiency with 2 workers:               {r2['eff']:.2f} (target >= 0.9)")
     print(f"Dask overhead per task (1 worker):       {overhead:.3f} s (target < 0.2 s)")
     print(f"ddpipe 2 workers / plain DP3 all cores:  {r2['wall'] / plain:.2f} (target <= 1.0)")
-    print(f"slots off (3 threads/worker): peak {rno['peak_n']} concurrent DP3s, {rno['peak_mb']:.0f} MB; "
-          f"slots on: peak {r2t3['peak_n']}, {r2t3['peak_mb']:.0f} MB")
+    print(
+        f"slots off (3 threads/worker): peak {rno['peak_n']} concurrent DP3s, {rno['peak_mb']:.0f} MB; "
+        f"slots on: peak {r2t3['peak_n']}, {r2t3['peak_mb']:.0f} MB"
+    )
     print(f"solutions ddpipe (8 chunks) vs plain DP3: max |phase difference| = {maxdiff:.2e} rad")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

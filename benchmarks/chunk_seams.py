@@ -61,9 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ddpipe-chunk-seams-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     ms = work / "sim.ms"
-    subprocess.run([sys.executable, "-m", "ddpipe", "simulate", str(ms), "--stations", str(args.stations),
-                    "--times", str(args.times), "--channels", str(args.channels), "--seed", str(args.seed),
-                    "-q", "--overwrite"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "simulate",
+            str(ms),
+            "--stations",
+            str(args.stations),
+            "--times",
+            str(args.times),
+            "--channels",
+            str(args.channels),
+            "--seed",
+            str(args.seed),
+            "-q",
+            "--overwrite",
+        ],
+        check=True,
+    )
     sky, dirs = require_directions(str(ms.with_suffix(".skymodel")), 4, work)
     cfg = load_config(None, {})
     base_cal = dataclasses.replace(cfg.calibration, solint=2, nchan=0, propagatesolutions=True, mode="scalarphase")
@@ -72,22 +89,31 @@ def main(argv: list[str] | None = None) -> int:
         "tolerance": (dataclasses.replace(base_cal, maxiter=100, tolerance=1e-4), 0, {}),
         "lead-in": (dataclasses.replace(base_cal, maxiter=100, tolerance=1e-4), 2, {}),
     }
-    results: dict = {"ms": str(ms), "stations": args.stations, "times": args.times, "channels": args.channels,
-                     "settings": {}}
+    results: dict = {
+        "ms": str(ms),
+        "stations": args.stations,
+        "times": args.times,
+        "channels": args.channels,
+        "settings": {},
+    }
     handle = local_cluster(dataclasses.replace(cfg.cluster, n_workers=2, threads_per_worker=1), work)
     try:
+
         def solve(name: str, cal, lead: int, extra: dict, n_chunks: int):
             chunking = dataclasses.replace(cfg.chunking, duration=0.0, n_chunks=n_chunks, lead_in=lead)
             dp3 = dataclasses.replace(cfg.dp3, extra={**cfg.dp3.extra, **extra})
-            return calibrate([str(ms)], sky, dirs, cal, chunking, dp3, work / f"{name}-{n_chunks}", handle.client,
-                             retries=0)
+            return calibrate(
+                [str(ms)], sky, dirs, cal, chunking, dp3, work / f"{name}-{n_chunks}", handle.client, retries=0
+            )
 
         lead_one = None
         for name, (cal, lead, extra) in list(settings.items()) + [("warm", (None, None, None))]:
             if name == "warm":  # the lead-in setting, started from its own unchunked solutions
                 cal, lead, _ = settings["lead-in"]
-                extra = {"ddecal.initialsolutions.h5parm": str(lead_one),
-                         "ddecal.initialsolutions.soltab": "[phase000]"}
+                extra = {
+                    "ddecal.initialsolutions.h5parm": str(lead_one),
+                    "ddecal.initialsolutions.soltab": "[phase000]",
+                }
             one = solve(name, cal, lead, extra, 1)
             four = solve(name, cal, lead, extra, 4)
             if name == "lead-in":
@@ -108,22 +134,29 @@ def main(argv: list[str] | None = None) -> int:
                 "dp3_seconds_1_chunk": sum(o.seconds for o in one.chunks),
             }
             results["settings"][name] = r
-            print(f"{name:10s} chunk starts {r['max_diff_at_chunk_starts_rad']:.2e} rad, elsewhere "
-                  f"{r['max_diff_elsewhere_rad']:.2e} rad (target <= 3e-3); vs truth {r['phase_rms_vs_truth_rad']:.4f}"
-                  f" rad RMS; iterations mean {r['iterations'].get('mean')} at maxiter "
-                  f"{r['iterations'].get('at_maxiter')}; DP3 4 chunks {r['dp3_seconds_4_chunks']:.1f} s, "
-                  f"1 chunk {r['dp3_seconds_1_chunk']:.1f} s", flush=True)
+            print(
+                f"{name:10s} chunk starts {r['max_diff_at_chunk_starts_rad']:.2e} rad, elsewhere "
+                f"{r['max_diff_elsewhere_rad']:.2e} rad (target <= 3e-3); vs truth {r['phase_rms_vs_truth_rad']:.4f}"
+                f" rad RMS; iterations mean {r['iterations'].get('mean')} at maxiter "
+                f"{r['iterations'].get('at_maxiter')}; DP3 4 chunks {r['dp3_seconds_4_chunks']:.1f} s, "
+                f"1 chunk {r['dp3_seconds_1_chunk']:.1f} s",
+                flush=True,
+            )
     finally:
         handle.close()
     b = results["settings"]["before"]["dp3_seconds_4_chunks"]
     for name, r in results["settings"].items():
         r["dp3_vs_before"] = r["dp3_seconds_4_chunks"] / b if b else None
     w, c = results["settings"]["warm"], results["settings"]["lead-in"]
-    print("DP3 time of 4 chunks relative to 'before': "
-          + ", ".join(f"{n} {r['dp3_vs_before']:.2f}" for n, r in results["settings"].items()))
-    print(f"warm start from the previous solutions vs cold (target <= 0.7): DP3 "
-          f"{w['dp3_seconds_4_chunks'] / c['dp3_seconds_4_chunks']:.2f}, iterations "
-          f"{w['iterations'].get('mean')} vs {c['iterations'].get('mean')}")
+    print(
+        "DP3 time of 4 chunks relative to 'before': "
+        + ", ".join(f"{n} {r['dp3_vs_before']:.2f}" for n, r in results["settings"].items())
+    )
+    print(
+        f"warm start from the previous solutions vs cold (target <= 0.7): DP3 "
+        f"{w['dp3_seconds_4_chunks'] / c['dp3_seconds_4_chunks']:.2f}, iterations "
+        f"{w['iterations'].get('mean')} vs {c['iterations'].get('mean')}"
+    )
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print(f"results: {work / 'results.json'}")
     return 0

@@ -106,7 +106,7 @@ def residual_stats(prefix: Path, m: Measured) -> None:
         data = np.asarray(hdul[0].data, dtype=np.float64).squeeze()
         head = hdul[0].header
     ny, nx = data.shape
-    q = data[ny // 4:ny - ny // 4, nx // 4:nx - nx // 4]
+    q = data[ny // 4 : ny - ny // 4, nx // 4 : nx - nx // 4]
     m.residual_rms = float(1.4826 * np.median(np.abs(q - np.median(q))))
     for key, attr in (("MINOR", "minor"), ("MAJOR", "major")):
         for prefix_key in ("DDP", "WSC"):
@@ -117,11 +117,22 @@ def residual_stats(prefix: Path, m: Measured) -> None:
 def simulate(dirpath: Path, sizes: dict, ndir: int, seed: int) -> tuple[Path, Path, Path, float]:
     """``ddpipe simulate`` into ``dirpath/sim.ms`` (reused when a kept one has the same sizes)."""
     ms, sky, truth = dirpath / "sim.ms", dirpath / "sim.skymodel", dirpath / "sim.truth.h5"
-    spec = dict(stations=sizes["stations"], times=sizes["times"], interval=sizes["interval"],
-                channels=sizes["channels"], directions=ndir, seed=seed)
+    spec = dict(
+        stations=sizes["stations"],
+        times=sizes["times"],
+        interval=sizes["interval"],
+        channels=sizes["channels"],
+        directions=ndir,
+        seed=seed,
+    )
     marker = dirpath / "sim.json"
-    if ms.is_dir() and sky.is_file() and truth.is_file() and marker.is_file() \
-            and json.loads(marker.read_text()) == spec:
+    if (
+        ms.is_dir()
+        and sky.is_file()
+        and truth.is_file()
+        and marker.is_file()
+        and json.loads(marker.read_text()) == spec
+    ):
         print(f"  reusing {ms}")
         return ms, sky, truth, 0.0
     argv = [PY, "-m", "ddpipe", "simulate", str(ms), "--overwrite", "-q"]
@@ -140,21 +151,73 @@ def simulate(dirpath: Path, sizes: dict, ndir: int, seed: int) -> tuple[Path, Pa
 def ddpipe_argv(ms: Path, prefix: Path, sizes: dict, extra: list[str]) -> list[str]:
     """``ddpipe image`` as a user types it, with the benchmark's settings."""
     c = CLEAN
-    return [PY, "-m", "ddpipe", "image", "--ms", str(ms), "--name", str(prefix), "--data-column", "DATA",
-            "--size", str(sizes["size"]), "--scale", f"{sizes['scale']:g}asec", "--weight", "briggs", c["weight"],
-            "--niter", str(c["niter"]), "--auto-threshold", f"{c['auto_threshold']:g}", "--mgain", f"{c['mgain']:g}",
-            "--gain", f"{c['gain']:g}", "--threads", str(c["threads"]), *extra]
+    return [
+        PY,
+        "-m",
+        "ddpipe",
+        "image",
+        "--ms",
+        str(ms),
+        "--name",
+        str(prefix),
+        "--data-column",
+        "DATA",
+        "--size",
+        str(sizes["size"]),
+        "--scale",
+        f"{sizes['scale']:g}asec",
+        "--weight",
+        "briggs",
+        c["weight"],
+        "--niter",
+        str(c["niter"]),
+        "--auto-threshold",
+        f"{c['auto_threshold']:g}",
+        "--mgain",
+        f"{c['mgain']:g}",
+        "--gain",
+        f"{c['gain']:g}",
+        "--threads",
+        str(c["threads"]),
+        *extra,
+    ]
 
 
 def wsclean_argv(ms: Path, prefix: Path, sizes: dict, extra: list[str], wgridder: bool) -> list[str]:
     """WSClean 3.1 with the same settings (and ``-no-update-model-required``: it would write MODEL_DATA)."""
     c = CLEAN
     n = str(sizes["size"])
-    return ["wsclean", "-j", str(c["threads"]), "-no-update-model-required", "-data-column", "DATA",
-            "-temp-dir", str(prefix.parent), "-name", str(prefix), "-size", n, n, "-scale", f"{sizes['scale']:g}asec",
-            "-weight", "briggs", c["weight"], "-niter", str(c["niter"]), "-auto-threshold", f"{c['auto_threshold']:g}",
-            "-mgain", f"{c['mgain']:g}", "-gain", f"{c['gain']:g}", *(["-use-wgridder"] if wgridder else []),
-            *extra, str(ms)]
+    return [
+        "wsclean",
+        "-j",
+        str(c["threads"]),
+        "-no-update-model-required",
+        "-data-column",
+        "DATA",
+        "-temp-dir",
+        str(prefix.parent),
+        "-name",
+        str(prefix),
+        "-size",
+        n,
+        n,
+        "-scale",
+        f"{sizes['scale']:g}asec",
+        "-weight",
+        "briggs",
+        c["weight"],
+        "-niter",
+        str(c["niter"]),
+        "-auto-threshold",
+        f"{c['auto_threshold']:g}",
+        "-mgain",
+        f"{c['mgain']:g}",
+        "-gain",
+        f"{c['gain']:g}",
+        *(["-use-wgridder"] if wgridder else []),
+        *extra,
+        str(ms),
+    ]
 
 
 def bench_directions(work: Path, ndir: int, sizes: dict, args: argparse.Namespace) -> dict:
@@ -166,14 +229,35 @@ def bench_directions(work: Path, ndir: int, sizes: dict, args: argparse.Namespac
     print(f"\n{ndir} directions:")
     ms, sky, truth, sim_seconds = simulate(d, sizes, ndir, args.seed)
     reg = d / "facets.reg"
-    rc = ddpipe_main(["facets", "--ms", str(ms), "--skymodel", str(sky), "--h5parm", str(truth), "-q",
-                      "--size", str(sizes["size"]), "--scale", f"{sizes['scale']:g}asec", "--out", str(reg)])
+    rc = ddpipe_main(
+        [
+            "facets",
+            "--ms",
+            str(ms),
+            "--skymodel",
+            str(sky),
+            "--h5parm",
+            str(truth),
+            "-q",
+            "--size",
+            str(sizes["size"]),
+            "--scale",
+            f"{sizes['scale']:g}asec",
+            "--out",
+            str(reg),
+        ]
+    )
     if rc != 0:
         raise SystemExit(f"ddpipe facets failed (exit {rc}) for {ms}")
     plan = {
         "ddpipe facet": ddpipe_argv(ms, d / "dd-facet", sizes, ["--h5parm", str(truth), "--skymodel", str(sky)]),
-        "WSClean facet": wsclean_argv(ms, d / "ws-facet", sizes, ["-facet-regions", str(reg),
-                                      "-apply-facet-solutions", str(truth), "phase000"], args.wsclean_wgridder),
+        "WSClean facet": wsclean_argv(
+            ms,
+            d / "ws-facet",
+            sizes,
+            ["-facet-regions", str(reg), "-apply-facet-solutions", str(truth), "phase000"],
+            args.wsclean_wgridder,
+        ),
         "ddpipe plain": ddpipe_argv(ms, d / "dd-plain", sizes, ["--no-facets"]),
         "WSClean plain": wsclean_argv(ms, d / "ws-plain", sizes, [], args.wsclean_wgridder),
     }
@@ -183,8 +267,10 @@ def bench_directions(work: Path, ndir: int, sizes: dict, args: argparse.Namespac
         m = run_measured(label, argv, d / f"{prefix.name}.log")
         if m.returncode == 0:
             residual_stats(prefix, m)
-            print(f"  {label:14s} {m.seconds:8.1f} s  {m.max_rss_mib:7.0f} MiB  residual rms "
-                  f"{1e3 * m.residual_rms:.3f} mJy/beam")
+            print(
+                f"  {label:14s} {m.seconds:8.1f} s  {m.max_rss_mib:7.0f} MiB  residual rms "
+                f"{1e3 * m.residual_rms:.3f} mJy/beam"
+            )
         else:
             tail = Path(m.log).read_text().splitlines()[-5:]
             print(f"  {label:14s} FAILED (exit {m.returncode}), see {m.log}:\n    " + "\n    ".join(tail))
@@ -202,27 +288,63 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def ratios(results: dict[int, dict]) -> list[dict]:
     """The issue's ratios: ``name, directions, value, target`` (None where a run is missing or failed)."""
+
     def get(n: int, label: str, attr: str) -> float | None:
         m = results.get(n, {}).get("runs", {}).get(label)
         return getattr(m, attr) if m is not None and m.returncode == 0 else None
 
     rows = []
     for n in sorted(results):
-        rows.append(dict(name="time ddpipe facet / WSClean facet", directions=n, target=1.0,
-                         value=_ratio(get(n, "ddpipe facet", "seconds"), get(n, "WSClean facet", "seconds"))))
-        rows.append(dict(name="residual rms ddpipe facet / WSClean facet", directions=n, target=None,
-                         value=_ratio(get(n, "ddpipe facet", "residual_rms"),
-                                      get(n, "WSClean facet", "residual_rms"))))
-    rows.append(dict(name="time ddpipe facet / ddpipe plain", directions=8, target=3.0,
-                     value=_ratio(get(8, "ddpipe facet", "seconds"), get(8, "ddpipe plain", "seconds"))))
-    rows.append(dict(name="time ddpipe facet, 16 / 4 directions", directions=None, target=1.5,
-                     value=_ratio(get(16, "ddpipe facet", "seconds"), get(4, "ddpipe facet", "seconds"))))
+        rows.append(
+            dict(
+                name="time ddpipe facet / WSClean facet",
+                directions=n,
+                target=1.0,
+                value=_ratio(get(n, "ddpipe facet", "seconds"), get(n, "WSClean facet", "seconds")),
+            )
+        )
+        rows.append(
+            dict(
+                name="residual rms ddpipe facet / WSClean facet",
+                directions=n,
+                target=None,
+                value=_ratio(get(n, "ddpipe facet", "residual_rms"), get(n, "WSClean facet", "residual_rms")),
+            )
+        )
+    rows.append(
+        dict(
+            name="time ddpipe facet / ddpipe plain",
+            directions=8,
+            target=3.0,
+            value=_ratio(get(8, "ddpipe facet", "seconds"), get(8, "ddpipe plain", "seconds")),
+        )
+    )
+    rows.append(
+        dict(
+            name="time ddpipe facet, 16 / 4 directions",
+            directions=None,
+            target=1.5,
+            value=_ratio(get(16, "ddpipe facet", "seconds"), get(4, "ddpipe facet", "seconds")),
+        )
+    )
     for n in sorted(results):
-        rows.append(dict(name="time ddpipe plain / WSClean plain", directions=n, target=1.0,
-                         value=_ratio(get(n, "ddpipe plain", "seconds"), get(n, "WSClean plain", "seconds"))))
+        rows.append(
+            dict(
+                name="time ddpipe plain / WSClean plain",
+                directions=n,
+                target=1.0,
+                value=_ratio(get(n, "ddpipe plain", "seconds"), get(n, "WSClean plain", "seconds")),
+            )
+        )
     for n in sorted(results):
-        rows.append(dict(name="peak RSS ddpipe plain / WSClean plain", directions=n, target=1.3,
-                         value=_ratio(get(n, "ddpipe plain", "max_rss_mib"), get(n, "WSClean plain", "max_rss_mib"))))
+        rows.append(
+            dict(
+                name="peak RSS ddpipe plain / WSClean plain",
+                directions=n,
+                target=1.3,
+                value=_ratio(get(n, "ddpipe plain", "max_rss_mib"), get(n, "WSClean plain", "max_rss_mib")),
+            )
+        )
     return rows
 
 
@@ -234,8 +356,10 @@ def print_report(results: dict[int, dict], rows: list[dict]) -> None:
             if m.returncode != 0:
                 print(f"{n:4d}  {label:14s} {'failed, exit ' + str(m.returncode):>8}")
                 continue
-            print(f"{n:4d}  {label:14s} {m.seconds:8.1f} {m.max_rss_mib:9.0f} {1e3 * m.residual_rms:13.3f} "
-                  f"{m.minor if m.minor is not None else '?':>6} {m.major if m.major is not None else '?':>5}")
+            print(
+                f"{n:4d}  {label:14s} {m.seconds:8.1f} {m.max_rss_mib:9.0f} {1e3 * m.residual_rms:13.3f} "
+                f"{m.minor if m.minor is not None else '?':>6} {m.major if m.major is not None else '?':>5}"
+            )
     print("\nratios (target):")
     for r in rows:
         where = f"{r['directions']:2d} dirs" if r["directions"] else "        "
@@ -251,42 +375,66 @@ def print_report(results: dict[int, dict], rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workdir", type=Path,
-                    help="where MSs, images, logs and results.json go (default: a new temp dir)")
+    ap.add_argument(
+        "--workdir", type=Path, help="where MSs, images, logs and results.json go (default: a new temp dir)"
+    )
     ap.add_argument("--directions", type=int, nargs="+", default=[4, 8, 16], help="direction counts (default 4 8 16)")
-    ap.add_argument("--small", action="store_true", help="a smoke run: 16 stations x 60 x 8 channels, 512x512 at 20\"")
+    ap.add_argument("--small", action="store_true", help='a smoke run: 16 stations x 60 x 8 channels, 512x512 at 20"')
     ap.add_argument("--keep", action="store_true", help="keep the simulated MSs and the images")
     ap.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
-    ap.add_argument("--wsclean-wgridder", action="store_true",
-                    help="give WSClean -use-wgridder (ducc0, as ddpipe) instead of its default w-stacking gridder")
+    ap.add_argument(
+        "--wsclean-wgridder",
+        action="store_true",
+        help="give WSClean -use-wgridder (ducc0, as ddpipe) instead of its default w-stacking gridder",
+    )
     args = ap.parse_args(argv)
     if shutil.which("wsclean") is None:
-        print("WSClean not found on PATH; this benchmark compares against it. Install it with:\n"
-              "    apt-get install -y wsclean      (Debian/Ubuntu, WSClean 3.1)", file=sys.stderr)
+        print(
+            "WSClean not found on PATH; this benchmark compares against it. Install it with:\n"
+            "    apt-get install -y wsclean      (Debian/Ubuntu, WSClean 3.1)",
+            file=sys.stderr,
+        )
         return 2
     if any(n < 1 for n in args.directions):
         ap.error("--directions: counts must be at least 1")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ddpipe-facet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     sizes = SMALL if args.small else FULL
-    version = next((ln.strip() for ln in subprocess.run(["wsclean", "-version"], capture_output=True,
-                                                         text=True).stdout.splitlines() if "version" in ln), "?")
+    version = next(
+        (
+            ln.strip()
+            for ln in subprocess.run(["wsclean", "-version"], capture_output=True, text=True).stdout.splitlines()
+            if "version" in ln
+        ),
+        "?",
+    )
     load = os.getloadavg()[0]
-    print(f"{version}; ddpipe from {Path(__file__).resolve().parent.parent}; load average "
-          f"{load:.2f} on {os.cpu_count()} cores; workdir {work}")
-    print(f"observation {sizes['stations']} stations x {sizes['times']} x {sizes['interval']:g} s x "
-          f"{sizes['channels']} channels; image {sizes['size']}x{sizes['size']} at {sizes['scale']:g}\", Briggs "
-          f"{CLEAN['weight']}, niter {CLEAN['niter']}, auto-threshold {CLEAN['auto_threshold']:g}, mgain "
-          f"{CLEAN['mgain']:g}, gain {CLEAN['gain']:g}, {CLEAN['threads']} threads; WSClean gridder "
-          f"{'wgridder' if args.wsclean_wgridder else 'default (w-stacking)'}")
+    print(
+        f"{version}; ddpipe from {Path(__file__).resolve().parent.parent}; load average "
+        f"{load:.2f} on {os.cpu_count()} cores; workdir {work}"
+    )
+    print(
+        f"observation {sizes['stations']} stations x {sizes['times']} x {sizes['interval']:g} s x "
+        f'{sizes["channels"]} channels; image {sizes["size"]}x{sizes["size"]} at {sizes["scale"]:g}", Briggs '
+        f"{CLEAN['weight']}, niter {CLEAN['niter']}, auto-threshold {CLEAN['auto_threshold']:g}, mgain "
+        f"{CLEAN['mgain']:g}, gain {CLEAN['gain']:g}, {CLEAN['threads']} threads; WSClean gridder "
+        f"{'wgridder' if args.wsclean_wgridder else 'default (w-stacking)'}"
+    )
     results = {n: bench_directions(work, n, sizes, args) for n in dict.fromkeys(args.directions)}
     rows = ratios(results)
     print_report(results, rows)
     report = {
-        "wsclean": version, "sizes": sizes, "clean": CLEAN, "seed": args.seed, "small": args.small,
-        "wsclean_wgridder": args.wsclean_wgridder, "load_average": [load, os.getloadavg()[0]],
-        "directions": {str(n): {"simulate_seconds": r["simulate_seconds"],
-                                "runs": {k: asdict(m) for k, m in r["runs"].items()}} for n, r in results.items()},
+        "wsclean": version,
+        "sizes": sizes,
+        "clean": CLEAN,
+        "seed": args.seed,
+        "small": args.small,
+        "wsclean_wgridder": args.wsclean_wgridder,
+        "load_average": [load, os.getloadavg()[0]],
+        "directions": {
+            str(n): {"simulate_seconds": r["simulate_seconds"], "runs": {k: asdict(m) for k, m in r["runs"].items()}}
+            for n, r in results.items()
+        },
         "ratios": rows,
     }
     path = work / "results.json"

@@ -40,9 +40,28 @@ SMALL = dict(stations=16, times=60, channels=8, size=512, scale=20.0)
 
 def simulate(out: Path, sim: dict, directions: int, seed: int) -> Path:
     ms = out / "sim.ms"
-    subprocess.run([sys.executable, "-m", "ddpipe", "simulate", str(ms), "--stations", str(sim["stations"]),
-                    "--times", str(sim["times"]), "--channels", str(sim["channels"]), "--directions",
-                    str(directions), "--seed", str(seed), "-q", "--overwrite"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "simulate",
+            str(ms),
+            "--stations",
+            str(sim["stations"]),
+            "--times",
+            str(sim["times"]),
+            "--channels",
+            str(sim["channels"]),
+            "--directions",
+            str(directions),
+            "--seed",
+            str(seed),
+            "-q",
+            "--overwrite",
+        ],
+        check=True,
+    )
     return ms
 
 
@@ -69,25 +88,43 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ms = simulate(work, sim, args.directions, args.seed)
-    print(f"simulated {ms} ({sim['stations']} stations x {sim['times']} x {sim['channels']} channels, "
-          f"{args.directions} directions) in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"simulated {ms} ({sim['stations']} stations x {sim['times']} x {sim['channels']} channels, "
+        f"{args.directions} directions) in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     sol = read_h5parm(ms.with_suffix(".truth.h5"))
     dirs = patch_directions(read_skymodel(ms.with_suffix(".skymodel")))
     cfg = load_config(None, {})
-    params = dataclasses.replace(cfg.imaging, size=[sim["size"]] * 2, scale=sim["scale"], weight="briggs",
-                                 robust=0.0, niter=2000, auto_threshold=3.0, mgain=0.8, gain=0.1)
+    params = dataclasses.replace(
+        cfg.imaging,
+        size=[sim["size"]] * 2,
+        scale=sim["scale"],
+        weight="briggs",
+        robust=0.0,
+        niter=2000,
+        auto_threshold=3.0,
+        mgain=0.8,
+        gain=0.1,
+    )
 
     t0 = time.perf_counter()
     local = make_image([ms], params, work / "inproc", solutions=sol, facet_directions=dirs, nthreads=2)
     t_local = time.perf_counter() - t0
     print(f"in-process, 2 threads:          {t_local:7.1f} s ({local.n_major} major cycles)", flush=True)
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, resources={"subprocess_slots": 1}, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", processes=True, local_directory=str(work / "dask"))
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        resources={"subprocess_slots": 1},
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        processes=True,
+        local_directory=str(work / "dask"),
+    )
     try:
         with Client(cluster) as client:
-            with performance_report(filename=str(work / "imaging-dask-report.html")), \
-                    get_task_stream(client) as ts:
+            with performance_report(filename=str(work / "imaging-dask-report.html")), get_task_stream(client) as ts:
                 t0 = time.perf_counter()
                 dask = make_image([ms], params, work / "dask", solutions=sol, facet_directions=dirs, client=client)
                 t_dask = time.perf_counter() - t0
@@ -106,9 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     ratio = t_dask / t_local
     print(f"ratio Dask / in-process: {ratio:.2f} (target <= 1.1); restored images differ by {diff:.2e} of the peak")
     print(f"task stream: {work / 'imaging-dask-report.html'}")
-    result = {"in_process_s": t_local, "dask_s": t_dask, "ratio": ratio, "max_diff_over_peak": diff,
-              "workers": {w: {"tasks": len(v), "compute_s": sum(v)} for w, v in per_worker.items()},
-              "major_cycles": [local.n_major, dask.n_major], "size": sim, "directions": args.directions}
+    result = {
+        "in_process_s": t_local,
+        "dask_s": t_dask,
+        "ratio": ratio,
+        "max_diff_over_peak": diff,
+        "workers": {w: {"tasks": len(v), "compute_s": sum(v)} for w, v in per_worker.items()},
+        "major_cycles": [local.n_major, dask.n_major],
+        "size": sim,
+        "directions": args.directions,
+    }
     (work / "results.json").write_text(json.dumps(result, indent=1))
     if not args.keep:
         shutil.rmtree(ms, ignore_errors=True)

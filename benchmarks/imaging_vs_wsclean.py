@@ -52,22 +52,65 @@ def _wsclean(ms: Path, prefix: Path, args: list[str], gridder: str) -> float:
 
 
 def _ws_args(size: int, scale: float, niter: int, mgain: float) -> list[str]:
-    args = ["-size", str(size), str(size), "-scale", f"{scale}asec", "-weight", "briggs", "0",
-            "-niter", str(niter), "-gain", "0.1"]
+    args = [
+        "-size",
+        str(size),
+        str(size),
+        "-scale",
+        f"{scale}asec",
+        "-weight",
+        "briggs",
+        "0",
+        "-niter",
+        str(niter),
+        "-gain",
+        "0.1",
+    ]
     if niter > 0:
         args += ["-mgain", str(mgain)]
     return args
 
 
-def _ddpipe_cli(ms: Path, prefix: Path, size: int, scale: float, niter: int, mgain: float,
-                extra: list[str] | None = None) -> tuple[float, int]:
+def _ddpipe_cli(
+    ms: Path, prefix: Path, size: int, scale: float, niter: int, mgain: float, extra: list[str] | None = None
+) -> tuple[float, int]:
     """Wall time and max RSS (kB) of one ``ddpipe image`` process."""
-    argv = [PY, "-m", "ddpipe", "image", "-q", "--ms", str(ms), "--size", str(size), "--scale", f"{scale}asec",
-            "--weight", "briggs", "0", "--niter", str(niter), "--gain", "0.1", "--mgain", str(mgain),
-            "--auto-threshold", "0", "--threshold", "0", "--threads", "2", "--name", str(prefix), *(extra or [])]
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+    argv = [
+        PY,
+        "-m",
+        "ddpipe",
+        "image",
+        "-q",
+        "--ms",
+        str(ms),
+        "--size",
+        str(size),
+        "--scale",
+        f"{scale}asec",
+        "--weight",
+        "briggs",
+        "0",
+        "--niter",
+        str(niter),
+        "--gain",
+        "0.1",
+        "--mgain",
+        str(mgain),
+        "--auto-threshold",
+        "0",
+        "--threshold",
+        "0",
+        "--threads",
+        "2",
+        "--name",
+        str(prefix),
+        *(extra or []),
+    ]
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+    )
     out = subprocess.run([PY, "-c", probe, *argv], check=True, capture_output=True, text=True).stdout.split()
     if out[2] != "0":
         raise RuntimeError(f"ddpipe image failed: {' '.join(argv)}")
@@ -115,11 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if shutil.which("wsclean") is None:
-        print("WSClean not found on PATH; this benchmark compares against it. Install it with:\n"
-              "    apt-get install -y wsclean      (Debian/Ubuntu, WSClean 3.1)", file=sys.stderr)
+        print(
+            "WSClean not found on PATH; this benchmark compares against it. Install it with:\n"
+            "    apt-get install -y wsclean      (Debian/Ubuntu, WSClean 3.1)",
+            file=sys.stderr,
+        )
         return 2
-    version = [line.strip() for line in subprocess.run(["wsclean", "-version"], capture_output=True,
-                                                        text=True).stdout.splitlines() if "version" in line]
+    version = [
+        line.strip()
+        for line in subprocess.run(["wsclean", "-version"], capture_output=True, text=True).stdout.splitlines()
+        if "version" in line
+    ]
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="ddpipe-bench-")
@@ -138,8 +187,10 @@ def _run(args, work: Path, version: str) -> int:
     from ddpipe.config import load_config
     from ddpipe.imaging import make_image
 
-    print(f"{version}; ddpipe from {Path(__file__).resolve().parent.parent}; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(
+        f"{version}; ddpipe from {Path(__file__).resolve().parent.parent}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    )
     ms = _simulate(work / "bench.ms")  # the default demo-sized MS: 24 stations, 49,680 rows x 16 channels
     if args.memory_only:
         _memory(args, work, ms)
@@ -148,10 +199,21 @@ def _run(args, work: Path, version: str) -> int:
     if not ws_ms.exists():
         shutil.copytree(ms, ws_ms)  # WSClean opens the MS for writing: give it its own copy
     size, scale = args.size, args.scale
-    base = dataclasses.replace(load_config().imaging, size=(size, size), scale=scale, weight="briggs", robust=0.0,
-                               gain=0.1, mgain=args.mgain, threshold=0.0, auto_threshold=0.0)
-    print(f"\nimage {size}x{size} x {scale}\", Briggs 0, gain 0.1, mgain {args.mgain}, 2 threads; "
-          f"{args.repeat} runs each\n")
+    base = dataclasses.replace(
+        load_config().imaging,
+        size=(size, size),
+        scale=scale,
+        weight="briggs",
+        robust=0.0,
+        gain=0.1,
+        mgain=args.mgain,
+        threshold=0.0,
+        auto_threshold=0.0,
+    )
+    print(
+        f'\nimage {size}x{size} x {scale}", Briggs 0, gain 0.1, mgain {args.mgain}, 2 threads; '
+        f"{args.repeat} runs each\n"
+    )
 
     times: dict[str, list[float]] = {}
     results = {}
@@ -162,11 +224,12 @@ def _run(args, work: Path, version: str) -> int:
             results[label] = make_image([ms], params, work / f"dd-{label}", nthreads=2)
             times.setdefault(f"ddpipe {label}", []).append(time.perf_counter() - t0)
             times.setdefault(f"ddpipe-cli {label}", []).append(
-                _ddpipe_cli(ms, work / f"ddcli-{label}", size, scale, niter, args.mgain)[0])
+                _ddpipe_cli(ms, work / f"ddcli-{label}", size, scale, niter, args.mgain)[0]
+            )
             for gridder in ("wgridder", "wstacking"):
                 times.setdefault(f"wsclean-{gridder} {label}", []).append(
-                    _wsclean(ws_ms, work / f"ws-{gridder}-{label}", _ws_args(size, scale, niter, args.mgain),
-                             gridder))
+                    _wsclean(ws_ms, work / f"ws-{gridder}-{label}", _ws_args(size, scale, niter, args.mgain), gridder)
+                )
     for k, v in times.items():
         print(f"  {k:26s} {_stats(v)}")
 
@@ -179,13 +242,20 @@ def _run(args, work: Path, version: str) -> int:
 
     # agreement (WSClean with the same gridding library)
     beam = results["clean"].beam
-    _wsclean(ws_ms, work / "ws-beam-clean", _ws_args(size, scale, args.niter, args.mgain)
-             + ["-beam-shape", f"{beam[0] * 3600}", f"{beam[1] * 3600}", f"{beam[2]}"], "wgridder")
+    _wsclean(
+        ws_ms,
+        work / "ws-beam-clean",
+        _ws_args(size, scale, args.niter, args.mgain)
+        + ["-beam-shape", f"{beam[0] * 3600}", f"{beam[1] * 3600}", f"{beam[2]}"],
+        "wgridder",
+    )
     from ddpipe.imaging.fitsio import read_image
 
     _, hw = read_image(work / "ws-wgridder-clean-image.fits")
-    print(f"\nrestoring beams: ddpipe {beam[0] * 3600:.1f}\" x {beam[1] * 3600:.1f}\" PA {beam[2]:.1f};  "
-          f"WSClean {hw['BMAJ'] * 3600:.1f}\" x {hw['BMIN'] * 3600:.1f}\" PA {hw['BPA']:.1f}")
+    print(
+        f'\nrestoring beams: ddpipe {beam[0] * 3600:.1f}" x {beam[1] * 3600:.1f}" PA {beam[2]:.1f};  '
+        f'WSClean {hw["BMAJ"] * 3600:.1f}" x {hw["BMIN"] * 3600:.1f}" PA {hw["BPA"]:.1f}'
+    )
     print("agreement, max |ddpipe - WSClean| / WSClean peak, inner quarter (target <= 1%):")
     rows = [
         ("dirty", results["dirty"].dirty, work / "ws-wgridder-dirty-dirty.fits"),
@@ -221,20 +291,27 @@ def _memory(args, work: Path, small: Path) -> None:
     """
     from ddpipe.imaging.msdata import describe_ms
 
-    mss = [small, _simulate(work / "bench-big.ms", stations=48, times=240, channels=32),
-           _simulate(work / "bench-big2.ms", stations=48, times=480, channels=32)]
+    mss = [
+        small,
+        _simulate(work / "bench-big.ms", stations=48, times=240, channels=32),
+        _simulate(work / "bench-big2.ms", stations=48, times=480, channels=32),
+    ]
     size, niter = args.size, min(args.niter, 200)
     # ddpipe's largest image array: the float64 PSF accumulator, twice the image size
     # (ducc0's oversampled uv grid while gridding that PSF is larger still, and also fixed by the image size)
     psf_acc = (2 * size) ** 2 * 8
-    print(f"\npeak memory of `ddpipe image` (max RSS), {size}x{size}, {niter} iterations, default row block "
-          f"and 128 MiB cache; largest image buffer (the 2N PSF accumulator) {psf_acc / 2**20:.0f} MiB:")
+    print(
+        f"\npeak memory of `ddpipe image` (max RSS), {size}x{size}, {niter} iterations, default row block "
+        f"and 128 MiB cache; largest image buffer (the 2N PSF accumulator) {psf_acc / 2**20:.0f} MiB:"
+    )
     for ms in mss:
         d = describe_ms(ms)
         data = d.nrow * len(d.freq) * 4 * 8
         wall, rss = _ddpipe_cli(ms, work / f"mem-{ms.stem}", size, args.scale, niter, args.mgain)
-        print(f"  {ms.name:14s} {d.nrow:7d} rows x {len(d.freq):2d} ch, DATA {data / 2**20:6.0f} MiB "
-              f"({data / psf_acc:4.1f}x the PSF buffer): peak RSS {rss / 1024:6.0f} MiB, {wall:5.1f} s")
+        print(
+            f"  {ms.name:14s} {d.nrow:7d} rows x {len(d.freq):2d} ch, DATA {data / 2**20:6.0f} MiB "
+            f"({data / psf_acc:4.1f}x the PSF buffer): peak RSS {rss / 1024:6.0f} MiB, {wall:5.1f} s"
+        )
 
 
 if __name__ == "__main__":

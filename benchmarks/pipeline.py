@@ -114,8 +114,14 @@ def chunk_records(workdir: Path, cycle: int) -> list[dict[str, Any]]:
         chunks = json.loads(state.read_text()).get("chunks", {})
         for name, rec in sorted(chunks.items()):
             if name.startswith(f"cycle_{cycle:02d}/") and not rec.get("reused"):
-                out.append({"dp3_seconds": rec["seconds"], "started": rec["started"],
-                            "finished": rec["finished"], "worker": rec["worker"]})
+                out.append(
+                    {
+                        "dp3_seconds": rec["seconds"],
+                        "started": rec["started"],
+                        "finished": rec["finished"],
+                        "worker": rec["worker"],
+                    }
+                )
     return out
 
 
@@ -150,9 +156,16 @@ def analyse(workdir: Path, wall: float, simulate_seconds: float | None) -> Break
         recs = chunk_records(workdir, n)
         if recs:
             window = max(r["finished"] for r in recs) - min(r["started"] for r in recs)
-            b.calibration.append(CycleCalibration(
-                n, float(ct["calibrate"]), sum(float(r["dp3_seconds"]) for r in recs), len(recs), window,
-                len({r["worker"] for r in recs})))
+            b.calibration.append(
+                CycleCalibration(
+                    n,
+                    float(ct["calibrate"]),
+                    sum(float(r["dp3_seconds"]) for r in recs),
+                    len(recs),
+                    window,
+                    len({r["worker"] for r in recs}),
+                )
+            )
         else:
             b.notes.append(f"cycle {n}: no chunk records (all chunks reused?)")
     if "report" in t:
@@ -161,10 +174,13 @@ def analyse(workdir: Path, wall: float, simulate_seconds: float | None) -> Break
         page, js = workdir / "report" / "index.html", workdir / "summary.json"
         if page.exists() and js.exists():
             b.stages.append(("report", max(0.0, page.stat().st_mtime - js.stat().st_mtime)))
-            b.notes.append("report: from the file times of summary.json and report/index.html "
-                           "(summary.json has no 'report' timing)")
-    b.stages.append(("other (start-up, input checks, Dask cluster start/stop)",
-                     max(0.0, wall - sum(s for _, s in b.stages))))
+            b.notes.append(
+                "report: from the file times of summary.json and report/index.html "
+                "(summary.json has no 'report' timing)"
+            )
+    b.stages.append(
+        ("other (start-up, input checks, Dask cluster start/stop)", max(0.0, wall - sum(s for _, s in b.stages)))
+    )
     return b
 
 
@@ -176,19 +192,25 @@ def format_breakdown(b: Breakdown, n_workers: int) -> str:
     lines.append(f"{'total (wall time)':<58}{b.wall:>9.1f}{100.0:>7.1f}%")
     lines.append("")
     lines.append(f"calibrate stage, {n_workers} worker(s): efficiency = sum(DP3 s) / (workers x stage wall s)")
-    lines.append(f"{'cycle':<8}{'chunks':>7}{'workers':>8}{'sum DP3 s':>11}{'stage s':>9}{'efficiency':>12}"
-                 f"{'DP3 window s':>14}{'in window':>11}")
+    lines.append(
+        f"{'cycle':<8}{'chunks':>7}{'workers':>8}{'sum DP3 s':>11}{'stage s':>9}{'efficiency':>12}"
+        f"{'DP3 window s':>14}{'in window':>11}"
+    )
     for c in b.calibration:
-        lines.append(f"{c.cycle:<8}{c.n_chunks:>7}{c.workers_seen:>8}{c.dp3_seconds:>11.1f}{c.wall:>9.1f}"
-                     f"{100 * c.efficiency(n_workers):>11.1f}%{c.window:>14.1f}"
-                     f"{100 * c.window_efficiency(n_workers):>10.1f}%")
+        lines.append(
+            f"{c.cycle:<8}{c.n_chunks:>7}{c.workers_seen:>8}{c.dp3_seconds:>11.1f}{c.wall:>9.1f}"
+            f"{100 * c.efficiency(n_workers):>11.1f}%{c.window:>14.1f}"
+            f"{100 * c.window_efficiency(n_workers):>10.1f}%"
+        )
     if b.calibration:
         dp3 = sum(c.dp3_seconds for c in b.calibration)
         wall = sum(c.wall for c in b.calibration)
         window = sum(c.window for c in b.calibration)
-        lines.append(f"{'overall':<8}{sum(c.n_chunks for c in b.calibration):>7}{'':>8}{dp3:>11.1f}{wall:>9.1f}"
-                     f"{100 * dp3 / (n_workers * wall):>11.1f}%{window:>14.1f}"
-                     f"{100 * dp3 / (n_workers * window):>10.1f}%")
+        lines.append(
+            f"{'overall':<8}{sum(c.n_chunks for c in b.calibration):>7}{'':>8}{dp3:>11.1f}{wall:>9.1f}"
+            f"{100 * dp3 / (n_workers * wall):>11.1f}%{window:>14.1f}"
+            f"{100 * dp3 / (n_workers * window):>10.1f}%"
+        )
     lines.extend(f"note: {n}" for n in b.notes)
     return "\n".join(lines)
 
@@ -252,13 +274,16 @@ def run_issue_size(root: Path, workers: int) -> tuple[Path, float, float, str]:
     sim_seconds = time.monotonic() - t0
     workdir = root / "run"
     cfg = root / "issue10.yaml"
-    cfg.write_text(ISSUE_CONFIG.format(ms=sim / "obs.ms", sky=sim / "obs.skymodel", workdir=workdir,
-                                       workers=workers))
+    cfg.write_text(ISSUE_CONFIG.format(ms=sim / "obs.ms", sky=sim / "obs.skymodel", workdir=workdir, workers=workers))
     log = root / "run.log"
     t0 = time.monotonic()
     with open(log, "wb") as err:
-        proc = subprocess.run([sys.executable, "-m", "ddpipe", "run", str(cfg)], stdout=subprocess.PIPE,
-                              stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ddpipe", "run", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-20:]
@@ -271,8 +296,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2, the demo's)")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR (must not exist) and keep it")
     ap.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
-    ap.add_argument("--issue-size", action="store_true",
-                    help="issue 10's 0.75 GB observation, one cycle with 8 facets, instead of the demo")
+    ap.add_argument(
+        "--issue-size",
+        action="store_true",
+        help="issue 10's 0.75 GB observation, one cycle with 8 facets, instead of the demo",
+    )
     args = ap.parse_args()
 
     if args.keep:
@@ -298,15 +326,25 @@ def main() -> int:
         load_after = os.getloadavg()
         print(out.rstrip())
         print()
-        print(f"machine: {os.cpu_count()} cores; load average (1, 5, 15 min) before "
-              f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)}")
+        print(
+            f"machine: {os.cpu_count()} cores; load average (1, 5, 15 min) before "
+            f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)}"
+        )
         print(format_breakdown(b, args.workers))
         if args.json:
-            data = {"workers": args.workers, "wall": b.wall, "stages": dict(b.stages),
-                    "calibration": [asdict(c) | {"efficiency": c.efficiency(args.workers),
-                                                 "window_efficiency": c.window_efficiency(args.workers)}
-                                    for c in b.calibration],
-                    "load_before": load_before, "load_after": load_after, "notes": b.notes}
+            data = {
+                "workers": args.workers,
+                "wall": b.wall,
+                "stages": dict(b.stages),
+                "calibration": [
+                    asdict(c)
+                    | {"efficiency": c.efficiency(args.workers), "window_efficiency": c.window_efficiency(args.workers)}
+                    for c in b.calibration
+                ],
+                "load_before": load_before,
+                "load_after": load_after,
+                "notes": b.notes,
+            }
             Path(args.json).write_text(json.dumps(data, indent=1))
     finally:
         if not args.keep:

@@ -39,16 +39,25 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ddpipe-bench-sim-"))
     folder.mkdir(parents=True, exist_ok=True)
-    spec = SimulationSpec(stations=args.stations, channels=args.channels, times=args.times,
-                          directions=args.directions, sources_per_direction=args.sources_per_direction,
-                          overwrite=True)
+    spec = SimulationSpec(
+        stations=args.stations,
+        channels=args.channels,
+        times=args.times,
+        directions=args.directions,
+        sources_per_direction=args.sources_per_direction,
+        overwrite=True,
+    )
     try:
         r = simulate(folder / "bench.ms", spec)
         size = sum(f.stat().st_size for f in r.ms.rglob("*") if f.is_file())
-        print(f"simulate {r.nstations} stations x {r.nchannels} channels x {r.ntimes} slots x {r.nsources} sources "
-              f"({r.ndirections} directions): {r.nrows} rows, {r.nvis} visibilities, MS {size / 1e6:.0f} MB")
-        print(f"  wall {r.seconds:.2f} s  ->  {r.nvis / r.seconds:.3g} visibilities/s "
-              f"({'under' if r.seconds < 30 else 'OVER'} the 30 s target)")
+        print(
+            f"simulate {r.nstations} stations x {r.nchannels} channels x {r.ntimes} slots x {r.nsources} sources "
+            f"({r.ndirections} directions): {r.nrows} rows, {r.nvis} visibilities, MS {size / 1e6:.0f} MB"
+        )
+        print(
+            f"  wall {r.seconds:.2f} s  ->  {r.nvis / r.seconds:.3g} visibilities/s "
+            f"({'under' if r.seconds < 30 else 'OVER'} the 30 s target)"
+        )
         for stage, sec in r.timings.items():
             print(f"    {stage:<10} {sec:7.2f} s")
 
@@ -64,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         tick = time.perf_counter()
         predict_rows(uvw, freqs, comps)
         per_slot = (time.perf_counter() - tick) / nslot
-        print(f"  reference: per-baseline DFT (predict_rows, no gains) {per_slot * r.ntimes:.1f} s for all "
-              f"{r.ntimes} slots (extrapolated from {nslot}); simulator's predict+corrupt "
-              f"{r.timings.get('predict', float('nan')):.1f} s")
+        print(
+            f"  reference: per-baseline DFT (predict_rows, no gains) {per_slot * r.ntimes:.1f} s for all "
+            f"{r.ntimes} slots (extrapolated from {nslot}); simulator's predict+corrupt "
+            f"{r.timings.get('predict', float('nan')):.1f} s"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

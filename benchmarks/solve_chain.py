@@ -61,20 +61,53 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ddpipe-solve-chain-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     ms = work / "sim.ms"
-    subprocess.run([sys.executable, "-m", "ddpipe", "simulate", str(ms), "--stations", str(args.stations),
-                    "--times", str(args.times), "--channels", str(args.channels), "--seed", str(args.seed),
-                    "--amplitude-scale", "0.2", "-q", "--overwrite"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "simulate",
+            str(ms),
+            "--stations",
+            str(args.stations),
+            "--times",
+            str(args.times),
+            "--channels",
+            str(args.channels),
+            "--seed",
+            str(args.seed),
+            "--amplitude-scale",
+            "0.2",
+            "-q",
+            "--overwrite",
+        ],
+        check=True,
+    )
     truth = ms.with_suffix(".truth.h5")
     sky, dirs = require_directions(str(ms.with_suffix(".skymodel")), 4, work)
     cfg = load_config(None, {})
     fast = dataclasses.replace(cfg.calibration, mode="scalarphase", solint=1, nchan=0)
-    slow = dataclasses.replace(cfg.calibration, mode="diagonal", solint=args.slow_solint, nchan=1,
-                               smoothnessconstraint=args.smoothness, maxiter=200)
+    slow = dataclasses.replace(
+        cfg.calibration,
+        mode="diagonal",
+        solint=args.slow_solint,
+        nchan=1,
+        smoothnessconstraint=args.smoothness,
+        maxiter=200,
+    )
     chunking = dataclasses.replace(cfg.chunking, duration=0.0, n_chunks=4)
     handle = local_cluster(dataclasses.replace(cfg.cluster, n_workers=2, threads_per_worker=1), work)
-    results: dict = {"ms": str(ms), "stations": args.stations, "times": args.times, "channels": args.channels,
-                     "slow_solint": args.slow_solint, "smoothness_hz": args.smoothness, "runs": {}}
+    results: dict = {
+        "ms": str(ms),
+        "stations": args.stations,
+        "times": args.times,
+        "channels": args.channels,
+        "slow_solint": args.slow_solint,
+        "smoothness_hz": args.smoothness,
+        "runs": {},
+    }
     try:
+
         def solve(name, cal, extra=None):
             dp3 = dataclasses.replace(cfg.dp3, extra={**cfg.dp3.extra, **(extra or {})})
             res = calibrate([str(ms)], sky, dirs, cal, chunking, dp3, work / name, handle.client, retries=0)
@@ -82,12 +115,19 @@ def main(argv: list[str] | None = None) -> int:
 
         chain, t_chain = solve("chain", dataclasses.replace(fast, solves=(fast, slow)))
         first, t_first = solve("separate-1", fast)
-        second, t_second = solve("separate-2", slow, {"ddecal.applycal.parmdb": str(first.solutions),
-                                                      "ddecal.applycal.correction": "phase000"})
-        runs = {"chain": (chain.solutions, t_chain, chain.iterations),
-                "phase only": (first.solutions, t_first, first.iterations)}
-        for name, solves in (("phase+diag+phase", (fast, slow, fast)),
-                             ("scalar+diag", (dataclasses.replace(fast, mode="scalar"), slow))):
+        second, t_second = solve(
+            "separate-2",
+            slow,
+            {"ddecal.applycal.parmdb": str(first.solutions), "ddecal.applycal.correction": "phase000"},
+        )
+        runs = {
+            "chain": (chain.solutions, t_chain, chain.iterations),
+            "phase only": (first.solutions, t_first, first.iterations),
+        }
+        for name, solves in (
+            ("phase+diag+phase", (fast, slow, fast)),
+            ("scalar+diag", (dataclasses.replace(fast, mode="scalar"), slow)),
+        ):
             res, seconds = solve(name.replace("+", "-"), dataclasses.replace(fast, solves=solves))
             runs[name] = (res.solutions, seconds, res.iterations)
         # the separate runs' product: both files' soltabs as one chain
@@ -105,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"][name] = {"dp3_seconds": seconds, "errors": err, "iterations": its}
         worst_p = max(e["phase_rms_rad"] for e in err.values())
         worst_a = max(e["amplitude_rms"] for e in err.values())
-        print(f"{name:16s} DP3 {seconds:6.1f} s; worst direction: phase {worst_p:.4f} rad RMS (target <= 0.03), "
-              f"amplitude {100 * worst_a:.2f}% RMS (target <= 2%); iterations "
-              + ", ".join(f"{i.get('mean')} (at maxiter {i.get('at_maxiter')})" for i in its))
+        print(
+            f"{name:16s} DP3 {seconds:6.1f} s; worst direction: phase {worst_p:.4f} rad RMS (target <= 0.03), "
+            f"amplitude {100 * worst_a:.2f}% RMS (target <= 2%); iterations "
+            + ", ".join(f"{i.get('mean')} (at maxiter {i.get('at_maxiter')})" for i in its)
+        )
     ratio = results["runs"]["chain"]["dp3_seconds"] / results["runs"]["separate"]["dp3_seconds"]
     results["chain_over_separate"] = ratio
     print(f"chain in one DP3 run / the same solves as separate runs: {ratio:.2f} (target <= 0.7)")
@@ -125,41 +167,87 @@ def pipelines(work: Path, ms: Path, args: argparse.Namespace) -> dict:
     from ddpipe.pipeline import run_pipeline
 
     ref = work / "sim-uncorrupted.ms"
-    subprocess.run([sys.executable, "-m", "ddpipe", "simulate", str(ref), "--stations", str(args.stations),
-                    "--times", str(args.times), "--channels", str(args.channels), "--seed", str(args.seed),
-                    "--amplitude-scale", "0.2", "--no-corrupt", "-q", "--overwrite"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "simulate",
+            str(ref),
+            "--stations",
+            str(args.stations),
+            "--times",
+            str(args.times),
+            "--channels",
+            str(args.channels),
+            "--seed",
+            str(args.seed),
+            "--amplitude-scale",
+            "0.2",
+            "--no-corrupt",
+            "-q",
+            "--overwrite",
+        ],
+        check=True,
+    )
     start = shallow_skymodel(ms.with_suffix(".skymodel"), work / "start.skymodel")
     demo_yaml = Path(__file__).resolve().parents[1] / "ddpipe" / "data" / "demo.yaml"
     fast = {"mode": "scalarphase", "solint": 1}
-    slow = {"mode": "diagonal", "solint": args.slow_solint, "nchan": 1, "smoothnessconstraint": args.smoothness,
-            "maxiter": 200}
-    plans = {"phase only": [{"calibration": fast}] * 3,
-             "phase, then chain": [{"calibration": fast}] + [{"calibration": {"solves": [fast, slow]}}] * 2}
+    slow = {
+        "mode": "diagonal",
+        "solint": args.slow_solint,
+        "nchan": 1,
+        "smoothnessconstraint": args.smoothness,
+        "maxiter": 200,
+    }
+    plans = {
+        "phase only": [{"calibration": fast}] * 3,
+        "phase, then chain": [{"calibration": fast}] + [{"calibration": {"solves": [fast, slow]}}] * 2,
+    }
     out = {}
     for name, cycles in plans.items():
-        cfg = load_config(demo_yaml, {
-            "workdir": str(work / f"run-{name.replace(' ', '-').replace(',', '')}"), "cycles": cycles,
-            "inputs": {"ms": [str(ms)], "skymodel": str(start), "reference_ms": [str(ref)],
-                       "true_gains": str(ms.with_suffix(".truth.h5")),
-                       "true_skymodel": str(ms.with_suffix(".skymodel"))}})
+        cfg = load_config(
+            demo_yaml,
+            {
+                "workdir": str(work / f"run-{name.replace(' ', '-').replace(',', '')}"),
+                "cycles": cycles,
+                "inputs": {
+                    "ms": [str(ms)],
+                    "skymodel": str(start),
+                    "reference_ms": [str(ref)],
+                    "true_gains": str(ms.with_suffix(".truth.h5")),
+                    "true_skymodel": str(ms.with_suffix(".skymodel")),
+                },
+            },
+        )
         summary = run_pipeline(cfg)
         rq = summary.reference_quality.get("image", {})
         rows = []
         for c in summary.cycles:
             img, sol = c.quality.get("image", {}), c.quality.get("solutions", {})
-            rows.append({"cycle": c.cycle, "mode": c.mode, "dynamic_range": c.image.dynamic_range,
-                         "reference_dynamic_range": c.reference_dynamic_range,
-                         "rms_far_jy": img.get("rms_far_jy"),
-                         "unmodelled_median_ratio": img.get("unmodelled_median_ratio"),
-                         "phase_rms_rad": sol.get("phase_rms_rad"), "amplitude_rms": sol.get("amplitude_rms")})
+            rows.append(
+                {
+                    "cycle": c.cycle,
+                    "mode": c.mode,
+                    "dynamic_range": c.image.dynamic_range,
+                    "reference_dynamic_range": c.reference_dynamic_range,
+                    "rms_far_jy": img.get("rms_far_jy"),
+                    "unmodelled_median_ratio": img.get("unmodelled_median_ratio"),
+                    "phase_rms_rad": sol.get("phase_rms_rad"),
+                    "amplitude_rms": sol.get("amplitude_rms"),
+                }
+            )
             r = rows[-1]
-            print(f"{name:18s} cycle {c.cycle} {c.mode:22s} DR {r['dynamic_range']:6.0f} "
-                  f"({r['dynamic_range'] / r['reference_dynamic_range']:.2f} of the reference's; target >= 0.9), "
-                  f"noise far {1e3 * r['rms_far_jy']:.2f} mJy "
-                  f"(reference {1e3 * rq.get('rms_far_jy', float('nan')):.2f}), "
-                  f"unmodelled flux {r['unmodelled_median_ratio']:.2f} "
-                  f"(reference {rq.get('unmodelled_median_ratio', float('nan')):.2f}), "
-                  f"phase {r['phase_rms_rad']:.3f} rad, amplitude {100 * r['amplitude_rms']:.1f}%", flush=True)
+            print(
+                f"{name:18s} cycle {c.cycle} {c.mode:22s} DR {r['dynamic_range']:6.0f} "
+                f"({r['dynamic_range'] / r['reference_dynamic_range']:.2f} of the reference's; target >= 0.9), "
+                f"noise far {1e3 * r['rms_far_jy']:.2f} mJy "
+                f"(reference {1e3 * rq.get('rms_far_jy', float('nan')):.2f}), "
+                f"unmodelled flux {r['unmodelled_median_ratio']:.2f} "
+                f"(reference {rq.get('unmodelled_median_ratio', float('nan')):.2f}), "
+                f"phase {r['phase_rms_rad']:.3f} rad, amplitude {100 * r['amplitude_rms']:.1f}%",
+                flush=True,
+            )
         out[name] = rows
     return out
 

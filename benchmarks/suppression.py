@@ -47,9 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     ref = simulate(work / "reference.ms", SimulationSpec(**spec, corrupt=False))
     start = shallow_skymodel(ms.skymodel, work / "start.skymodel")
     demo_yaml = Path(__file__).resolve().parents[1] / "ddpipe" / "data" / "demo.yaml"
-    cfg = load_config(demo_yaml, {"workdir": str(work / "run"), "inputs": {
-        "ms": [str(ms.ms)], "skymodel": str(start), "reference_ms": [str(ref.ms)],
-        "true_gains": str(ms.truth), "true_skymodel": str(ms.skymodel)}})
+    cfg = load_config(
+        demo_yaml,
+        {
+            "workdir": str(work / "run"),
+            "inputs": {
+                "ms": [str(ms.ms)],
+                "skymodel": str(start),
+                "reference_ms": [str(ref.ms)],
+                "true_gains": str(ms.truth),
+                "true_skymodel": str(ms.skymodel),
+            },
+        },
+    )
     summary = run_pipeline(cfg, force=True)
 
     def faint(quality: dict) -> dict[str, dict]:
@@ -65,12 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         f = faint(c.quality)
         kept = sum(e["measured_jy"] for e in f.values()) / ref_sum if ref_sum else float("nan")
         bright = c.quality["image"].get("unmodelled_median_ratio")
-        results["cycles"].append({"cycle": c.cycle, "kept_vs_reference": kept, "bright_unmodelled_median_ratio": bright,
-                                  "ratios": {n: e["ratio"] for n, e in f.items()}})
+        results["cycles"].append(
+            {
+                "cycle": c.cycle,
+                "kept_vs_reference": kept,
+                "bright_unmodelled_median_ratio": bright,
+                "ratios": {n: e["ratio"] for n, e in f.items()},
+            }
+        )
         per = ", ".join(f"{e['ratio']:.2f}" for e in f.values())
-        print(f"cycle {c.cycle}: faint unmodelled sources keep {kept:.2f} of their flux in the reference image "
-              f"(target >= 0.9 after 3 cycles); per source {per}; "
-              f"brighter unmodelled sources (median, above 5 sigma) {bright:.2f}")
+        print(
+            f"cycle {c.cycle}: faint unmodelled sources keep {kept:.2f} of their flux in the reference image "
+            f"(target >= 0.9 after 3 cycles); per source {per}; "
+            f"brighter unmodelled sources (median, above 5 sigma) {bright:.2f}"
+        )
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print(f"results: {work / 'results.json'}")
     return 0

@@ -184,8 +184,10 @@ def plan_jobs(
     for k, solve in enumerate(cal.chain):
         if len(solve.solutions_per_direction) > len(directions):
             key = f"calibration.solves[{k}]" if cal.solves else "calibration"
-            raise UserError(f"{key}.solutions_per_direction lists {len(solve.solutions_per_direction)} directions "
-                            f"but this cycle solves {len(directions)} ({', '.join(directions)}); shorten it")
+            raise UserError(
+                f"{key}.solutions_per_direction lists {len(solve.solutions_per_direction)} directions "
+                f"but this cycle solves {len(directions)} ({', '.join(directions)}); shorten it"
+            )
     executable = tuple(find_dp3(dp3.executable))
     sky_sha = sha256_file(skymodel)
     chunk_dir = (Path(out_dir) / "chunks").resolve()
@@ -201,8 +203,9 @@ def plan_jobs(
         steps = chain_steps(len(cal.chain))
         for c in chunks:
             stem = f"chunk_{c.index:03d}" if len(ms_paths) == 1 else f"{names[m]}-chunk_{c.index:03d}"
-            h5_tmp = [chunk_dir / (f"{stem}.partial.h5" if len(steps) == 1 else f"{stem}.{s}.partial.h5")
-                      for s in steps]
+            h5_tmp = [
+                chunk_dir / (f"{stem}.partial.h5" if len(steps) == 1 else f"{stem}.{s}.partial.h5") for s in steps
+            ]
             # chunk edges fall on the longest solve's intervals: a lead-in of whole ones keeps every
             # solve's aligned (lead_in intervals of the shortest solve, rounded up)
             shortest = min(s.solint for s in cal.chain)
@@ -250,8 +253,9 @@ def dp3_iterations(log_text: str) -> tuple[tuple[int, ...], ...]:
     """DDECal's iterations per solution interval, one tuple per solve step in order, from the
     ``Iterations taken: [...]`` lines of DP3's log (empty when DP3 printed none). An interval that
     stopped at ``maxiter`` shows ``maxiter + 1``."""
-    return tuple(tuple(int(x) for x in found.replace(" ", "").split(",") if x)
-                 for found in _ITERATIONS.findall(log_text))
+    return tuple(
+        tuple(int(x) for x in found.replace(" ", "").split(",") if x) for found in _ITERATIONS.findall(log_text)
+    )
 
 
 def iteration_summary(outcomes: Sequence[ChunkOutcome]) -> list[dict[str, Any]]:
@@ -261,14 +265,24 @@ def iteration_summary(outcomes: Sequence[ChunkOutcome]) -> list[dict[str, Any]]:
     n_solves = max((len(o.iterations) for o in outcomes), default=0)
     out = []
     for k in range(n_solves):
-        its = [(i, o.maxiter[k] if k < len(o.maxiter) else 0) for o in outcomes if k < len(o.iterations)
-               for i in o.iterations[k]]
+        its = [
+            (i, o.maxiter[k] if k < len(o.maxiter) else 0)
+            for o in outcomes
+            if k < len(o.iterations)
+            for i in o.iterations[k]
+        ]
         if not its:
             out.append({})
             continue
         n = [i for i, _ in its]
-        out.append({"intervals": len(n), "mean": round(sum(n) / len(n), 1), "max": max(n),
-                    "at_maxiter": round(sum(i >= m > 0 for i, m in its) / len(its), 4)})
+        out.append(
+            {
+                "intervals": len(n),
+                "mean": round(sum(n) / len(n), 1),
+                "max": max(n),
+                "at_maxiter": round(sum(i >= m > 0 for i, m in its) / len(its), 4),
+            }
+        )
     return out
 
 
@@ -315,9 +329,18 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     try:
         run = run_dp3(argv, log_path=job.log_path, timeout=job.timeout, env=dp3_environment())
     except DP3Error as exc:
-        raise ChunkFailed(f"{job.stem}: {exc}", ChunkFailure(
-            job.stem, str(exc.log_path), exc.returncode, exc.signal_name, exc.timed_out, tuple(exc.tail), worker,
-        )) from None
+        raise ChunkFailed(
+            f"{job.stem}: {exc}",
+            ChunkFailure(
+                job.stem,
+                str(exc.log_path),
+                exc.returncode,
+                exc.signal_name,
+                exc.timed_out,
+                tuple(exc.tail),
+                worker,
+            ),
+        ) from None
     asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get(f"{steps[0]}.directions", "")))
     partial = partials[0]
     try:
@@ -326,8 +349,9 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
             sol = read_h5parm(partial)
             got = tuple(d.strip("[]") for d in sol.directions)
             if asked and got != asked:
-                raise UserError(f"{partial}: directions {', '.join(got)} but {steps[0]}.directions asked for "
-                                f"{', '.join(asked)}")
+                raise UserError(
+                    f"{partial}: directions {', '.join(got)} but {steps[0]}.directions asked for {', '.join(asked)}"
+                )
             if job.keep_from is not None:  # the lead-in's intervals go; the chunk's own stay
                 sol = drop_times_before(sol, job.keep_from)
             parts.append(sol)
@@ -336,8 +360,9 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         # no returncode: the table shows this reason, not DP3's (misleading) exit code 0
         raise ChunkFailed(
             f"{job.stem}: DP3 exited 0 but its H5parm {partial} is unusable ({exc}); see {job.log_path}",
-            ChunkFailure(job.stem, str(job.log_path), worker=worker,
-                         error=f"DP3 exited 0 with an unusable H5parm: {exc}"),
+            ChunkFailure(
+                job.stem, str(job.log_path), worker=worker, error=f"DP3 exited 0 with an unusable H5parm: {exc}"
+            ),
         ) from None
     if job.keep_from is None and len(partials) == 1:
         os.replace(partials[0], job.h5_path)  # DP3's own file, as it wrote it
@@ -355,15 +380,35 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     iterations, maxiter = tuple(iterations), tuple(maxiter)
     finished = time.time()
     record = {
-        "stem": job.stem, "ms": job.ms, "start_slot": job.start_slot, "n_slots": job.n_slots,
-        "parset_hash": job.parset_hash, "h5_sha256": sha256_file(job.h5_path),
-        "dp3_seconds": run.seconds, "started": started, "finished": finished,
-        "worker": worker, "numthreads": nthreads, "lead_slots": job.lead_slots,
-        "iterations": [list(i) for i in iterations], "maxiter": list(maxiter),
+        "stem": job.stem,
+        "ms": job.ms,
+        "start_slot": job.start_slot,
+        "n_slots": job.n_slots,
+        "parset_hash": job.parset_hash,
+        "h5_sha256": sha256_file(job.h5_path),
+        "dp3_seconds": run.seconds,
+        "started": started,
+        "finished": finished,
+        "worker": worker,
+        "numthreads": nthreads,
+        "lead_slots": job.lead_slots,
+        "iterations": [list(i) for i in iterations],
+        "maxiter": list(maxiter),
     }
     atomic_write(job.done_path, json.dumps(record, indent=1))
-    return ChunkOutcome(job.stem, str(job.h5_path), False, run.seconds, started, finished, worker, nthreads,
-                        log_path=str(job.log_path), iterations=iterations, maxiter=maxiter)
+    return ChunkOutcome(
+        job.stem,
+        str(job.h5_path),
+        False,
+        run.seconds,
+        started,
+        finished,
+        worker,
+        nthreads,
+        log_path=str(job.log_path),
+        iterations=iterations,
+        maxiter=maxiter,
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -381,10 +426,18 @@ def chunk_outcome_on_disk(job: ChunkJob) -> ChunkOutcome | None:
         record = json.loads(job.done_path.read_text())
     except (OSError, ValueError):
         return None
-    return ChunkOutcome(job.stem, str(job.h5_path), False, float(record.get("dp3_seconds", 0.0)),
-                        float(record.get("started", 0.0)), float(record.get("finished", 0.0)),
-                        str(record.get("worker", "")), int(record.get("numthreads", 0)),
-                        log_path=str(job.log_path), **_record_iterations(record))
+    return ChunkOutcome(
+        job.stem,
+        str(job.h5_path),
+        False,
+        float(record.get("dp3_seconds", 0.0)),
+        float(record.get("started", 0.0)),
+        float(record.get("finished", 0.0)),
+        str(record.get("worker", "")),
+        int(record.get("numthreads", 0)),
+        log_path=str(job.log_path),
+        **_record_iterations(record),
+    )
 
 
 def _reused_outcome(job: ChunkJob) -> ChunkOutcome | None:
@@ -397,14 +450,17 @@ def _reused_outcome(job: ChunkJob) -> ChunkOutcome | None:
         record = json.loads(job.done_path.read_text())
     except (OSError, ValueError):
         record = {}
-    return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path),
-                        **_record_iterations(record))
+    return ChunkOutcome(
+        job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path), **_record_iterations(record)
+    )
 
 
 def _record_iterations(record: dict[str, Any]) -> dict[str, Any]:
     """``iterations`` and ``maxiter`` of a completion record, as :class:`ChunkOutcome` keeps them."""
-    return {"iterations": tuple(tuple(int(i) for i in its) for its in record.get("iterations", ())),
-            "maxiter": tuple(int(m) for m in record.get("maxiter", ()))}
+    return {
+        "iterations": tuple(tuple(int(i) for i in its) for its in record.get("iterations", ())),
+        "maxiter": tuple(int(m) for m in record.get("maxiter", ())),
+    }
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -427,8 +483,10 @@ class _Progress:
         if self.tty:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(f"\rcalibrate [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                             f"chunks, ETA {eta:4.0f} s  ")
+            sys.stderr.write(
+                f"\rcalibrate [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"chunks, ETA {eta:4.0f} s  "
+            )
             if self.done == self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -484,13 +542,19 @@ def calibrate(
     # each chunk's record and H5parm are checked (and hashed) once
     outcomes: dict[str, ChunkOutcome] = {j.stem: o for j in jobs if (o := _reused_outcome(j)) is not None}
     todo = [j for j in jobs if j.stem not in outcomes]
-    log.info("calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
-             len(jobs), len(ms_paths), len(outcomes), len(todo))
+    log.info(
+        "calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
+        len(jobs),
+        len(ms_paths),
+        len(outcomes),
+        len(todo),
+    )
     failures: dict[str, ChunkFailure] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
-        client.submit(run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES) if use_slots else None,
-                      retries=retries, pure=False): j
+        client.submit(
+            run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES) if use_slots else None, retries=retries, pure=False
+        ): j
         for j in todo
     }
     submitted_at = time.time()  # every task is with the scheduler from here on
@@ -519,9 +583,12 @@ def calibrate(
             if not isinstance(failure, ChunkFailure):
                 failure = ChunkFailure(job.stem, str(job.log_path), error=f"{type(exc).__name__}: {exc}")
         else:
-            failure = ChunkFailure(job.stem, str(job.log_path),
-                                   error=f"finished on its worker but {job.done_path} is not there for the driver "
-                                         "(is the workdir on a file system the workers share?)")
+            failure = ChunkFailure(
+                job.stem,
+                str(job.log_path),
+                error=f"finished on its worker but {job.done_path} is not there for the driver "
+                "(is the workdir on a file system the workers share?)",
+            )
         failures[job.stem] = failure
         progress.update(None, failed=job.stem)
 
@@ -555,21 +622,32 @@ def calibrate(
     write_h5parm(out_h5, merged)
     wall = time.monotonic() - t0
     ordered = tuple(outcomes[j.stem] for j in jobs)
-    log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall,
-             sum(o.seconds for o in ordered))
+    log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall, sum(o.seconds for o in ordered))
     for k, (its, solve) in enumerate(zip(iteration_summary(ordered), cal.chain)):
         if not its:
             continue
         which = f"solve {k + 1} ({solve.mode})" if len(cal.chain) > 1 else "DDECal"
-        log.info("calibrate: %s took %.1f iterations per solution interval on average (at most %d)",
-                 which, its["mean"], its["max"])
+        log.info(
+            "calibrate: %s took %.1f iterations per solution interval on average (at most %d)",
+            which,
+            its["mean"],
+            its["max"],
+        )
         if its["at_maxiter"] > 0.1:
             key = f"calibration.solves[{k}]" if len(cal.chain) > 1 else "calibration"
-            log.warning("calibrate: %s: %.0f%% of the solution intervals stopped at maxiter %d before reaching "
-                        "tolerance %g; raise %s.maxiter or %s.tolerance",
-                        which, 100 * its["at_maxiter"], solve.maxiter, solve.tolerance, key, key)
-    return CalibrationResult(out_h5, ordered, wall, tuple(merged.directions),
-                             {"solve": t_solve, "merge": wall - t_solve}, submitted_at)
+            log.warning(
+                "calibrate: %s: %.0f%% of the solution intervals stopped at maxiter %d before reaching "
+                "tolerance %g; raise %s.maxiter or %s.tolerance",
+                which,
+                100 * its["at_maxiter"],
+                solve.maxiter,
+                solve.tolerance,
+                key,
+                key,
+            )
+    return CalibrationResult(
+        out_h5, ordered, wall, tuple(merged.directions), {"solve": t_solve, "merge": wall - t_solve}, submitted_at
+    )
 
 
 def failure_table(failures: dict[str, ChunkFailure], total: int) -> str:

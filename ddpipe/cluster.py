@@ -99,8 +99,10 @@ class SlotWatch:
             where = self.client.scheduler.address
         except Exception:
             where = "the scheduler"
-        return (f"no worker offering '{SLOT}' for {self.timeout:g} s (cluster.no_workers_timeout); "
-                f"add one ({dask_worker_command(where)}) and rerun")
+        return (
+            f"no worker offering '{SLOT}' for {self.timeout:g} s (cluster.no_workers_timeout); "
+            f"add one ({dask_worker_command(where)}) and rerun"
+        )
 
 
 def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: int = 1) -> dict[str, float]:
@@ -164,14 +166,18 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
             memory_limit=_memory_limit(cfg.memory_limit),
             # a failed chunk is reported once, by the driver's failure table; the workers' own
             # "Compute Failed ... Traceback" dumps are only shown when debugging
-            silence_logs=logging.ERROR if logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+            silence_logs=logging.ERROR
+            if logging.getLogger().getEffectiveLevel() <= logging.DEBUG
             else logging.CRITICAL,
         )
         client = Client(cluster)
     handle = ClusterHandle(client, cluster, "local")
     log.info(
         "local Dask cluster: %d worker(s) x %d thread(s), %s=1 each; dashboard %s",
-        cfg.n_workers, cfg.threads_per_worker, SLOT, handle.dashboard or "(off: install bokeh)",
+        cfg.n_workers,
+        cfg.threads_per_worker,
+        SLOT,
+        handle.dashboard or "(off: install bokeh)",
     )
     return handle
 
@@ -193,8 +199,10 @@ def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
         except UserError:
             raise
         except (OSError, TimeoutError) as exc:
-            raise UserError(f"cannot reach the Dask scheduler at {target} within {cfg.worker_wait:g} s "
-                            f"({type(exc).__name__}); is 'dask scheduler' running there?") from None
+            raise UserError(
+                f"cannot reach the Dask scheduler at {target} within {cfg.worker_wait:g} s "
+                f"({type(exc).__name__}); is 'dask scheduler' running there?"
+            ) from None
     address = client.scheduler.address
     try:
         good = wait_for_slot_workers(client, address, cfg.worker_wait)
@@ -221,12 +229,16 @@ def check_address(cfg: ClusterConfig) -> None:
     if cfg.mode != "address":
         return
     if not cfg.address:
-        raise UserError("cluster.mode is 'address' but cluster.address is empty; give the scheduler "
-                        "address (tcp://host:port) or a scheduler file (--scheduler)")
+        raise UserError(
+            "cluster.mode is 'address' but cluster.address is empty; give the scheduler "
+            "address (tcp://host:port) or a scheduler file (--scheduler)"
+        )
     path = scheduler_file(cfg.address)
     if path is not None and not path.is_file():
-        raise UserError(f"scheduler file {cfg.address} does not exist; start a scheduler with "
-                        f"'dask scheduler --scheduler-file {cfg.address}' or fix cluster.address / --scheduler")
+        raise UserError(
+            f"scheduler file {cfg.address} does not exist; start a scheduler with "
+            f"'dask scheduler --scheduler-file {cfg.address}' or fix cluster.address / --scheduler"
+        )
 
 
 def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
@@ -255,12 +267,15 @@ def check_lifetime(cfg: ClusterConfig) -> None:
     try:
         life, wall = parse_timedelta(s.lifetime), _walltime_seconds(s.walltime)
     except (ValueError, TypeError, KeyError):
-        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m "
-                        "or 11h") from None
+        raise UserError(
+            f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m or 11h"
+        ) from None
     if life + 120 >= wall:
-        raise UserError(f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger is not below "
-                        f"cluster.slurm.walltime = {s.walltime!r}: workers would be killed mid-chunk; "
-                        "make lifetime at least the longest chunk's DP3 time shorter than walltime")
+        raise UserError(
+            f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger is not below "
+            f"cluster.slurm.walltime = {s.walltime!r}: workers would be killed mid-chunk; "
+            "make lifetime at least the longest chunk's DP3 time shorter than walltime"
+        )
 
 
 def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
@@ -309,8 +324,9 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
         wait_for_slot_workers(client, client.scheduler.address, cfg.no_workers_timeout)
     except UserError as exc:
         handle.close()
-        raise UserError(f"{exc} (SLURM jobs did not start in time: check 'squeue' and "
-                        f"{kwargs['log_directory']})") from None
+        raise UserError(
+            f"{exc} (SLURM jobs did not start in time: check 'squeue' and {kwargs['log_directory']})"
+        ) from None
     return handle
 
 
@@ -337,4 +353,3 @@ def open_cluster(cfg: ClusterConfig, workdir: Path) -> Iterator[ClusterHandle]:
 def dask_worker_command(address: str, nthreads: int = 1) -> str:
     """The command a user runs to add a suitable worker by hand."""
     return shlex.join(["dask", "worker", address, "--nthreads", str(nthreads), "--resources", f"{SLOT}=1"])
-

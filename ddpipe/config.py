@@ -102,8 +102,9 @@ class CalibrationConfig:
     propagatesolutions: bool = _c()
     solveralgorithm: str = _c(choices=("directioniterative", "directionsolve", "hybrid", "lbfgs"))
     solutions_per_direction: tuple[int, ...] = _c(min=1)
-    antenna_averaging_factors: tuple[str, ...] = _c(pattern=r"^[^\s:,\[\]]+:[1-9]\d*$",
-                                                    form="PATTERN:FACTOR, like 'CS*:4' or 'RS001HBA:2'")
+    antenna_averaging_factors: tuple[str, ...] = _c(
+        pattern=r"^[^\s:,\[\]]+:[1-9]\d*$", form="PATTERN:FACTOR, like 'CS*:4' or 'RS001HBA:2'"
+    )
     #: a chain of solves, each a mapping of the keys above (those left out are taken from the
     #: calibration section itself); empty: the section itself is the one solve
     solves: tuple["CalibrationConfig", ...] = _c(chain=True)
@@ -209,8 +210,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise UserError(f"{p}: the top level must be a mapping of keys (like 'inputs:'), "
-                            f"got {type(loaded).__name__}")
+            raise UserError(
+                f"{p}: the top level must be a mapping of keys (like 'inputs:'), got {type(loaded).__name__}"
+            )
         data = loaded
         base_dir = p.resolve().parent
         source = str(p)
@@ -289,8 +291,14 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
-            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        dict: "a mapping",
+        type(None): "null",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
@@ -419,12 +427,15 @@ def _override(base: Any, changes: dict[str, Any], key: str, ctx: _Ctx) -> Any:
     if solves and not chained:
         stale = [k for k in kw if k != "n_directions"]
         if stale:
-            raise UserError(f"{ctx.source}: {key}.{stale[0]} would not reach the solves listed in calibration.solves; "
-                            f"give this cycle its own {key}.solves instead")
+            raise UserError(
+                f"{ctx.source}: {key}.{stale[0]} would not reach the solves listed in calibration.solves; "
+                f"give this cycle its own {key}.solves instead"
+            )
     out = dataclasses.replace(base, **kw)
     for name, value in chained.items():  # a cycle's solves take the cycle's other keys as their defaults
-        out = dataclasses.replace(out, **{name: _chain(value, dataclasses.replace(out, **{name: ()}),
-                                                        f"{key}.{name}", ctx)})
+        out = dataclasses.replace(
+            out, **{name: _chain(value, dataclasses.replace(out, **{name: ()}), f"{key}.{name}", ctx)}
+        )
     if isinstance(out, CalibrationConfig):
         _check_calibration(out, key, ctx)
     return out
@@ -434,17 +445,26 @@ def _check_calibration(cal: CalibrationConfig, key: str, ctx: _Ctx) -> None:
     """Rules between keys of one solve, as DP3 states them (DDECal.yml)."""
     for n in cal.solutions_per_direction:
         if cal.solint % n:
-            raise ctx.fail(f"{key}.solutions_per_direction", list(cal.solutions_per_direction),
-                           f"each entry must divide solint ({cal.solint})")
+            raise ctx.fail(
+                f"{key}.solutions_per_direction",
+                list(cal.solutions_per_direction),
+                f"each entry must divide solint ({cal.solint})",
+            )
     most = max(cal.solutions_per_direction, default=1)
     if most > 1 and cal.solveralgorithm != "directioniterative":
-        raise ctx.fail(f"{key}.solveralgorithm", cal.solveralgorithm,
-                       "solutions_per_direction above 1 needs directioniterative (DP3 supports it only there)")
+        raise ctx.fail(
+            f"{key}.solveralgorithm",
+            cal.solveralgorithm,
+            "solutions_per_direction above 1 needs directioniterative (DP3 supports it only there)",
+        )
     for entry in cal.antenna_averaging_factors:
         if int(entry.rpartition(":")[2]) > most:
-            raise ctx.fail(f"{key}.antenna_averaging_factors", entry,
-                           f"a factor may not exceed the most sub-solutions of a direction ({most}); "
-                           "raise solutions_per_direction")
+            raise ctx.fail(
+                f"{key}.antenna_averaging_factors",
+                entry,
+                f"a factor may not exceed the most sub-solutions of a direction ({most}); "
+                "raise solutions_per_direction",
+            )
 
 
 def _chain(raw: Any, base: "CalibrationConfig", key: str, ctx: _Ctx) -> tuple["CalibrationConfig", ...]:
@@ -472,7 +492,10 @@ def _chain(raw: Any, base: "CalibrationConfig", key: str, ctx: _Ctx) -> tuple["C
     longest = max(s.solint for s in out)
     for i, s in enumerate(out):
         if longest % s.solint:
-            raise ctx.fail(f"{key}[{i}].solint", s.solint,
-                           f"each solve's solint must divide the longest one ({longest}), so that chunk edges "
-                           "fall on every solve's intervals")
+            raise ctx.fail(
+                f"{key}[{i}].solint",
+                s.solint,
+                f"each solve's solint must divide the longest one ({longest}), so that chunk edges "
+                "fall on every solve's intervals",
+            )
     return tuple(out)

@@ -100,14 +100,21 @@ class RunSummary:
 
 def _image_stats(res: Any) -> ImageStats:
     bmaj, bmin, bpa = res.beam
-    return ImageStats(float(res.rms), float(res.peak), float(res.dynamic_range), int(res.n_components),
-                      (bmaj * 3600.0, bmin * 3600.0, float(bpa)), str(res.image))
+    return ImageStats(
+        float(res.rms),
+        float(res.peak),
+        float(res.dynamic_range),
+        int(res.n_components),
+        (bmaj * 3600.0, bmin * 3600.0, float(bpa)),
+        str(res.image),
+    )
 
 
 def _stats_from_record(rec: dict[str, Any]) -> ImageStats:
     s = rec["stats"]
-    return ImageStats(s["rms"], s["peak"], s["dynamic_range"], s["n_components"], tuple(s["beam_arcsec"]),
-                      s["restored"])
+    return ImageStats(
+        s["rms"], s["peak"], s["dynamic_range"], s["n_components"], tuple(s["beam_arcsec"]), s["restored"]
+    )
 
 
 def _ms_fingerprint(paths: Sequence[str]) -> list[Any]:
@@ -162,8 +169,14 @@ def solution_stats(h5: Path) -> dict[str, Any]:
 class Pipeline:
     """One run over a workdir. ``run()`` does every cycle; stages skip when already done."""
 
-    def __init__(self, cfg: Config, *, restart_from: str | None = None, force: bool = False,
-                 timings: dict[str, float] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        restart_from: str | None = None,
+        force: bool = False,
+        timings: dict[str, float] | None = None,
+    ):
         self.cfg = cfg
         self.workdir = Path(cfg.workdir).resolve()
         self.force = force
@@ -201,8 +214,9 @@ class Pipeline:
         cfg = self.cfg
         first = cfg.cycles[0]
         t = time.monotonic()
-        self.summary.before = self.image_stage("cycle_00/image", self.workdir / "cycle_00" / "image",
-                                               cfg.inputs.ms, first.imaging, None, None)
+        self.summary.before = self.image_stage(
+            "cycle_00/image", self.workdir / "cycle_00" / "image", cfg.inputs.ms, first.imaging, None, None
+        )
         self.summary.timings["image_before"] = time.monotonic() - t
         self.summary.before_quality = self._quality(self.workdir / "cycle_00" / "image", None)
         reference = {}
@@ -216,15 +230,19 @@ class Pipeline:
                     if key not in reference:
                         t = time.monotonic()
                         reference[key] = self.image_stage(
-                            f"reference/{key}", self.workdir / "reference" / key / "image", cfg.inputs.reference_ms,
-                            cyc.imaging, None, None).dynamic_range
+                            f"reference/{key}",
+                            self.workdir / "reference" / key / "image",
+                            cfg.inputs.reference_ms,
+                            cyc.imaging,
+                            None,
+                            None,
+                        ).dynamic_range
                         timings = self.summary.timings
                         timings["reference"] = timings.get("reference", 0) + time.monotonic() - t
                     ref_dr = reference[key]
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr
-                        self.summary.reference_quality = self._quality(self.workdir / "reference" / key / "image",
-                                                                       None)
+                        self.summary.reference_quality = self._quality(self.workdir / "reference" / key / "image", None)
                 if client is None and not self._cycle_done(cyc, sky):
                     client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
                 sky = self.cycle(cyc, sky, client, ref_dr)
@@ -243,21 +261,36 @@ class Pipeline:
         from ddpipe.sky.skymodel import read_skymodel
 
         if prev_sky is None:
-            path, names = require_directions(self.cfg.inputs.skymodel, cyc.calibration.n_directions,
-                                             self._cycle_dir(cyc))
+            path, names = require_directions(
+                self.cfg.inputs.skymodel, cyc.calibration.n_directions, self._cycle_dir(cyc)
+            )
             return Path(path), tuple(names)
         names = tuple(n for n, _, _ in patch_directions(read_skymodel(prev_sky)))
         return prev_sky, names
 
     def _cal_key(self, cyc: CycleConfig, sky: Path) -> str:
         cfg = self.cfg
-        return digest({"ms": _ms_fingerprint(cfg.inputs.ms), "sky": sha256_file(sky),
-                       "cal": asdict(cyc.calibration), "chunking": asdict(cfg.chunking),
-                       "dp3_extra": cfg.dp3.extra, "column": cfg.inputs.data_column})
+        return digest(
+            {
+                "ms": _ms_fingerprint(cfg.inputs.ms),
+                "sky": sha256_file(sky),
+                "cal": asdict(cyc.calibration),
+                "chunking": asdict(cfg.chunking),
+                "dp3_extra": cfg.dp3.extra,
+                "column": cfg.inputs.data_column,
+            }
+        )
 
     def _image_key(self, ms: Sequence[str], params: ImagingConfig, extra_key: str | None, facets: Any) -> str:
-        return digest({"ms": _ms_fingerprint(ms), "params": asdict(params), "solutions": extra_key,
-                       "facets": facets, "column": self.cfg.inputs.data_column})
+        return digest(
+            {
+                "ms": _ms_fingerprint(ms),
+                "params": asdict(params),
+                "solutions": extra_key,
+                "facets": facets,
+                "column": self.cfg.inputs.data_column,
+            }
+        )
 
     def _cycle_done(self, cyc: CycleConfig, prev_sky: Path | None) -> bool:
         """True when this cycle needs no cluster: its calibration is done and intact and, when images
@@ -299,12 +332,27 @@ class Pipeline:
         t = time.monotonic()
 
         def solve() -> tuple[list[Path], dict[str, Any]]:
-            res = calibrate(cfg.inputs.ms, str(sky), directions, cyc.calibration, cfg.chunking, cfg.dp3, cdir, client,
-                            data_column=cfg.inputs.data_column, retries=cfg.cluster.retries, force=self.force,
-                            no_workers_timeout=cfg.cluster.no_workers_timeout,
-                            on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)))
-            return [res.solutions], dict(chunks=len(res.chunks), reused=res.reused, iterations=res.iterations,
-                                         stats=solution_stats(res.solutions))
+            res = calibrate(
+                cfg.inputs.ms,
+                str(sky),
+                directions,
+                cyc.calibration,
+                cfg.chunking,
+                cfg.dp3,
+                cdir,
+                client,
+                data_column=cfg.inputs.data_column,
+                retries=cfg.cluster.retries,
+                force=self.force,
+                no_workers_timeout=cfg.cluster.no_workers_timeout,
+                on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)),
+            )
+            return [res.solutions], dict(
+                chunks=len(res.chunks),
+                reused=res.reused,
+                iterations=res.iterations,
+                stats=solution_stats(res.solutions),
+            )
 
         rec = self.run_once(f"{name}/calibrate", self._cal_key(cyc, sky), solve)
         n_chunks = rec.get("chunks", 0)
@@ -316,8 +364,16 @@ class Pipeline:
         t = time.monotonic()
         model = read_skymodel(sky)
         facets = patch_directions(model)
-        stats = self.image_stage(f"{name}/image", cdir / "image", cfg.inputs.ms, cyc.imaging,
-                                 h5, facets, extra_key=sha256_file(h5), client=client)
+        stats = self.image_stage(
+            f"{name}/image",
+            cdir / "image",
+            cfg.inputs.ms,
+            cyc.imaging,
+            h5,
+            facets,
+            extra_key=sha256_file(h5),
+            client=client,
+        )
         timings["image"] = time.monotonic() - t
 
         # next sky model: CLEAN components grouped into directions
@@ -325,13 +381,14 @@ class Pipeline:
         comps = cdir / "image-components.skymodel"
         out = cdir / "skymodel.txt"
         nxt = cfg.cycles[cyc.index] if cyc.index < len(cfg.cycles) else cyc
-        key = digest({"components": sha256_file(comps) if comps.exists() else None,
-                      "n": nxt.calibration.n_directions})
+        key = digest({"components": sha256_file(comps) if comps.exists() else None, "n": nxt.calibration.n_directions})
 
         def regroup() -> tuple[list[Path], dict[str, Any]]:
             if not comps.exists():
-                raise UserError(f"cycle {cyc.index}: CLEAN found no components above the threshold, so there is "
-                                "no new sky model; lower imaging.auto_threshold/threshold or raise niter")
+                raise UserError(
+                    f"cycle {cyc.index}: CLEAN found no components above the threshold, so there is "
+                    "no new sky model; lower imaging.auto_threshold/threshold or raise niter"
+                )
             grouped = group_into_directions(read_skymodel(comps), nxt.calibration.n_directions)
             write_skymodel(grouped, out)
             return [out], dict(n_sources=len(grouped.sources), n_directions=len(grouped.patches))
@@ -339,13 +396,29 @@ class Pipeline:
         self.run_once(f"{name}/skymodel", key, regroup)
         timings["skymodel"] = time.monotonic() - t
 
-        summary = CycleSummary(cyc.index, cyc.calibration.modes, len(directions), stats, ref_dr,
-                               rec.get("stats", {}), timings, n_chunks, reused, self._quality(cdir / "image", h5),
-                               rec.get("iterations", []))
+        summary = CycleSummary(
+            cyc.index,
+            cyc.calibration.modes,
+            len(directions),
+            stats,
+            ref_dr,
+            rec.get("stats", {}),
+            timings,
+            n_chunks,
+            reused,
+            self._quality(cdir / "image", h5),
+            rec.get("iterations", []),
+        )
         self.summary.cycles.append(summary)
         ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
-        log.info("cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components", cyc.index,
-                 stats.dynamic_range, ref, stats.rms, stats.n_components)
+        log.info(
+            "cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components",
+            cyc.index,
+            stats.dynamic_range,
+            ref,
+            stats.rms,
+            stats.n_components,
+        )
         return out
 
     # -- quality figures (ddpipe.quality) --
@@ -359,15 +432,29 @@ class Pipeline:
         out: dict[str, Any] = {}
         if restored.is_file() and residual.is_file():
             comps = Path(f"{prefix}-components.skymodel")
-            out["image"] = image_figures(restored, residual, true_skymodel=ins.true_skymodel,
-                                         start_skymodel=ins.skymodel, components=comps if comps.is_file() else None)
+            out["image"] = image_figures(
+                restored,
+                residual,
+                true_skymodel=ins.true_skymodel,
+                start_skymodel=ins.skymodel,
+                components=comps if comps.is_file() else None,
+            )
         if h5 is not None and ins.true_gains:
             out["solutions"] = gain_errors(h5, ins.true_gains)
         return out
 
     # -- imaging stage (shared by cycle 0, the reference and each cycle) --
-    def image_stage(self, name: str, prefix: Path, ms: Sequence[str], params: ImagingConfig,
-                    h5: Path | None, facets: Any, extra_key: str | None = None, client: Any = None) -> ImageStats:
+    def image_stage(
+        self,
+        name: str,
+        prefix: Path,
+        ms: Sequence[str],
+        params: ImagingConfig,
+        h5: Path | None,
+        facets: Any,
+        extra_key: str | None = None,
+        client: Any = None,
+    ) -> ImageStats:
         from ddpipe.imaging.imager import PRODUCTS
 
         def image() -> tuple[list[Path], dict[str, Any]]:
@@ -382,8 +469,9 @@ class Pipeline:
 
         return _stats_from_record(self.run_once(name, self._image_key(ms, params, extra_key, facets), image).data)
 
-    def _make_image(self, prefix: Path, ms: Sequence[str], params: ImagingConfig, h5: Path | None, facets: Any,
-                    client: Any) -> Any:
+    def _make_image(
+        self, prefix: Path, ms: Sequence[str], params: ImagingConfig, h5: Path | None, facets: Any, client: Any
+    ) -> Any:
         from ddpipe.imaging.imager import make_image
         from ddpipe.solutions.h5parm import read_h5parm
 
@@ -394,9 +482,17 @@ class Pipeline:
         # ~1e-5 of the peak) does not depend on how many workers happen to be connected
         c = self.cfg.cluster
         ranges = {"local": c.n_workers, "slurm": c.slurm.jobs}.get(c.mode)
-        return make_image(list(ms), params, prefix, data_column=self.cfg.inputs.data_column, solutions=sol,
-                          facet_directions=facets, client=client if on_cluster else None,
-                          no_workers_timeout=self.cfg.cluster.no_workers_timeout, n_ranges=ranges)
+        return make_image(
+            list(ms),
+            params,
+            prefix,
+            data_column=self.cfg.inputs.data_column,
+            solutions=sol,
+            facet_directions=facets,
+            client=client if on_cluster else None,
+            no_workers_timeout=self.cfg.cluster.no_workers_timeout,
+            n_ranges=ranges,
+        )
 
     # -- the one way a stage runs at most once --
     def run_once(self, name: str, key: str, fn: Any) -> StageRecord:
@@ -437,8 +533,10 @@ def parse_restart(text: str, n_cycles: int) -> tuple[int, str]:
     except ValueError:
         cyc = -1
     if stage not in STAGES or not 1 <= cyc <= n_cycles:
-        raise UserError(f"--restart-from {text!r}: expected STAGE or CYCLE:STAGE with STAGE one of "
-                        f"{' | '.join(STAGES)} and CYCLE 1..{n_cycles} (e.g. 2:image)")
+        raise UserError(
+            f"--restart-from {text!r}: expected STAGE or CYCLE:STAGE with STAGE one of "
+            f"{' | '.join(STAGES)} and CYCLE 1..{n_cycles} (e.g. 2:image)"
+        )
     return cyc, stage
 
 
@@ -451,8 +549,9 @@ def _file_log(workdir: Path) -> logging.Handler:
     return h
 
 
-def run_pipeline(cfg: Config, *, restart_from: str | None = None, force: bool = False,
-                 timings: dict[str, float] | None = None) -> RunSummary:
+def run_pipeline(
+    cfg: Config, *, restart_from: str | None = None, force: bool = False, timings: dict[str, float] | None = None
+) -> RunSummary:
     """Run (or resume) the self-calibration described by ``cfg``.
 
     ``timings`` seeds the summary's stage timings (e.g. the demo's simulation).

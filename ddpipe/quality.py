@@ -42,7 +42,7 @@ def _gaussian_cov(fwhm_maj: float, fwhm_min: float, pa_deg: float) -> np.ndarray
     u = np.array([-np.sin(t), np.cos(t)])  # major axis: north is +y, east is -x
     v = np.array([np.cos(t), np.sin(t)])
     k = 1.0 / (8 * np.log(2))  # FWHM² → σ²
-    return k * (fwhm_maj ** 2 * np.outer(u, u) + fwhm_min ** 2 * np.outer(v, v))
+    return k * (fwhm_maj**2 * np.outer(u, u) + fwhm_min**2 * np.outer(v, v))
 
 
 def _bilinear(x: float, y: float, shape: tuple[int, int]) -> list[tuple[int, int, float]]:
@@ -62,8 +62,9 @@ def sample(image: np.ndarray, x: float, y: float) -> float:
     return float(sum(w * image[iy, ix] for iy, ix, w in _bilinear(x, y, image.shape)))
 
 
-def expected_value(source: Any, freq: float, x: float, y: float, beam_cov: np.ndarray, cell_arcsec: float,
-                   shape: tuple[int, int]) -> tuple[float, float]:
+def expected_value(
+    source: Any, freq: float, x: float, y: float, beam_cov: np.ndarray, cell_arcsec: float, shape: tuple[int, int]
+) -> tuple[float, float]:
     """True flux at ``freq`` and what a perfect restored image gives at ``(x, y)`` sampled as
     :func:`sample` samples: the source (point or Gaussian) convolved with the beam, in Jy/beam,
     on the surrounding pixels, interpolated bilinearly (a point source between pixels reads up to
@@ -71,8 +72,9 @@ def expected_value(source: Any, freq: float, x: float, y: float, beam_cov: np.nd
     true = float(source.stokes_i_at(freq)) if freq > 0 else float(source.i)
     cov = beam_cov
     if source.type.upper() == "GAUSSIAN" and source.major_axis > 0:
-        cov = beam_cov + _gaussian_cov(source.major_axis / cell_arcsec, source.minor_axis / cell_arcsec,
-                                       source.orientation)
+        cov = beam_cov + _gaussian_cov(
+            source.major_axis / cell_arcsec, source.minor_axis / cell_arcsec, source.orientation
+        )
     scale = np.sqrt(np.linalg.det(beam_cov) / np.linalg.det(cov))
     inv = np.linalg.inv(cov)
     value = 0.0
@@ -82,8 +84,14 @@ def expected_value(source: Any, freq: float, x: float, y: float, beam_cov: np.nd
     return true, true * scale * value
 
 
-def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: str | Path | None = None,
-                  start_skymodel: str | Path | None = None, components: str | Path | None = None) -> dict[str, Any]:
+def image_figures(
+    restored: str | Path,
+    residual: str | Path,
+    *,
+    true_skymodel: str | Path | None = None,
+    start_skymodel: str | Path | None = None,
+    components: str | Path | None = None,
+) -> dict[str, Any]:
     """Noise far from sources and, with the true sky, the flux recovered per source.
 
     Parameters
@@ -137,7 +145,7 @@ def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: 
             if x0 >= x1 or y0 >= y1:
                 continue
             yy, xx = np.mgrid[y0:y1, x0:x1]
-            far[y0:y1, x0:x1] &= (xx - x) ** 2 + (yy - y) ** 2 > radius ** 2
+            far[y0:y1, x0:x1] &= (xx - x) ** 2 + (yy - y) ** 2 > radius**2
     rms = mad_rms(resid, far) if far.any() else mad_rms(resid)
     out: dict[str, Any] = {"rms_far_jy": rms, "far_beams": FAR_BEAMS}
     if not true_skymodel or known is None:
@@ -150,13 +158,24 @@ def image_figures(restored: str | Path, residual: str | Path, *, true_skymodel: 
             continue
         measured = sample(image, x, y)  # at the true position: no bias from picking the brightest pixel
         true, expected = expected_value(s, freq, x, y, beam_cov, cell * 3600, image.shape)
-        sources.append({"name": s.name, "true_jy": true, "expected_jy_per_beam": expected, "measured_jy": measured,
-                        "ratio": measured / expected if expected else None, "snr": expected / rms if rms > 0 else None,
-                        "modelled": None if start is None else s.name in start})
+        sources.append(
+            {
+                "name": s.name,
+                "true_jy": true,
+                "expected_jy_per_beam": expected,
+                "measured_jy": measured,
+                "ratio": measured / expected if expected else None,
+                "snr": expected / rms if rms > 0 else None,
+                "modelled": None if start is None else s.name in start,
+            }
+        )
     out["sources"] = sources
     for label, want in (("modelled", True), ("unmodelled", False)):
-        r = [e["ratio"] for e in sources if e["ratio"] is not None and (e["snr"] or 0) >= MIN_SNR
-             and (start is None or e["modelled"] == want)]
+        r = [
+            e["ratio"]
+            for e in sources
+            if e["ratio"] is not None and (e["snr"] or 0) >= MIN_SNR and (start is None or e["modelled"] == want)
+        ]
         if start is None and want is False:
             break
         key = "all" if start is None else label

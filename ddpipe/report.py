@@ -56,8 +56,7 @@ def plot_solutions(h5: str | Path, png: Path, title: str) -> Path:
     sol = read_h5parm(h5)
     tabs = sorted(sol.soltabs.values(), key=lambda t: t.kind != "phase")
     ndir = len(sol.directions)
-    fig, axes = plt.subplots(ndir, len(tabs), figsize=(5 * len(tabs), 1.9 * ndir + 0.8), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(ndir, len(tabs), figsize=(5 * len(tabs), 1.9 * ndir + 0.8), squeeze=False, sharex=True)
     for c, tab in enumerate(tabs):
         vals = np.asarray(tab.values, dtype=float)
         axes_names = list(tab.axes)
@@ -130,19 +129,26 @@ def quality_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         flux = []
         for label in ("modelled", "unmodelled", "all"):
             if img.get(f"{label}_count"):
-                flux.append(f"{label} {_fmt(img.get(f'{label}_median_ratio'), '.2f')} "
-                            f"(min {_fmt(img.get(f'{label}_min_ratio'), '.2f')}, {img[f'{label}_count']} sources)")
-        body.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(img.get('rms_far_jy'), '.3g', 1e3)}</td>"
-                    f"<td>{html.escape('; '.join(flux))}</td><td>{_fmt(sol.get('phase_rms_rad'), '.4f')}</td>"
-                    f"<td>{_fmt(sol.get('amplitude_rms'), '.2f', 100)}</td></tr>")
-    return ("<h2>Quality beyond the dynamic range</h2>\n<p>Noise: MAD σ of the residual more than "
-            "5 beams from every known source. Flux: the restored image at each true source's position over a "
-            "perfect image's there (the true source convolved with the restoring beam, sampled alike), "
-            "median (and minimum) over the sources above 5σ, apart for those the starting sky model had "
-            "and lacked. Solutions: RMS error of the solved gains against the true ones (phase relative "
-            "to the first station).</p>\n<table><tr><th>image</th><th>noise far from sources (mJy/beam)</th>"
-            "<th>flux recovered</th><th>phase error (rad)</th><th>amplitude error (%)</th></tr>\n"
-            + "\n".join(body) + "\n</table>")
+                flux.append(
+                    f"{label} {_fmt(img.get(f'{label}_median_ratio'), '.2f')} "
+                    f"(min {_fmt(img.get(f'{label}_min_ratio'), '.2f')}, {img[f'{label}_count']} sources)"
+                )
+        body.append(
+            f"<tr><td>{html.escape(name)}</td><td>{_fmt(img.get('rms_far_jy'), '.3g', 1e3)}</td>"
+            f"<td>{html.escape('; '.join(flux))}</td><td>{_fmt(sol.get('phase_rms_rad'), '.4f')}</td>"
+            f"<td>{_fmt(sol.get('amplitude_rms'), '.2f', 100)}</td></tr>"
+        )
+    return (
+        "<h2>Quality beyond the dynamic range</h2>\n<p>Noise: MAD σ of the residual more than "
+        "5 beams from every known source. Flux: the restored image at each true source's position over a "
+        "perfect image's there (the true source convolved with the restoring beam, sampled alike), "
+        "median (and minimum) over the sources above 5σ, apart for those the starting sky model had "
+        "and lacked. Solutions: RMS error of the solved gains against the true ones (phase relative "
+        "to the first station).</p>\n<table><tr><th>image</th><th>noise far from sources (mJy/beam)</th>"
+        "<th>flux recovered</th><th>phase error (rad)</th><th>amplitude error (%)</th></tr>\n"
+        + "\n".join(body)
+        + "\n</table>"
+    )
 
 
 def write_report(workdir: Path, run: Any) -> Path:
@@ -157,22 +163,30 @@ def write_report(workdir: Path, run: Any) -> Path:
         figs.append(plot_image(run.before.restored, rdir / "image_cycle_00.png", "before calibration"))
     for c in run.cycles:
         rows.append((f"cycle {c.cycle}", c.mode, c.image, c.reference_dynamic_range))
-        figs.append(plot_image(c.image.restored, rdir / f"image_cycle_{c.cycle:02d}.png",
-                               f"cycle {c.cycle} ({c.mode}), DR {c.image.dynamic_range:.0f}"))
+        figs.append(
+            plot_image(
+                c.image.restored,
+                rdir / f"image_cycle_{c.cycle:02d}.png",
+                f"cycle {c.cycle} ({c.mode}), DR {c.image.dynamic_range:.0f}",
+            )
+        )
         h5 = workdir / f"cycle_{c.cycle:02d}" / "solutions.h5"
         if h5.exists():
             figs.append(plot_solutions(h5, rdir / f"solutions_cycle_{c.cycle:02d}.png", f"cycle {c.cycle} solutions"))
     figs.append(plot_timings(summary, rdir / "timings.png"))
-    quality = quality_table([("before calibration", run.before_quality)] +
-                            [(f"cycle {c.cycle}", c.quality) for c in run.cycles] +
-                            [("uncorrupted reference", run.reference_quality)])
+    quality = quality_table(
+        [("before calibration", run.before_quality)]
+        + [(f"cycle {c.cycle}", c.quality) for c in run.cycles]
+        + [("uncorrupted reference", run.reference_quality)]
+    )
     table = "\n".join(
         f"<tr><td>{html.escape(n)}</td><td>{html.escape(m)}</td><td>{s.rms:.3g}</td><td>{s.peak:.3g}</td>"
         f"<td>{s.dynamic_range:.0f}</td><td>{'' if r is None else f'{r:.0f}'}</td><td>{s.n_components}</td></tr>"
         for n, m, s, r in rows
     )
-    imgs = "\n".join(f'<figure><img src="{f.name}" alt="{f.stem}"><figcaption>{f.stem}</figcaption></figure>'
-                     for f in figs)
+    imgs = "\n".join(
+        f'<figure><img src="{f.name}" alt="{f.stem}"><figcaption>{f.stem}</figcaption></figure>' for f in figs
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ddpipe report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}

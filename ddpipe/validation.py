@@ -39,8 +39,10 @@ def validate(cfg: Config, stage: str = "run") -> None:
     if stage == "run":
         workdir = Path(cfg.workdir)
         if workdir.exists() and not workdir.is_dir():
-            raise UserError(f"workdir: {workdir} exists and is not a folder; remove it or choose another "
-                            "workdir (config key workdir or --workdir)")
+            raise UserError(
+                f"workdir: {workdir} exists and is not a folder; remove it or choose another "
+                "workdir (config key workdir or --workdir)"
+            )
     if not ins.ms:
         raise UserError(f"{cfg.source}: inputs.ms is empty; list the Measurement Set(s) to process")
     if stage == "image":  # the imager counts what is flagged as it reads the rows: no scan of FLAG first
@@ -50,8 +52,9 @@ def validate(cfg: Config, stage: str = "run") -> None:
     for ms in ins.ms + (ins.reference_ms if stage == "run" else ()):
         require_unflagged(inspect_ms(ms, data_column=ins.data_column))
     if not ins.skymodel:
-        raise UserError(f"{cfg.source}: inputs.skymodel is not set; give a starting sky model "
-                        "(makesourcedb text format)")
+        raise UserError(
+            f"{cfg.source}: inputs.skymodel is not set; give a starting sky model (makesourcedb text format)"
+        )
     if not Path(ins.skymodel).is_file():
         raise UserError(f"inputs.skymodel: {ins.skymodel} does not exist; check the path")
     _check_directions(ins.skymodel, cfg.cycles[0].calibration.n_directions)
@@ -76,8 +79,10 @@ def _check_truth(cfg: Config) -> None:
     from ddpipe.solutions.h5parm import read_h5parm
 
     ins = cfg.inputs
-    for key, path, read in (("inputs.true_gains", ins.true_gains, read_h5parm),
-                            ("inputs.true_skymodel", ins.true_skymodel, read_skymodel)):
+    for key, path, read in (
+        ("inputs.true_gains", ins.true_gains, read_h5parm),
+        ("inputs.true_skymodel", ins.true_skymodel, read_skymodel),
+    ):
         if path is None:
             continue
         if not Path(path).is_file():

@@ -73,9 +73,21 @@ def scheduler(tmp_path):
     sched_file = tmp_path / "scheduler.json"
     port = _free_port()
     proc = subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0",
-         "--scheduler-file", str(sched_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            DASK,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     procs = [proc]
     deadline = time.time() + 30
@@ -85,9 +97,23 @@ def scheduler(tmp_path):
 
     def add_worker(*extra: str) -> subprocess.Popen:
         w = subprocess.Popen(
-            [DASK, "worker", f"tcp://127.0.0.1:{port}", "--host", "127.0.0.1", "--nthreads", "1",
-             "--dashboard-address", "127.0.0.1:0", "--local-directory", str(tmp_path / "w"), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                DASK,
+                "worker",
+                f"tcp://127.0.0.1:{port}",
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--local-directory",
+                str(tmp_path / "w"),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         procs.append(w)
         return w
@@ -147,8 +173,16 @@ def test_slurm_job_script_has_the_slot_resource(tmp_path):
     from dask_jobqueue import SLURMCluster
 
     base = _cluster_cfg(mode="slurm")
-    slurm = dataclasses.replace(base.slurm, queue="short", account="astro", walltime="02:00:00", cores=4,
-                                memory="16GiB", job_script_prologue=("module load dp3",), lifetime="110m")
+    slurm = dataclasses.replace(
+        base.slurm,
+        queue="short",
+        account="astro",
+        walltime="02:00:00",
+        cores=4,
+        memory="16GiB",
+        job_script_prologue=("module load dp3",),
+        lifetime="110m",
+    )
     kw = slurm_cluster_kwargs(dataclasses.replace(base, slurm=slurm), tmp_path)
     kw["scheduler_options"] = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
     with SLURMCluster(**kw) as cluster:
@@ -164,10 +198,17 @@ def test_slurm_job_script_has_the_slot_resource(tmp_path):
     assert str(tmp_path / "logs" / "slurm") in script
 
 
-@pytest.mark.parametrize("walltime, lifetime, ok", [
-    ("01:00:00", "55m", True), ("01:00:00", "59m", False), ("1-00:00:00", "23h", True),
-    ("02:00:00", "2h", False), ("12:00:00", "690m", True), ("12:00:00", "11h", True),
-])
+@pytest.mark.parametrize(
+    "walltime, lifetime, ok",
+    [
+        ("01:00:00", "55m", True),
+        ("01:00:00", "59m", False),
+        ("1-00:00:00", "23h", True),
+        ("02:00:00", "2h", False),
+        ("12:00:00", "690m", True),
+        ("12:00:00", "11h", True),
+    ],
+)
 def test_lifetime_must_end_before_walltime(tmp_path, walltime, lifetime, ok):
     base = _cluster_cfg(mode="slurm")
     cfg = dataclasses.replace(base, slurm=dataclasses.replace(base.slurm, walltime=walltime, lifetime=lifetime))

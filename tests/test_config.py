@@ -20,8 +20,14 @@ def _fields(cls) -> set[str]:
 def test_schema_and_default_yaml_name_the_same_keys():
     d = C.default_dict()
     assert set(d) == _fields(C.Config) - {"source"}
-    for section, cls in [("inputs", C.InputsConfig), ("cluster", C.ClusterConfig), ("chunking", C.ChunkingConfig),
-                         ("dp3", C.DP3Config), ("calibration", C.CalibrationConfig), ("imaging", C.ImagingConfig)]:
+    for section, cls in [
+        ("inputs", C.InputsConfig),
+        ("cluster", C.ClusterConfig),
+        ("chunking", C.ChunkingConfig),
+        ("dp3", C.DP3Config),
+        ("calibration", C.CalibrationConfig),
+        ("imaging", C.ImagingConfig),
+    ]:
         assert set(d[section]) == _fields(cls), section
     assert set(d["cluster"]["slurm"]) == _fields(C.SlurmConfig)
 
@@ -50,11 +56,15 @@ def test_defaults_load_and_freeze():
 
 def test_cycle_overrides_and_relative_paths(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text(yaml.safe_dump({
-        "inputs": {"ms": ["a.ms", "sub/b.ms"], "skymodel": "sky.txt"},
-        "calibration": {"solint": 4},
-        "cycles": [{}, {"calibration": {"mode": "diagonal", "nchan": 2}, "imaging": {"niter": 50}}],
-    }))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": {"ms": ["a.ms", "sub/b.ms"], "skymodel": "sky.txt"},
+                "calibration": {"solint": 4},
+                "cycles": [{}, {"calibration": {"mode": "diagonal", "nchan": 2}, "imaging": {"niter": 50}}],
+            }
+        )
+    )
     cfg = C.load_config(p)
     assert cfg.inputs.ms == (str(tmp_path / "a.ms"), str(tmp_path / "sub" / "b.ms"))
     assert cfg.cycles[0].calibration.solint == 4 and cfg.cycles[0].calibration.mode == "scalarphase"
@@ -62,43 +72,59 @@ def test_cycle_overrides_and_relative_paths(tmp_path):
     assert cfg.cycles[1].imaging.niter == 50
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("cluster:\n  mdoe: local\n", "unknown key 'cluster.mdoe' (did you mean 'cluster.mode'?)"),
-    ("imaging:\n  niter: -1\n", "imaging.niter = -1 is not allowed: must be >= 0"),
-    ("imaging:\n  niter: ten\n", "imaging.niter = 'ten' is not allowed: expected an integer"),
-    ("calibration:\n  mode: phase\n", "calibration.mode = 'phase'"),
-    ("cycles: []\n", "cycles = [] is not allowed"),
-    ("cycles:\n  - imaging: {sise: 3}\n", "unknown key 'cycles[0].imaging.sise'"),
-    ("imaging: {size: [1024]}\n", "expected a list of 2 values"),
-    ("imaging: {size: [40, 41]}\n", "imaging.size[1] = 41 is not allowed: must be even"),
-    ("imaging: {size: [16, 16]}\n", "imaging.size[0] = 16 is not allowed: must be >= 32"),
-    ("cycles:\n  - imaging: {size: [64, 63]}\n", "cycles[0].imaging.size[1] = 63 is not allowed: must be even"),
-    ("cluster: {n_workers: 0}\n", "cluster.n_workers = 0"),
-    ("imaging: {multiscale: yes please}\n", "expected true or false"),
-    ("chunking: {duration: -5}\n", "chunking.duration = -5"),
-    ("cluster: {slurm: {walltime: 'soon'}}\n", "cluster.slurm.walltime"),
-    ("- just\n- a list\n", "top level must be a mapping"),
-    ("imaging: {size: [1, 2}\n", "not valid YAML"),
-    ("calibration: {solves: [{solint: 3}, {mode: diagonal, solint: 4}]}\n",
-     "calibration.solves[0].solint = 3 is not allowed: each solve's solint must divide the longest one (4)"),
-    ("calibration: {solves: [{mode: tec}]}\n", "calibration.solves[0].mode = 'tec' is not allowed"),
-    ("calibration: {solves: [{sollint: 2}]}\n", "unknown key 'calibration.solves[0].sollint' (did you mean"),
-    ("calibration: {solves: [{n_directions: 2}]}\n", "unknown key 'calibration.solves[0].n_directions'"),
-    ("calibration: {solves: scalarphase}\n", "calibration.solves = 'scalarphase' is not allowed"),
-    ("calibration: {solint: 4, solutions_per_direction: [4, 3]}\n",
-     "calibration.solutions_per_direction = [4, 3] is not allowed: each entry must divide solint (4)"),
-    ("calibration: {solint: 4, solutions_per_direction: [4], solveralgorithm: lbfgs}\n",
-     "calibration.solveralgorithm = 'lbfgs' is not allowed: solutions_per_direction above 1 needs directioniterative"),
-    ("calibration: {solint: 4, solutions_per_direction: [2], antenna_averaging_factors: ['CS*:4']}\n",
-     "a factor may not exceed the most sub-solutions of a direction (2)"),
-    ("calibration: {antenna_averaging_factors: ['CS*']}\n", "expected PATTERN:FACTOR"),
-    ("calibration: {solves: [{solint: 2, solutions_per_direction: [3]}]}\n",
-     "calibration.solves[0].solutions_per_direction = [3] is not allowed"),
-    ("cluster: {slurm: {walltime: 'soon'}}\n", "expected a duration like 01:00:00"),
-    ("calibration: {solves: [{mode: scalarphase}, {mode: diagonal, solint: 10}]}\n"
-     "cycles:\n  - calibration: {maxiter: 5}\n",
-     "cycles[0].calibration.maxiter would not reach the solves listed in calibration.solves"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("cluster:\n  mdoe: local\n", "unknown key 'cluster.mdoe' (did you mean 'cluster.mode'?)"),
+        ("imaging:\n  niter: -1\n", "imaging.niter = -1 is not allowed: must be >= 0"),
+        ("imaging:\n  niter: ten\n", "imaging.niter = 'ten' is not allowed: expected an integer"),
+        ("calibration:\n  mode: phase\n", "calibration.mode = 'phase'"),
+        ("cycles: []\n", "cycles = [] is not allowed"),
+        ("cycles:\n  - imaging: {sise: 3}\n", "unknown key 'cycles[0].imaging.sise'"),
+        ("imaging: {size: [1024]}\n", "expected a list of 2 values"),
+        ("imaging: {size: [40, 41]}\n", "imaging.size[1] = 41 is not allowed: must be even"),
+        ("imaging: {size: [16, 16]}\n", "imaging.size[0] = 16 is not allowed: must be >= 32"),
+        ("cycles:\n  - imaging: {size: [64, 63]}\n", "cycles[0].imaging.size[1] = 63 is not allowed: must be even"),
+        ("cluster: {n_workers: 0}\n", "cluster.n_workers = 0"),
+        ("imaging: {multiscale: yes please}\n", "expected true or false"),
+        ("chunking: {duration: -5}\n", "chunking.duration = -5"),
+        ("cluster: {slurm: {walltime: 'soon'}}\n", "cluster.slurm.walltime"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("imaging: {size: [1, 2}\n", "not valid YAML"),
+        (
+            "calibration: {solves: [{solint: 3}, {mode: diagonal, solint: 4}]}\n",
+            "calibration.solves[0].solint = 3 is not allowed: each solve's solint must divide the longest one (4)",
+        ),
+        ("calibration: {solves: [{mode: tec}]}\n", "calibration.solves[0].mode = 'tec' is not allowed"),
+        ("calibration: {solves: [{sollint: 2}]}\n", "unknown key 'calibration.solves[0].sollint' (did you mean"),
+        ("calibration: {solves: [{n_directions: 2}]}\n", "unknown key 'calibration.solves[0].n_directions'"),
+        ("calibration: {solves: scalarphase}\n", "calibration.solves = 'scalarphase' is not allowed"),
+        (
+            "calibration: {solint: 4, solutions_per_direction: [4, 3]}\n",
+            "calibration.solutions_per_direction = [4, 3] is not allowed: each entry must divide solint (4)",
+        ),
+        (
+            "calibration: {solint: 4, solutions_per_direction: [4], solveralgorithm: lbfgs}\n",
+            "calibration.solveralgorithm = 'lbfgs' is not allowed: "
+            "solutions_per_direction above 1 needs directioniterative",
+        ),
+        (
+            "calibration: {solint: 4, solutions_per_direction: [2], antenna_averaging_factors: ['CS*:4']}\n",
+            "a factor may not exceed the most sub-solutions of a direction (2)",
+        ),
+        ("calibration: {antenna_averaging_factors: ['CS*']}\n", "expected PATTERN:FACTOR"),
+        (
+            "calibration: {solves: [{solint: 2, solutions_per_direction: [3]}]}\n",
+            "calibration.solves[0].solutions_per_direction = [3] is not allowed",
+        ),
+        ("cluster: {slurm: {walltime: 'soon'}}\n", "expected a duration like 01:00:00"),
+        (
+            "calibration: {solves: [{mode: scalarphase}, {mode: diagonal, solint: 10}]}\n"
+            "cycles:\n  - calibration: {maxiter: 5}\n",
+            "cycles[0].calibration.maxiter would not reach the solves listed in calibration.solves",
+        ),
+    ],
+)
 def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
     p = tmp_path / "bad.yaml"
     p.write_text(text)
@@ -112,10 +138,12 @@ def test_bad_configs_exit_2_with_one_line(tmp_path, capsys, text, needle):
 
 def test_a_chain_of_solves_takes_what_it_leaves_out_from_its_section(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("calibration: {maxiter: 70, solves: [{mode: scalarphase, solint: 1}, "
-                 "{mode: diagonal, solint: 10, nchan: 1, smoothnessconstraint: 2.0e6}]}\n"
-                 "cycles:\n  - calibration: {n_directions: 3}\n"
-                 "  - calibration: {maxiter: 30, solves: [{solint: 2}]}\n")
+    p.write_text(
+        "calibration: {maxiter: 70, solves: [{mode: scalarphase, solint: 1}, "
+        "{mode: diagonal, solint: 10, nchan: 1, smoothnessconstraint: 2.0e6}]}\n"
+        "cycles:\n  - calibration: {n_directions: 3}\n"
+        "  - calibration: {maxiter: 30, solves: [{solint: 2}]}\n"
+    )
     cfg = C.load_config(p)
     one, two = cfg.cycles
     assert one.calibration.n_directions == 3 and one.calibration.modes == "scalarphase+diagonal"

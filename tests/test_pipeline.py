@@ -61,13 +61,22 @@ def test_selfcal_reaches_the_uncorrupted_dynamic_range_and_resumes(tmp_path, dem
     before = s["before"]["dynamic_range"]
     final = s["cycles"][-1]["dynamic_range"]
     ref = s["cycles"][-1]["reference_dynamic_range"]
-    print(f"dynamic range: before {before:.0f}, cycles {[round(c['dynamic_range']) for c in s['cycles']]}, "
-          f"uncorrupted reference {ref:.0f}")
+    print(
+        f"dynamic range: before {before:.0f}, cycles {[round(c['dynamic_range']) for c in s['cycles']]}, "
+        f"uncorrupted reference {ref:.0f}"
+    )
     assert final >= 0.8 * ref
     assert final >= 3 * before
     work = tmp_path / "work"
-    for f in ("report/index.html", "report/image_cycle_02.png", "report/solutions_cycle_01.png",
-              "report/timings.png", "cycle_02/skymodel.txt", "cycle_01/solutions.h5", "state.json"):
+    for f in (
+        "report/index.html",
+        "report/image_cycle_02.png",
+        "report/solutions_cycle_01.png",
+        "report/timings.png",
+        "cycle_02/skymodel.txt",
+        "cycle_01/solutions.h5",
+        "state.json",
+    ):
         assert (work / f).is_file(), f
     # the report names the cycles and their dynamic ranges
     html = (work / "report" / "index.html").read_text()
@@ -98,13 +107,15 @@ def test_a_chain_cycle_reruns_only_what_its_second_solve_changes(tmp_path, demo_
     assert [c["mode"] for c in s["cycles"]] == ["scalarphase", "scalarphase+diagonal"]
     assert len(s["cycles"][1]["iterations"]) == 2
     work = tmp_path / "work"
-    products = sorted(work.glob("cycle_*/*.fits")) + sorted(work.glob("cycle_*/chunks/*.h5")) + \
-        sorted(work.glob("cycle_*/solutions.h5"))
+    products = (
+        sorted(work.glob("cycle_*/*.fits"))
+        + sorted(work.glob("cycle_*/chunks/*.h5"))
+        + sorted(work.glob("cycle_*/solutions.h5"))
+    )
     mtimes = {p: p.stat().st_mtime_ns for p in products}
     chain[1]["calibration"]["solves"][1]["solint"] = 16
     assert main(["run", str(_config(tmp_path, demo_data, cycles=chain))]) == 0
-    changed = {p.relative_to(work).as_posix().split("/")[0] for p in products
-               if p.stat().st_mtime_ns != mtimes[p]}
+    changed = {p.relative_to(work).as_posix().split("/")[0] for p in products if p.stat().st_mtime_ns != mtimes[p]}
     assert changed == {"cycle_02"}
     assert all(p.stat().st_mtime_ns != mtimes[p] for p in products if p.match("cycle_02/*"))
 
@@ -137,14 +148,21 @@ def test_second_run_on_a_busy_workdir_is_refused(tmp_path, demo_data):
     work = tmp_path / "work"
     work.mkdir()
     # hold the lock from another process, as a running ddpipe would
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from ddpipe.state import WorkdirLock\n"
-                               f"with WorkdirLock({str(work)!r}):\n print('locked', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from ddpipe.state import WorkdirLock\n"
+            f"with WorkdirLock({str(work)!r}):\n print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        r = subprocess.run([sys.executable, "-m", "ddpipe", "run", str(cfg)], capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "ddpipe", "run", str(cfg)], capture_output=True, text=True, timeout=120
+        )
     finally:
         holder.kill()
         holder.wait()

@@ -33,7 +33,7 @@ def _images(tmp_path, sources: list[tuple[int, int, float]], noise: float = 1e-3
     sigma = 3.0 / 2.3548  # FWHM 30" = 3 pixels
     restored = resid.copy()
     for x, y, peak in sources:
-        restored += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        restored += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
     r = write_image(tmp_path / "img-image.fits", restored.astype(np.float32), geom, beam=beam)
     q = write_image(tmp_path / "img-residual.fits", resid.astype(np.float32), geom, beam=beam)
     return r, q
@@ -46,8 +46,13 @@ def _radec(x: int, y: int) -> tuple[float, float]:
 
 
 def test_flux_per_true_source_and_the_noise_far_from_all_of_them(tmp_path):
-    pos = {"bright": (80, 90, 2.0), "modelled": (170, 60, 0.5), "faint": (140, 200, 0.05), "lost": (40, 220, 0.02),
-           "below": (200, 180, 0.002)}
+    pos = {
+        "bright": (80, 90, 2.0),
+        "modelled": (170, 60, 0.5),
+        "faint": (140, 200, 0.05),
+        "lost": (40, 220, 0.02),
+        "below": (200, 180, 0.002),
+    }
     measured = {"bright": 2.0, "modelled": 0.49, "faint": 0.045, "lost": 0.004, "below": 0.002}
     restored, residual = _images(tmp_path, [(x, y, measured[n]) for n, (x, y, _) in pos.items()])
     true = SkyModel(sources=tuple(Source(n, *_radec(x, y), i) for n, (x, y, i) in pos.items()))
@@ -74,11 +79,19 @@ def _truth(ndir: int = 2) -> Solutions:
     ants = tuple(f"CS{i:03d}" for i in range(5))
     dirs = tuple(f"[T{i}]" for i in range(ndir))
     shape = (6, 2, len(ants), ndir)
-    kw = dict(axes=("time", "freq", "ant", "dir"), time=4.8e9 + 10.0 * np.arange(6), freq=np.array([140e6, 150e6]),
-              ant=ants, dir=dirs)
-    tabs = {"phase000": SolTab("phase", values=rng.uniform(-3, 3, shape), weights=np.ones(shape, np.float32), **kw),
-            "amplitude000": SolTab("amplitude", values=rng.uniform(0.8, 1.2, shape), weights=np.ones(shape, np.float32),
-                                   **kw)}
+    kw = dict(
+        axes=("time", "freq", "ant", "dir"),
+        time=4.8e9 + 10.0 * np.arange(6),
+        freq=np.array([140e6, 150e6]),
+        ant=ants,
+        dir=dirs,
+    )
+    tabs = {
+        "phase000": SolTab("phase", values=rng.uniform(-3, 3, shape), weights=np.ones(shape, np.float32), **kw),
+        "amplitude000": SolTab(
+            "amplitude", values=rng.uniform(0.8, 1.2, shape), weights=np.ones(shape, np.float32), **kw
+        ),
+    }
     radec = np.array([[2.6, 0.87], [2.7, 0.9], [2.5, 0.85]][:ndir])
     return Solutions(ants, np.zeros((len(ants), 3)), dirs, radec, tabs)
 
@@ -92,9 +105,15 @@ def test_solutions_against_the_truth_match_directions_by_position(tmp_path):
     ph[:, :, 3, 1] += 0.1
     amp[..., 0] *= 1.1
     dirs = ("[A]", "[B]")
-    sol = replace(truth, directions=dirs, direction_radec=truth.direction_radec[::-1] + 1e-4,
-                  soltabs={"phase000": replace(truth.soltabs["phase000"], values=ph, dir=dirs),
-                           "amplitude000": replace(truth.soltabs["amplitude000"], values=amp, dir=dirs)})
+    sol = replace(
+        truth,
+        directions=dirs,
+        direction_radec=truth.direction_radec[::-1] + 1e-4,
+        soltabs={
+            "phase000": replace(truth.soltabs["phase000"], values=ph, dir=dirs),
+            "amplitude000": replace(truth.soltabs["amplitude000"], values=amp, dir=dirs),
+        },
+    )
     write_h5parm(tmp_path / "truth.h5", truth)
     write_h5parm(tmp_path / "sol.h5", sol)
     out = gain_errors(tmp_path / "sol.h5", tmp_path / "truth.h5")
@@ -118,7 +137,9 @@ def test_a_perfect_image_of_a_gaussian_source_peaks_at_its_flux_times_the_beam_o
     # half a pixel off in x and y: the four surrounding pixels, a quarter each
     _, off = expected_value(point, 0.0, 10.5, 10.5, beam, 10.0, (32, 32))
     inv = np.linalg.inv(beam)
-    want = np.mean([np.exp(-0.5 * d @ inv @ d) for d in (np.array([sx, sy]) for sx in (-.5, .5) for sy in (-.5, .5))])
+    want = np.mean(
+        [np.exp(-0.5 * d @ inv @ d) for d in (np.array([sx, sy]) for sx in (-0.5, 0.5) for sy in (-0.5, 0.5))]
+    )
     assert off == pytest.approx(2.0 * want, rel=1e-9) and off < 2.0
     # and the image of that perfect source, sampled the same way, reads the same
     yy, xx = np.mgrid[0:32, 0:32]
@@ -127,8 +148,9 @@ def test_a_perfect_image_of_a_gaussian_source_peaks_at_its_flux_times_the_beam_o
     assert sample(img, 10.5, 10.5) == pytest.approx(off, rel=1e-9)
     # a circular Gaussian source of FWHM 4 pixels (40") in a circular beam of 3: the peak drops by 3²/(3²+4²)
     gauss = Source("g", 0.0, 0.0, 1.0, type="GAUSSIAN", major_axis=40.0, minor_axis=40.0)
-    assert expected_value(gauss, 0.0, 5.0, 5.0, _gaussian_cov(3.0, 3.0, 0.0), 10.0, (32, 32))[1] == \
-        pytest.approx(9 / 25)
+    assert expected_value(gauss, 0.0, 5.0, 5.0, _gaussian_cov(3.0, 3.0, 0.0), 10.0, (32, 32))[1] == pytest.approx(
+        9 / 25
+    )
     # position angle: an east-west elongated beam (PA 90) is wide in x
     ew = _gaussian_cov(4.0, 1.0, 90.0)
     assert ew[0, 0] > ew[1, 1] and abs(ew[0, 1]) < 1e-12

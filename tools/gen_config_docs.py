@@ -355,8 +355,9 @@ def generate(default_yaml: Path | None = None) -> str:
             raw_value = yaml.safe_load(e.raw) if e.raw else None
             if raw_value != value:  # a line the parser misread: never publish a wrong default
                 raise ValueError(f"{path}:{e.line}: read default {e.raw!r} but YAML gives {value!r}")
-            lines.append(f"| `{e.dotted}` | {_cell(_code(e.raw))} | {_cell(describe_type(tp, meta))} | "
-                         f"{_cell(e.comment)} |")
+            lines.append(
+                f"| `{e.dotted}` | {_cell(_code(e.raw))} | {_cell(describe_type(tp, meta))} | {_cell(e.comment)} |"
+            )
         return lines
 
     for top in tops:

@@ -21,8 +21,9 @@ HELP = "solve DD gains with DP3 ddecal per time chunk on Dask"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ms", nargs="+", required=True, metavar="MS", help="Measurement Set(s); several = sub-bands")
-    parser.add_argument("--skymodel", required=True,
-                        help="sky model (makesourcedb text); its patches are the directions")
+    parser.add_argument(
+        "--skymodel", required=True, help="sky model (makesourcedb text); its patches are the directions"
+    )
     parser.add_argument("--out", required=True, help="merged H5parm to write")
     parser.add_argument("--config", help="YAML config (calibration, chunking, dp3, cluster sections are used)")
     parser.add_argument("--workdir", default="ddpipe-calibrate", help="where chunk parsets/logs/H5parms go")
@@ -81,11 +82,22 @@ def run(args: argparse.Namespace) -> int:
     skymodel, directions = require_directions(cfg.inputs.skymodel, cfg.calibration.n_directions, workdir)
     with open_cluster(cfg.cluster, workdir) as handle:
         result = calibrate(
-            ms_paths, skymodel, directions, cfg.calibration, cfg.chunking, cfg.dp3, workdir, handle.client,
-            out_h5=Path(args.out), data_column=cfg.inputs.data_column, retries=cfg.cluster.retries,
+            ms_paths,
+            skymodel,
+            directions,
+            cfg.calibration,
+            cfg.chunking,
+            cfg.dp3,
+            workdir,
+            handle.client,
+            out_h5=Path(args.out),
+            data_column=cfg.inputs.data_column,
+            retries=cfg.cluster.retries,
             no_workers_timeout=cfg.cluster.no_workers_timeout,
             force=args.force,
         )
-    print(f"{result.solutions}: {len(result.chunks)} chunk(s) ({result.reused} reused), "
-          f"{len(result.directions)} direction(s), {result.wall_seconds:.1f} s")
+    print(
+        f"{result.solutions}: {len(result.chunks)} chunk(s) ({result.reused} reused), "
+        f"{len(result.directions)} direction(s), {result.wall_seconds:.1f} s"
+    )
     return 0

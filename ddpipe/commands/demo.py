@@ -59,12 +59,20 @@ def run(args: argparse.Namespace) -> int:
     sky = shallow_skymodel(data / "demo.skymodel", data / "start.skymodel")
     t_sim = time.monotonic() - t0
     demo_yaml = Path(__file__).resolve().parents[1] / "data" / "demo.yaml"
-    cfg = load_config(demo_yaml, {
-        "workdir": str(workdir),
-        "inputs": {"ms": [str(ms)], "skymodel": str(sky), "reference_ms": [str(ref)],
-                   "true_gains": str(data / "demo.truth.h5"), "true_skymodel": str(data / "demo.skymodel")},
-        "cluster": {"n_workers": args.workers},
-    })
+    cfg = load_config(
+        demo_yaml,
+        {
+            "workdir": str(workdir),
+            "inputs": {
+                "ms": [str(ms)],
+                "skymodel": str(sky),
+                "reference_ms": [str(ref)],
+                "true_gains": str(data / "demo.truth.h5"),
+                "true_skymodel": str(data / "demo.skymodel"),
+            },
+            "cluster": {"n_workers": args.workers},
+        },
+    )
     summary = run_pipeline(cfg, force=args.force, timings={"simulate": t_sim})
     print_table(summary)
     print(f"demo finished in {time.monotonic() - t0:.0f} s (simulation {t_sim:.1f} s)")

@@ -35,20 +35,36 @@ HELP = "write the facet layout (Voronoi cells around the directions) as a ds9 re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ms", required=True, metavar="MS",
-                        help="Measurement Set (its phase centre is the image centre)")
+    parser.add_argument(
+        "--ms", required=True, metavar="MS", help="Measurement Set (its phase centre is the image centre)"
+    )
     parser.add_argument("--skymodel", metavar="SKY", help="sky model whose patches are the directions")
     parser.add_argument("--h5parm", metavar="SOL", help="H5parm whose directions are the facets (and set their order)")
     parser.add_argument("--solset", default="sol000", help="solset in the H5parm (default sol000)")
     parser.add_argument("--out", required=True, metavar="FILE.reg", help="region file to write")
-    parser.add_argument("--size", "-size", nargs="+", type=int, metavar="N",
-                        help="image width [height] in pixels (default: the config's imaging.size)")
-    parser.add_argument("--scale", "-scale", metavar="ANGLE",
-                        help="pixel size, e.g. 10asec (a bare number is degrees, as in WSClean and ddpipe image; "
-                        "default: the config's imaging.scale)")
+    parser.add_argument(
+        "--size",
+        "-size",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="image width [height] in pixels (default: the config's imaging.size)",
+    )
+    parser.add_argument(
+        "--scale",
+        "-scale",
+        metavar="ANGLE",
+        help="pixel size, e.g. 10asec (a bare number is degrees, as in WSClean and ddpipe image; "
+        "default: the config's imaging.scale)",
+    )
     parser.add_argument("--config", metavar="YAML", help="ddpipe config whose 'imaging' section gives the defaults")
-    parser.add_argument("--data-column", "-data-column", default="DATA", metavar="COL",
-                        help="column the image is made from (checked to exist; default DATA)")
+    parser.add_argument(
+        "--data-column",
+        "-data-column",
+        default="DATA",
+        metavar="COL",
+        help="column the image is made from (checked to exist; default DATA)",
+    )
 
 
 def image_geometry(args: argparse.Namespace) -> tuple[int, int, float]:
@@ -71,8 +87,12 @@ def image_geometry(args: argparse.Namespace) -> tuple[int, int, float]:
     return nx, ny, float(params.scale)
 
 
-def facet_directions(sky: list[tuple[str, float, float]] | None, h5: list[tuple[str, float, float]] | None,
-                     sky_name: str = "the sky model", h5_name: str = "the H5parm") -> list[tuple[str, float, float]]:
+def facet_directions(
+    sky: list[tuple[str, float, float]] | None,
+    h5: list[tuple[str, float, float]] | None,
+    sky_name: str = "the sky model",
+    h5_name: str = "the H5parm",
+) -> list[tuple[str, float, float]]:
     """``(name, ra, dec)`` of the facets from the sky model's and/or the H5parm's directions.
 
     The sky model's patches at their positions (what ``ddpipe image --skymodel``
@@ -92,11 +112,18 @@ def facet_directions(sky: list[tuple[str, float, float]] | None, h5: list[tuple[
     names = [n for n, _, _ in sky]
     missing, extra = [n for n in names if n not in have], [n for n in have if n not in names]
     if missing or extra:
-        what = "; ".join(s for s in (
-            f"no solutions for {', '.join(missing)} of {sky_name}" if missing else "",
-            f"{', '.join(extra)} not a patch of {sky_name}" if extra else "") if s)
-        raise UserError(f"{h5_name}: its directions ({', '.join(have)}) do not match the sky model's patches "
-                        f"({what}); give the sky model the solutions were made with")
+        what = "; ".join(
+            s
+            for s in (
+                f"no solutions for {', '.join(missing)} of {sky_name}" if missing else "",
+                f"{', '.join(extra)} not a patch of {sky_name}" if extra else "",
+            )
+            if s
+        )
+        raise UserError(
+            f"{h5_name}: its directions ({', '.join(have)}) do not match the sky model's patches "
+            f"({what}); give the sky model the solutions were made with"
+        )
     where = {n: (ra, dec) for n, ra, dec in sky}
     return [(n, *where[n]) for n in have]
 
@@ -130,10 +157,14 @@ def run(args: argparse.Namespace) -> int:
         where = {n: (ra % (2 * math.pi), dec) for n, ra, dec in h5}
         polygons = tuple(dataclasses.replace(p, ra=where[p.name][0], dec=where[p.name][1]) for p in polygons)
     source = ", ".join(f"{k} {v}" for k, v in (("sky model", args.skymodel), ("H5parm", args.h5parm)) if v)
-    comments = [f"ddpipe facets: {len(polygons)} facets from {source}",
-                f"image {nx}x{ny} pixels of {scale:g} arcsec about RA {math.degrees(centre[0]):.6f} deg, "
-                f"Dec {math.degrees(centre[1]):.6f} deg (phase centre of {args.ms})"]
+    comments = [
+        f"ddpipe facets: {len(polygons)} facets from {source}",
+        f"image {nx}x{ny} pixels of {scale:g} arcsec about RA {math.degrees(centre[0]):.6f} deg, "
+        f"Dec {math.degrees(centre[1]):.6f} deg (phase centre of {args.ms})",
+    ]
     path = write_ds9(args.out, polygons, comments)
-    print(f"{path}: {len(polygons)} facets ({', '.join(p.name for p in polygons)}) over {nx}x{ny} pixels "
-          f"of {scale:g} arcsec")
+    print(
+        f"{path}: {len(polygons)} facets ({', '.join(p.name for p in polygons)}) over {nx}x{ny} pixels "
+        f"of {scale:g} arcsec"
+    )
     return 0

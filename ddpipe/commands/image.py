@@ -29,48 +29,102 @@ _FLUX_UNITS = {"": 1.0, "jy": 1.0, "mjy": 1e-3, "ujy": 1e-6, "µjy": 1e-6}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ms", nargs="+", action="extend", required=True, metavar="MS",
-                        help="Measurement Set(s) to image together (one phase centre)")
-    parser.add_argument("--name", "-name", default="ddpipe", metavar="PREFIX",
-                        help="output prefix: PREFIX-dirty.fits ... (default ddpipe)")
+    parser.add_argument(
+        "--ms",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="MS",
+        help="Measurement Set(s) to image together (one phase centre)",
+    )
+    parser.add_argument(
+        "--name",
+        "-name",
+        default="ddpipe",
+        metavar="PREFIX",
+        help="output prefix: PREFIX-dirty.fits ... (default ddpipe)",
+    )
     parser.add_argument("--config", metavar="YAML", help="ddpipe config whose 'imaging' section gives the defaults")
-    parser.add_argument("--data-column", "-data-column", default=None, metavar="COL",
-                        help="column to image (default: the config's inputs.data_column, DATA)")
+    parser.add_argument(
+        "--data-column",
+        "-data-column",
+        default=None,
+        metavar="COL",
+        help="column to image (default: the config's inputs.data_column, DATA)",
+    )
     g = parser.add_argument_group("image")
     g.add_argument("--size", "-size", nargs="+", type=int, metavar="N", help="width [height] in pixels (even, >= 32)")
-    g.add_argument("--scale", "-scale", metavar="ANGLE",
-                   help="pixel size, e.g. 10asec, 0.5amin, 0.002deg (a bare number is degrees, as in WSClean)")
-    g.add_argument("--weight", "-weight", nargs="+", metavar="MODE",
-                   help="natural | uniform | briggs R (e.g. --weight briggs -0.5)")
+    g.add_argument(
+        "--scale",
+        "-scale",
+        metavar="ANGLE",
+        help="pixel size, e.g. 10asec, 0.5amin, 0.002deg (a bare number is degrees, as in WSClean)",
+    )
+    g.add_argument(
+        "--weight",
+        "-weight",
+        nargs="+",
+        metavar="MODE",
+        help="natural | uniform | briggs R (e.g. --weight briggs -0.5)",
+    )
     g.add_argument("--threads", "-j", type=int, default=2, metavar="N", help="gridding/FFT threads (default 2)")
-    g.add_argument("--wgridder-accuracy", "-wgridder-accuracy", type=float, default=1e-4, metavar="EPS",
-                   help="w-gridder accuracy (default 1e-4, as WSClean)")
+    g.add_argument(
+        "--wgridder-accuracy",
+        "-wgridder-accuracy",
+        type=float,
+        default=1e-4,
+        metavar="EPS",
+        help="w-gridder accuracy (default 1e-4, as WSClean)",
+    )
     g.add_argument("--row-block", type=int, metavar="ROWS", help="rows read at a time (bounds memory)")
-    g.add_argument("--cache-mb", type=float, metavar="MIB",
-                   help="memory kept between major cycles: prepared data and facet corrections (default 4096)")
+    g.add_argument(
+        "--cache-mb",
+        type=float,
+        metavar="MIB",
+        help="memory kept between major cycles: prepared data and facet corrections (default 4096)",
+    )
     c = parser.add_argument_group("deconvolution")
     c.add_argument("--niter", "-niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
     c.add_argument("--gain", "-gain", type=float, metavar="G", help="minor-cycle loop gain")
-    c.add_argument("--mgain", "-mgain", type=float, metavar="M",
-                   help="major-cycle gain (fraction of the peak cleaned per cycle)")
-    c.add_argument("--threshold", "-threshold", metavar="FLUX",
-                   help="stop at this residual peak, e.g. 0.01 or 10mJy (without --auto-threshold: no auto-threshold)")
-    c.add_argument("--auto-threshold", "-auto-threshold", type=float, metavar="SIGMA",
-                   help="stop at SIGMA x the MAD noise (0: off)")
-    c.add_argument("--multiscale", "-multiscale", action="store_true", default=None,
-                   help="multiscale CLEAN instead of Hogbom")
+    c.add_argument(
+        "--mgain", "-mgain", type=float, metavar="M", help="major-cycle gain (fraction of the peak cleaned per cycle)"
+    )
+    c.add_argument(
+        "--threshold",
+        "-threshold",
+        metavar="FLUX",
+        help="stop at this residual peak, e.g. 0.01 or 10mJy (without --auto-threshold: no auto-threshold)",
+    )
+    c.add_argument(
+        "--auto-threshold",
+        "-auto-threshold",
+        type=float,
+        metavar="SIGMA",
+        help="stop at SIGMA x the MAD noise (0: off)",
+    )
+    c.add_argument(
+        "--multiscale", "-multiscale", action="store_true", default=None, help="multiscale CLEAN instead of Hogbom"
+    )
     c.add_argument("--multiscale-scales", "-multiscale-scales", metavar="LIST", help="scales in pixels, e.g. 0,4,16")
-    c.add_argument("--fits-mask", "-fits-mask", metavar="FITS",
-                   help="clean only where this image (same size) is non-zero")
+    c.add_argument(
+        "--fits-mask", "-fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero"
+    )
     f = parser.add_argument_group("direction-dependent facets")
     f.add_argument("--h5parm", metavar="SOL", help="H5parm with per-direction solutions to correct facet by facet")
     f.add_argument("--solset", default="sol000", help="solset in the H5parm (default sol000)")
-    f.add_argument("--skymodel", metavar="SKY",
-                   help="sky model whose patches are the facet centres (default: the H5parm's directions)")
+    f.add_argument(
+        "--skymodel",
+        metavar="SKY",
+        help="sky model whose patches are the facet centres (default: the H5parm's directions)",
+    )
     f.add_argument("--no-facets", action="store_true", help="do not apply the solutions (plain imaging)")
-    f.add_argument("--facet-smearing", type=float, metavar="LOSS",
-                   help="average each facet's data while a source at its far edge loses at most this fraction of its "
-                        "peak (default 0.01; 0: no averaging)")
+    f.add_argument(
+        "--facet-smearing",
+        type=float,
+        metavar="LOSS",
+        help="average each facet's data while a source at its far edge loses at most this fraction of its "
+        "peak (default 0.01; 0: no averaging)",
+    )
 
 
 def parse_angle_arcsec(text: str) -> float:
@@ -165,19 +219,31 @@ def run(args: argparse.Namespace) -> int:
         have = [d.strip("[]") for d in solutions.directions]
         missing = [name for name, _, _ in directions if name not in have]
         if missing:
-            raise UserError(f"{args.h5parm}: no solutions for the facet direction(s) {', '.join(missing)} of "
-                            f"{args.skymodel} (it has {', '.join(have)}); give the sky model it was solved with")
+            raise UserError(
+                f"{args.h5parm}: no solutions for the facet direction(s) {', '.join(missing)} of "
+                f"{args.skymodel} (it has {', '.join(have)}); give the sky model it was solved with"
+            )
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
-    result = make_image(list(cfg.inputs.ms), params, args.name, data_column=cfg.inputs.data_column,
-                        solutions=solutions, facet_directions=directions, mask=args.fits_mask,
-                        epsilon=args.wgridder_accuracy, nthreads=args.threads)
+    result = make_image(
+        list(cfg.inputs.ms),
+        params,
+        args.name,
+        data_column=cfg.inputs.data_column,
+        solutions=solutions,
+        facet_directions=directions,
+        mask=args.fits_mask,
+        epsilon=args.wgridder_accuracy,
+        nthreads=args.threads,
+    )
     bmaj, bmin, bpa = result.beam
     for name, path in result.paths.items():
         print(f"{name:9s} {path}")
     if result.skymodel is not None:
         print(f"{'sources':9s} {result.skymodel} ({result.n_components} components)")
-    print(f"beam {bmaj * 3600:.2f}\" x {bmin * 3600:.2f}\", PA {bpa:.1f} deg; peak {result.peak:.5g} Jy/beam, "
-          f"residual rms {result.rms:.4g} Jy/beam, dynamic range {result.dynamic_range:.0f}; "
-          f"{result.n_iterations} iterations in {result.n_major} major cycles; {result.timings['total']:.1f} s")
+    print(
+        f'beam {bmaj * 3600:.2f}" x {bmin * 3600:.2f}", PA {bpa:.1f} deg; peak {result.peak:.5g} Jy/beam, '
+        f"residual rms {result.rms:.4g} Jy/beam, dynamic range {result.dynamic_range:.0f}; "
+        f"{result.n_iterations} iterations in {result.n_major} major cycles; {result.timings['total']:.1f} s"
+    )
     return 0

@@ -65,7 +65,8 @@ def format_report(info: MSInfo) -> str:
         f"(MJD s {info.time_first:.3f} .. {info.time_last:.3f})",
         f"  integration    {info.interval:.6g} s; {info.n_times} time(s), {info.n_slots} slot(s){gaps}, "
         f"{info.duration:.6g} s",
-        f"  channels       {info.n_chan} x {chan_w / 1e3:.6g} kHz" if not math.isnan(chan_w)
+        f"  channels       {info.n_chan} x {chan_w / 1e3:.6g} kHz"
+        if not math.isnan(chan_w)
         else f"  channels       {info.n_chan} (unequal widths)",
         f"  band           {f0 / 1e6:.6f} .. {f1 / 1e6:.6f} MHz (ref {info.ref_frequency / 1e6:.6f} MHz)",
         f"  correlations   {' '.join(info.correlations)}",

@@ -21,9 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--solint", type=int, default=1, metavar="N", help="time slots per solution interval (default 1)"
     )
-    parser.add_argument("--lead-in", type=int, default=None, metavar="N",
-                        help="solution intervals DP3 solves before each chunk and ddpipe drops "
-                             "(default: chunking.lead_in's default)")
+    parser.add_argument(
+        "--lead-in",
+        type=int,
+        default=None,
+        metavar="N",
+        help="solution intervals DP3 solves before each chunk and ddpipe drops (default: chunking.lead_in's default)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -41,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
     tables = []
     for path in args.ms:
         info = inspect_ms(path, flag_stats=False)
-        chunks = plan_chunks(
-            info, duration=args.chunk_duration or 0.0, n_chunks=args.n_chunks or 0, solint=args.solint
-        )
+        chunks = plan_chunks(info, duration=args.chunk_duration or 0.0, n_chunks=args.n_chunks or 0, solint=args.solint)
         rows = []
         for c in chunks:
             lo, hi = chunk_time_range(c, info)
@@ -61,11 +63,20 @@ def run(args: argparse.Namespace) -> int:
                     "dp3_msin": read.dp3_msin(),  # what DP3 reads: the lead-in, then the chunk
                 }
             )
-        out.append({"ms": info.path, "n_slots": info.n_slots, "interval": info.interval,
-                    "solint": args.solint, "lead_in": lead_in, "chunks": rows})
+        out.append(
+            {
+                "ms": info.path,
+                "n_slots": info.n_slots,
+                "interval": info.interval,
+                "solint": args.solint,
+                "lead_in": lead_in,
+                "chunks": rows,
+            }
+        )
         lines = [
             f"{info.path}: {info.n_slots} slots of {info.interval:.6g} s, solint {args.solint}, "
-            f"{len(chunks)} chunk(s)" + (f", {info.n_missing_slots} slot(s) without data" if info.gaps else "")
+            f"{len(chunks)} chunk(s)"
+            + (f", {info.n_missing_slots} slot(s) without data" if info.gaps else "")
             + f"; DP3 reads {lead_in} solution interval(s) before each chunk, then drops them",
             f"  {'index':>5}  {'start (UTC)':<23}  {'first slot':>10}  {'slots':>6}  {'seconds':>10}  "
             f"{'DP3 from slot':>13}",

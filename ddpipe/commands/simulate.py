@@ -25,36 +25,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stations", type=int, default=d.stations, help=f"number of stations (default {d.stations})")
     g.add_argument("--layout", choices=LAYOUTS, default=d.layout, help=f"station layout (default {d.layout})")
     g.add_argument("--channels", type=int, default=d.channels, help=f"number of channels (default {d.channels})")
-    g.add_argument("--freq-start", type=float, default=d.freq_start,
-                   help=f"centre of the first channel, Hz (default {d.freq_start:g})")
-    g.add_argument("--chan-width", type=float, default=d.chan_width,
-                   help=f"channel width, Hz (default {d.chan_width:g})")
+    g.add_argument(
+        "--freq-start",
+        type=float,
+        default=d.freq_start,
+        help=f"centre of the first channel, Hz (default {d.freq_start:g})",
+    )
+    g.add_argument(
+        "--chan-width", type=float, default=d.chan_width, help=f"channel width, Hz (default {d.chan_width:g})"
+    )
     g.add_argument("--times", type=int, default=d.times, help=f"number of time slots (default {d.times})")
-    g.add_argument("--interval", type=float, default=d.interval,
-                   help=f"integration time, s (default {d.interval:g})")
+    g.add_argument("--interval", type=float, default=d.interval, help=f"integration time, s (default {d.interval:g})")
     g.add_argument("--start", default=d.start, help=f"start, UTC (default {d.start})")
     g.add_argument("--ra", help="phase centre RA: degrees, or hh:mm:ss (default: transits at mid-observation)")
-    g.add_argument("--dec", help="phase centre Dec: degrees, or dd:mm:ss; write a negative one as --dec=-30:00:00 "
-                   "(default +50 lofar, -30 ska-low)")
+    g.add_argument(
+        "--dec",
+        help="phase centre Dec: degrees, or dd:mm:ss; write a negative one as --dec=-30:00:00 "
+        "(default +50 lofar, -30 ska-low)",
+    )
     s = parser.add_argument_group("sky, gains and noise")
-    s.add_argument("--directions", type=int, default=None,
-                   help=f"random patches (directions) (default {d.directions}; not with --skymodel)")
-    s.add_argument("--sources-per-direction", type=int, default=d.sources_per_direction,
-                   help=f"random sources per patch (default {d.sources_per_direction})")
-    s.add_argument("--faint-sources", type=int, default=d.faint_sources,
-                   help="extra point sources of --faint-flux Jy spread over the patches, named P<d>_f<k>: "
-                   f"what a catalogue misses (default {d.faint_sources})")
-    s.add_argument("--faint-flux", type=float, default=d.faint_flux,
-                   help=f"flux of each faint source, Jy (default {d.faint_flux:g})")
+    s.add_argument(
+        "--directions",
+        type=int,
+        default=None,
+        help=f"random patches (directions) (default {d.directions}; not with --skymodel)",
+    )
+    s.add_argument(
+        "--sources-per-direction",
+        type=int,
+        default=d.sources_per_direction,
+        help=f"random sources per patch (default {d.sources_per_direction})",
+    )
+    s.add_argument(
+        "--faint-sources",
+        type=int,
+        default=d.faint_sources,
+        help="extra point sources of --faint-flux Jy spread over the patches, named P<d>_f<k>: "
+        f"what a catalogue misses (default {d.faint_sources})",
+    )
+    s.add_argument(
+        "--faint-flux",
+        type=float,
+        default=d.faint_flux,
+        help=f"flux of each faint source, Jy (default {d.faint_flux:g})",
+    )
     s.add_argument("--skymodel", metavar="FILE", help="use this sky model (its patches are the directions)")
-    s.add_argument("--noise", type=float, default=d.noise,
-                   help=f"noise per visibility, Jy, per real/imaginary part (default {d.noise:g})")
-    s.add_argument("--phase-scale", type=float, default=d.phase_scale,
-                   help=f"RMS of the DD phases at the band centre, rad (default {d.phase_scale:g})")
-    s.add_argument("--amplitude-scale", type=float, default=d.amplitude_scale,
-                   help=f"RMS of the DD log-amplitudes (default {d.amplitude_scale:g}: amplitudes stay 1)")
-    s.add_argument("--no-corrupt", action="store_true",
-                   help="do not apply the gains (same sky and noise as with the same --seed)")
+    s.add_argument(
+        "--noise",
+        type=float,
+        default=d.noise,
+        help=f"noise per visibility, Jy, per real/imaginary part (default {d.noise:g})",
+    )
+    s.add_argument(
+        "--phase-scale",
+        type=float,
+        default=d.phase_scale,
+        help=f"RMS of the DD phases at the band centre, rad (default {d.phase_scale:g})",
+    )
+    s.add_argument(
+        "--amplitude-scale",
+        type=float,
+        default=d.amplitude_scale,
+        help=f"RMS of the DD log-amplitudes (default {d.amplitude_scale:g}: amplitudes stay 1)",
+    )
+    s.add_argument(
+        "--no-corrupt", action="store_true", help="do not apply the gains (same sky and noise as with the same --seed)"
+    )
     s.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT.ms and its sky model/truth")
 
@@ -98,9 +134,11 @@ def run(args: argparse.Namespace) -> int:
 
     result = simulate(args.out, spec_from_args(args))
     rate = result.nvis / result.seconds if result.seconds > 0 else float("inf")
-    print(f"{result.ms}: {result.nstations} stations, {result.nbaselines} baselines, {result.ntimes} time slots, "
-          f"{result.nchannels} channels, {result.ndirections} directions, {result.nsources} sources "
-          f"({result.seconds:.1f} s, {rate:.3g} visibilities/s)")
+    print(
+        f"{result.ms}: {result.nstations} stations, {result.nbaselines} baselines, {result.ntimes} time slots, "
+        f"{result.nchannels} channels, {result.ndirections} directions, {result.nsources} sources "
+        f"({result.seconds:.1f} s, {rate:.3g} visibilities/s)"
+    )
     print(f"  sky model {result.skymodel}")
     print(f"  true gains {result.truth}")
     return 0

@@ -10,8 +10,11 @@ HELP = "check a YAML config file"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file")
-    parser.add_argument("--schema-only", action="store_true",
-                        help="check the keys and values only, not the files they name (e.g. a template)")
+    parser.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the keys and values only, not the files they name (e.g. a template)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,7 +48,6 @@ SKYMODEL_SUFFIXES = (".skymodel", ".txt")
 OPERATIONS = ("replace", "add", "subtract")
 
 
-
 # --------------------------------------------------------------------------- values
 
 
@@ -136,8 +135,9 @@ def _slots(start_slot: int | None, n_slots: int | None) -> dict[str, str]:
     return out
 
 
-def _msin(ms: PathLike, data_column: str, start_slot: int | None, n_slots: int | None,
-          start_time: str | None = None) -> dict[str, str]:
+def _msin(
+    ms: PathLike, data_column: str, start_slot: int | None, n_slots: int | None, start_time: str | None = None
+) -> dict[str, str]:
     out = {"msin": _path(ms, "msin"), "msin.datacolumn": _column(data_column, "data_column")}
     if start_time is not None:
         if start_slot is not None:
@@ -274,8 +274,17 @@ def ddecal_chain_parset(
     if len(h5parms) != len(chain):
         raise ValueError(f"{len(chain)} solve(s) but {len(h5parms)} H5parm path(s)")  # a caller's bug
     if len(chain) == 1:
-        return ddecal_parset(ms, skymodel=skymodel, directions=directions, h5parm=h5parms[0], cal=chain[0],
-                             start_time=start_time, n_slots=n_slots, data_column=data_column, extra=extra)
+        return ddecal_parset(
+            ms,
+            skymodel=skymodel,
+            directions=directions,
+            h5parm=h5parms[0],
+            cal=chain[0],
+            start_time=start_time,
+            n_slots=n_slots,
+            data_column=data_column,
+            extra=extra,
+        )
     steps = chain_steps(len(chain))
     p = _msin(ms, data_column, None, n_slots, start_time)
     p.update({"msout": "", "steps": "[" + ",".join(steps) + "]"})
@@ -290,8 +299,15 @@ def ddecal_chain_parset(
     return p
 
 
-def _solve_keys(step: str, cal: CalibrationConfig, h5parm: PathLike, *, skymodel: PathLike | None = None,
-                directions: Sequence[str | Sequence[str]] | None = None, reuse: str | None = None) -> dict[str, str]:
+def _solve_keys(
+    step: str,
+    cal: CalibrationConfig,
+    h5parm: PathLike,
+    *,
+    skymodel: PathLike | None = None,
+    directions: Sequence[str | Sequence[str]] | None = None,
+    reuse: str | None = None,
+) -> dict[str, str]:
     """The keys of one DDECal step: predicting ``skymodel`` in ``directions``, or reusing a model."""
     _mode(cal.mode)
     p = {f"{step}.type": "ddecal", f"{step}.mode": cal.mode}
@@ -300,17 +316,19 @@ def _solve_keys(step: str, cal: CalibrationConfig, h5parm: PathLike, *, skymodel
         p[f"{step}.directions"] = directions_value(directions, f"{step}.directions")
     else:
         p[f"{step}.reusemodel"] = reuse
-    p.update({
-        f"{step}.solint": format_value(cal.solint),
-        f"{step}.nchan": format_value(cal.nchan),
-        f"{step}.maxiter": format_value(cal.maxiter),
-        f"{step}.tolerance": format_value(cal.tolerance),
-        f"{step}.stepsize": format_value(cal.stepsize),
-        f"{step}.uvlambdamin": format_value(cal.uvlambdamin),
-        f"{step}.smoothnessconstraint": format_value(cal.smoothnessconstraint),
-        f"{step}.propagatesolutions": format_value(cal.propagatesolutions),
-        f"{step}.solveralgorithm": cal.solveralgorithm,
-    })
+    p.update(
+        {
+            f"{step}.solint": format_value(cal.solint),
+            f"{step}.nchan": format_value(cal.nchan),
+            f"{step}.maxiter": format_value(cal.maxiter),
+            f"{step}.tolerance": format_value(cal.tolerance),
+            f"{step}.stepsize": format_value(cal.stepsize),
+            f"{step}.uvlambdamin": format_value(cal.uvlambdamin),
+            f"{step}.smoothnessconstraint": format_value(cal.smoothnessconstraint),
+            f"{step}.propagatesolutions": format_value(cal.propagatesolutions),
+            f"{step}.solveralgorithm": cal.solveralgorithm,
+        }
+    )
     if cal.solutions_per_direction:
         p[f"{step}.solutions_per_direction"] = "[" + ",".join(map(str, cal.solutions_per_direction)) + "]"
     if cal.antenna_averaging_factors:
@@ -326,7 +344,7 @@ def _add_extra(p: dict[str, str], extra: Mapping[str, object] | None, steps: Seq
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or "=" in key or any(c.isspace() for c in key):
             raise UserError(f"dp3.extra key {key!r}: not a DP3 parset key (like 'ddecal.antennaconstraint')")
-        targets = [f"{s}.{key[len('ddecal.'):]}" for s in steps] if key.startswith("ddecal.") else [key]
+        targets = [f"{s}.{key[len('ddecal.') :]}" for s in steps] if key.startswith("ddecal.") else [key]
         for t in targets:
             p.pop(t, None)  # re-insert so that overrides show up last, like in the parset file
             p[t] = format_value(value)
@@ -499,8 +517,12 @@ def dp3_argv(executable: Sequence[str], parset: Mapping[str, str], numthreads: i
     for key in ("checkparset", "numthreads"):
         if key in parset:
             raise UserError(f"parset key {key!r} is set by ddpipe itself; remove it from the parset / dp3.extra")
-    return [*map(str, executable), "checkparset=1", f"numthreads={numthreads}",
-            *(f"{k}={v}" for k, v in parset.items())]
+    return [
+        *map(str, executable),
+        "checkparset=1",
+        f"numthreads={numthreads}",
+        *(f"{k}={v}" for k, v in parset.items()),
+    ]
 
 
 def format_parset(parset: Mapping[str, str]) -> str:

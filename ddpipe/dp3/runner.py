@@ -221,13 +221,22 @@ class DP3Error(PipelineError):
         return "\n".join(lines)
 
     def __reduce__(self):  # picklable across Dask workers (keyword-only __init__)
-        return (_rebuild_dp3error, (self.argv, self.returncode, self.log_path, self.tail,
-                                    self.timed_out, self.timeout, self.reason))
+        return (
+            _rebuild_dp3error,
+            (self.argv, self.returncode, self.log_path, self.tail, self.timed_out, self.timeout, self.reason),
+        )
 
 
 def _rebuild_dp3error(argv, returncode, log_path, tail, timed_out, timeout, reason) -> DP3Error:
-    return DP3Error(argv=argv, returncode=returncode, log_path=log_path, tail=tail,
-                    timed_out=timed_out, timeout=timeout, reason=reason)
+    return DP3Error(
+        argv=argv,
+        returncode=returncode,
+        log_path=log_path,
+        tail=tail,
+        timed_out=timed_out,
+        timeout=timeout,
+        reason=reason,
+    )
 
 
 def _signal_name(returncode: int | None) -> str | None:
@@ -443,8 +452,15 @@ def run_dp3(
         names = ", ".join(unused) if unused else "see the log"
         reason = f"did not use parset keys ({names}): misspelled or not valid for this step"
     if timed_out or returncode != 0 or reason:
-        err = DP3Error(argv=argv, returncode=returncode, log_path=log_path, tail=_tail(log_path),
-                       timed_out=timed_out, timeout=timeout, reason=reason)
+        err = DP3Error(
+            argv=argv,
+            returncode=returncode,
+            log_path=log_path,
+            tail=_tail(log_path),
+            timed_out=timed_out,
+            timeout=timeout,
+            reason=reason,
+        )
         log.warning("%s", err.summary)
         raise err
     log.debug("DP3 finished in %.1f s: %s", seconds, log_path)

@@ -58,8 +58,15 @@ def kept_fraction(n: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return np.where(np.abs(half) < 1e-12, 1.0, out)
 
 
-def factors(rate: np.ndarray, length: np.ndarray, rho: float, freq: np.ndarray, max_loss: float,
-            n_chan: int, slot_group: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def factors(
+    rate: np.ndarray,
+    length: np.ndarray,
+    rho: float,
+    freq: np.ndarray,
+    max_loss: float,
+    n_chan: int,
+    slot_group: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
     """Time and channel factors per baseline, the largest product allowed.
 
     Time factors are the powers of two up to ``slot_group`` (they divide it: a block
@@ -104,8 +111,7 @@ def factors(rate: np.ndarray, length: np.ndarray, rho: float, freq: np.ndarray, 
     return best_t, best_c
 
 
-def facet_h(prep: PreparedRows, table: np.ndarray, tidx: np.ndarray, centre: tuple[float, float]
-            ) -> np.ndarray:
+def facet_h(prep: PreparedRows, table: np.ndarray, tidx: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
     """``(row, chan)`` complex64 H = G e^{+iφ} of one facet (see the module docstring).
 
     ``table`` is the facet's Stokes I gains ``(nant, ntime, chan)`` (complex64,
@@ -169,9 +175,9 @@ class FacetAverage:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.starts, self.lengths, self.vuw, self.weight, self.back, self.keep,
-                                      self.row_block)) + \
-            sum(b.nbytes + e.nbytes for b, e in self.groups)
+        return sum(
+            a.nbytes for a in (self.starts, self.lengths, self.vuw, self.weight, self.back, self.keep, self.row_block)
+        ) + sum(b.nbytes + e.nbytes for b, e in self.groups)
 
     def _chunks(self) -> list[tuple[int, int, int, int]]:
         """``(first block, end block, first row, end row)`` of runs of whole blocks of ~:data:`_CHUNK_ROWS` rows."""
@@ -194,7 +200,7 @@ class FacetAverage:
         sums = np.empty((len(self.starts), self.n_chan), dtype=np.complex64)
         buf = np.empty((min(self.n_rows, 4 * _CHUNK_ROWS), self.n_chan), dtype=np.complex64)
         for a, b, r0, r1 in self._chunks():
-            x = buf[:r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
+            x = buf[: r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
             np.conjugate(h[r0:r1], out=x)
             np.multiply(x, vis[r0:r1], out=x)
             np.multiply(x, weight[r0:r1], out=x)
@@ -202,8 +208,9 @@ class FacetAverage:
         s = self._per_group(sums)[self.keep]
         return (s / self.weight * self.back).astype(np.complex64)
 
-    def subtract_expanded(self, model: np.ndarray, h: np.ndarray, target: np.ndarray,
-                          lock: threading.Lock | None = None) -> None:
+    def subtract_expanded(
+        self, model: np.ndarray, h: np.ndarray, target: np.ndarray, lock: threading.Lock | None = None
+    ) -> None:
         """``target (row, chan) -= `` the averaged model ``(n,)`` held over each block, times H.
 
         Runs of blocks at a time (no sample-sized temporary); ``lock`` guards each
@@ -216,11 +223,11 @@ class FacetAverage:
         for b, edges in self.groups:
             ng = len(edges)
             widths = np.diff(np.r_[edges, self.n_chan])
-            blocks[b] = np.repeat(full[at:at + len(b) * ng].reshape(len(b), ng), widths, axis=1)
+            blocks[b] = np.repeat(full[at : at + len(b) * ng].reshape(len(b), ng), widths, axis=1)
             at += len(b) * ng
         buf = np.empty((min(self.n_rows, 4 * _CHUNK_ROWS), self.n_chan), dtype=np.complex64)
         for _, _, r0, r1 in self._chunks():
-            x = buf[:r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
+            x = buf[: r1 - r0] if r1 - r0 <= len(buf) else np.empty((r1 - r0, self.n_chan), np.complex64)
             np.take(blocks, self.row_block[r0:r1], axis=0, out=x, mode="clip")  # "raise" would buffer
             np.multiply(x, h[r0:r1], out=x)
             if lock is None:
@@ -230,8 +237,7 @@ class FacetAverage:
                     np.subtract(target[r0:r1], x, out=target[r0:r1])
 
 
-def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: float, max_loss: float
-         ) -> FacetAverage:
+def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: float, max_loss: float) -> FacetAverage:
     """The averaging of one facet over a range (rows sorted, weights final, ``h`` from :func:`facet_h`).
 
     ``centre`` is the facet centre's (l, m), ``rho`` (radians) its largest distance from
@@ -284,5 +290,6 @@ def plan(prep: PreparedRows, h: np.ndarray, centre: tuple[float, float], rho: fl
     n0 = np.sqrt(max(0.0, 1.0 - l0 * l0 - m0 * m0))
     back = np.exp(2j * np.pi * (uvw @ np.array([l0, m0, n0 - 1.0]))).astype(np.complex64)
     row_block = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
-    return FacetAverage(starts, lengths, groups, swap_uvw(uvw), wsum[keep].astype(np.float32), back, keep, nrow,
-                        nchan, row_block)
+    return FacetAverage(
+        starts, lengths, groups, swap_uvw(uvw), wsum[keep].astype(np.float32), back, keep, nrow, nchan, row_block
+    )

@@ -139,8 +139,7 @@ def fit_beam(psf: np.ndarray, cell: float, *, cut: float = 0.35, min_pixels: int
         half = int(max(np.abs(dx).max(), np.abs(dy).max())) + 2
         half = min(half, min(psf.shape) // 2 - 1)
         fine = upsample_centre(psf, factor, half)
-        return fit_beam(fine / fine[fine.shape[0] // 2, fine.shape[1] // 2], cell / factor, cut=cut,
-                        min_pixels=0)
+        return fit_beam(fine / fine[fine.shape[0] // 2, fine.shape[1] // 2], cell / factor, cut=cut, min_pixels=0)
     if len(val) < 4:  # lobe narrower than a pixel: fall back to the pixel size
         d = math.degrees(cell)
         return Beam(d, d, 0.0)
@@ -170,8 +169,7 @@ def beam_image(beam: Beam, shape: tuple[int, int], cell: float) -> np.ndarray:
     return np.exp(-(a * x * x + 2 * b * x * y + c * y * y))
 
 
-def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell: float, *,
-            nthreads: int = 2) -> np.ndarray:
+def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell: float, *, nthreads: int = 2) -> np.ndarray:
     """Restored image = model ⊛ beam (unit peak, so Jy/pixel → Jy/beam) + residual; ``(ny, nx)``.
 
     Few components are rendered directly (beam cut at 1e-7 of its peak), many by FFT.
@@ -190,10 +188,10 @@ def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell: float, *,
         conv = KernelConvolver(beam_image(beam, model.shape, cell), model.shape, nthreads)
         return (conv(model.astype(np.float64)) + residual).astype(residual.dtype)
     out = residual.astype(np.float64)
-    dy, dx = np.mgrid[-hy:hy + 1, -hx:hx + 1]
+    dy, dx = np.mgrid[-hy : hy + 1, -hx : hx + 1]
     patch = np.exp(-(a * dx * dx + 2 * b * dx * dy + c * dy * dy))
     for y, x in zip(ys, xs):
         y0, y1 = max(0, y - hy), min(ny, y + hy + 1)
         x0, x1 = max(0, x - hx), min(nx, x + hx + 1)
-        out[y0:y1, x0:x1] += model[y, x] * patch[y0 - y + hy:y1 - y + hy, x0 - x + hx:x1 - x + hx]
+        out[y0:y1, x0:x1] += model[y, x] * patch[y0 - y + hy : y1 - y + hy, x0 - x + hx : x1 - x + hx]
     return out.astype(residual.dtype)

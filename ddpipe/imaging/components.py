@@ -14,9 +14,15 @@ from ddpipe.sky.model import Patch, SkyModel, Source
 DEFAULT_PATCH = "image"
 
 
-def model_to_skymodel(model: np.ndarray, cell: float, phase_centre: tuple[float, float],
-                      ref_freq: float, *, facets: Sequence[Facet] = (),
-                      labels: np.ndarray | None = None) -> SkyModel:
+def model_to_skymodel(
+    model: np.ndarray,
+    cell: float,
+    phase_centre: tuple[float, float],
+    ref_freq: float,
+    *,
+    facets: Sequence[Facet] = (),
+    labels: np.ndarray | None = None,
+) -> SkyModel:
     """One POINT source per non-zero model pixel.
 
     Parameters
@@ -55,8 +61,17 @@ def model_to_skymodel(model: np.ndarray, cell: float, phase_centre: tuple[float,
     for k in range(len(ys)):
         p = names[k]
         counts[p] = counts.get(p, 0) + 1
-        sources.append(Source(name=f"{p}-c{counts[p]}", ra=float(ra[k]), dec=float(dec[k]), i=float(flux[k]),
-                              type="POINT", patch=p, reference_frequency=float(ref_freq)))
+        sources.append(
+            Source(
+                name=f"{p}-c{counts[p]}",
+                ra=float(ra[k]),
+                dec=float(dec[k]),
+                i=float(flux[k]),
+                type="POINT",
+                patch=p,
+                reference_frequency=float(ref_freq),
+            )
+        )
     order = [f.name for f in facets] if facets else [DEFAULT_PATCH]
     patches = tuple(Patch(n, *centres[n]) for n in order if n in counts)
     return SkyModel(sources=tuple(sources), patches=patches)

@@ -30,21 +30,28 @@ class KernelConvolver:
         Precision of the transforms (float32 is twice as fast; ~1e-7 relative error).
     """
 
-    def __init__(self, kernel: np.ndarray, image_shape: tuple[int, int] | None = None,
-                 nthreads: int = 2, dtype: type = np.float64) -> None:
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        image_shape: tuple[int, int] | None = None,
+        nthreads: int = 2,
+        dtype: type = np.float64,
+    ) -> None:
         ny, nx = image_shape or kernel.shape
         oy, ox = kernel.shape[0] // 2, kernel.shape[1] // 2
         # offsets between two image pixels span ±(n − 1): crop the kernel to that
         y0, x0 = max(0, oy - ny + 1), max(0, ox - nx + 1)
-        kernel = kernel[y0:oy + ny, x0:ox + nx]
+        kernel = kernel[y0 : oy + ny, x0 : ox + nx]
         oy, ox = oy - y0, ox - x0
         ky, kx = kernel.shape
         self.shape = (ny, nx)
         self._off = (oy, ox)
         self.nthreads = nthreads
         self.dtype = np.dtype(dtype)
-        self._pad = (_fft.good_size(max(oy + ny, ky + ny - 1 - oy), True),
-                     _fft.good_size(max(ox + nx, kx + nx - 1 - ox), True))
+        self._pad = (
+            _fft.good_size(max(oy + ny, ky + ny - 1 - oy), True),
+            _fft.good_size(max(ox + nx, kx + nx - 1 - ox), True),
+        )
         k = np.zeros(self._pad, dtype=self.dtype)
         k[:ky, :kx] = kernel
         self._kf = _fft.r2c(k, nthreads=nthreads)
@@ -56,7 +63,6 @@ class KernelConvolver:
         a[:ny, :nx] = image
         f = _fft.r2c(a, nthreads=self.nthreads)
         f *= self._kf
-        full = _fft.c2r(f, axes=(0, 1), lastsize=self._pad[1], forward=False, inorm=2,
-                        nthreads=self.nthreads)
+        full = _fft.c2r(f, axes=(0, 1), lastsize=self._pad[1], forward=False, inorm=2, nthreads=self.nthreads)
         oy, ox = self._off
-        return full[oy:oy + ny, ox:ox + nx].astype(image.dtype, copy=False)
+        return full[oy : oy + ny, ox : ox + nx].astype(image.dtype, copy=False)

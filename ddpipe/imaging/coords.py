@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def radec_to_lmn(ra: np.ndarray | float, dec: np.ndarray | float, ra0: float, dec0: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def radec_to_lmn(
+    ra: np.ndarray | float, dec: np.ndarray | float, ra0: float, dec0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Direction cosines of (ra, dec) about the phase centre (ra0, dec0), radians.
 
     Returns
@@ -35,8 +36,7 @@ def radec_to_lmn(ra: np.ndarray | float, dec: np.ndarray | float, ra0: float, de
     return l, m, n
 
 
-def lm_to_radec(l: np.ndarray | float, m: np.ndarray | float, ra0: float, dec0: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def lm_to_radec(l: np.ndarray | float, m: np.ndarray | float, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`radec_to_lmn` for the front hemisphere (n >= 0); radians, RA in [0, 2π)."""
     l = np.asarray(l, dtype=float)
     m = np.asarray(m, dtype=float)
@@ -46,8 +46,9 @@ def lm_to_radec(l: np.ndarray | float, m: np.ndarray | float, ra0: float, dec0: 
     return np.mod(ra, 2 * np.pi), dec
 
 
-def lm_to_pixel(l: np.ndarray | float, m: np.ndarray | float, shape: tuple[int, int], cell: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def lm_to_pixel(
+    l: np.ndarray | float, m: np.ndarray | float, shape: tuple[int, int], cell: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Fractional pixel (x, y), 0-based, of direction cosines; ``shape`` is (ny, nx), ``cell`` radians."""
     ny, nx = shape
     x = nx // 2 - np.asarray(l, dtype=float) / cell
@@ -55,8 +56,9 @@ def lm_to_pixel(l: np.ndarray | float, m: np.ndarray | float, shape: tuple[int, 
     return x, y
 
 
-def pixel_to_lm(x: np.ndarray | float, y: np.ndarray | float, shape: tuple[int, int], cell: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def pixel_to_lm(
+    x: np.ndarray | float, y: np.ndarray | float, shape: tuple[int, int], cell: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Direction cosines (l, m) of pixel (x, y), 0-based; inverse of :func:`lm_to_pixel`."""
     ny, nx = shape
     l = -(np.asarray(x, dtype=float) - nx // 2) * cell

@@ -54,10 +54,16 @@ class CleanResult:
     seconds_major: float
 
 
-def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
-                 recompute: Callable[[np.ndarray], np.ndarray], *, mask: np.ndarray | None = None,
-                 cleaner: MultiscaleCleaner | None = None,
-                 coupling: tuple[np.ndarray, np.ndarray] | None = None) -> CleanResult:
+def clean_cycles(
+    dirty: np.ndarray,
+    psf2: np.ndarray,
+    settings: CleanSettings,
+    recompute: Callable[[np.ndarray], np.ndarray],
+    *,
+    mask: np.ndarray | None = None,
+    cleaner: MultiscaleCleaner | None = None,
+    coupling: tuple[np.ndarray, np.ndarray] | None = None,
+) -> CleanResult:
     """Deconvolve ``dirty`` with major cycles.
 
     Parameters
@@ -95,21 +101,43 @@ def clean_cycles(dirty: np.ndarray, psf2: np.ndarray, settings: CleanSettings,
             # its PSF model of the image is off (with facets: the response in other facets),
             # so clean less deep before the next major cycle
             new = max(MIN_MGAIN, 1.0 - 2.0 * (1.0 - mgain))
-            log.info("major cycle %d: peak %.4g Jy/beam after cleaning to %.4g; major-cycle gain %.2g -> %.2g",
-                     n_major + 1, peak, reached, mgain, new)
+            log.info(
+                "major cycle %d: peak %.4g Jy/beam after cleaning to %.4g; major-cycle gain %.2g -> %.2g",
+                n_major + 1,
+                peak,
+                reached,
+                mgain,
+                new,
+            )
             mgain = new
         minor_stop = max(stop, (1.0 - mgain) * peak)
         budget = settings.niter - n_iter
         if cleaner is not None:
             res = cleaner.clean(residual, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask)
         else:
-            res = hogbom(residual, psf2, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask,
-                         update_residual=False, coupling=coupling)
+            res = hogbom(
+                residual,
+                psf2,
+                model,
+                gain=settings.gain,
+                stop=minor_stop,
+                max_iter=budget,
+                mask=mask,
+                update_residual=False,
+                coupling=coupling,
+            )
         n_iter += res.n_iter
         reached = minor_stop if res.reached_stop else None
         t_minor += time.perf_counter() - t0
-        log.info("major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
-                 n_major + 1, peak, rms, minor_stop, res.n_iter, n_iter)
+        log.info(
+            "major cycle %d: peak %.4g Jy/beam, rms %.3g, stop %.4g; %d components (total %d)",
+            n_major + 1,
+            peak,
+            rms,
+            minor_stop,
+            res.n_iter,
+            n_iter,
+        )
         if res.n_iter == 0:
             break
         t0 = time.perf_counter()

@@ -54,8 +54,7 @@ class RangeJob:
     spec: PassSpec
 
 
-def prepare(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None
-            ) -> tuple[PreparedRows, RowGains | None]:
+def prepare(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None) -> tuple[PreparedRows, RowGains | None]:
     """Read a range, weigh it with ``factor`` (when known) and evaluate its facet gains."""
     prep = read_rows(job.desc, job.rows, job.npol, job.row_block, by_baseline=job.spec.averaged)
     if factor is not None:
@@ -67,7 +66,7 @@ def row_gains(gains: GainTable | None, prep: PreparedRows) -> RowGains | None:
     if gains is None:
         return None
     table, index = gains.for_block(prep.time, prep.ant1, prep.ant2)
-    return RowGains(np.ascontiguousarray(table[..., :prep.npol]), index)
+    return RowGains(np.ascontiguousarray(table[..., : prep.npol]), index)
 
 
 def with_h_cache(spec: PassSpec, descs: Sequence[MSDescription], nrow: int, npol: int, budget: int) -> PassSpec:
@@ -88,8 +87,14 @@ def n_pols(gains: Sequence[GainTable | None]) -> int:
 class LocalEngine:
     """Passes in the driver process; prepared ranges cached while they fit ``budget`` bytes."""
 
-    def __init__(self, descs: Sequence[MSDescription], spec: PassSpec, gains: Sequence[GainTable | None],
-                 row_block: int, budget: int):
+    def __init__(
+        self,
+        descs: Sequence[MSDescription],
+        spec: PassSpec,
+        gains: Sequence[GainTable | None],
+        row_block: int,
+        budget: int,
+    ):
         self.descs, self.spec, self.gains = tuple(descs), spec, tuple(gains)
         self.npol = n_pols(self.gains)
         self.row_block = row_block
@@ -127,8 +132,7 @@ class LocalEngine:
         for prep, _ in self._cache.values():
             weigh(prep, factor, self.spec.shape, self.spec.cell)
 
-    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
-                 ) -> PassPartial:
+    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None) -> PassPartial:
         total = None
         for r in self.ranges:
             prep, gains = self._get(r)
@@ -173,14 +177,16 @@ def _reuse_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and \
-            bool(libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD))
+        return bool(libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(
+            libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD)
+        )
     except (OSError, AttributeError):  # not glibc
         return False
 
 
-def _worker_get(job: RangeJob, gains: GainTable | None, factor: np.ndarray | None, budget: int
-                ) -> tuple[PreparedRows, RowGains | None]:
+def _worker_get(
+    job: RangeJob, gains: GainTable | None, factor: np.ndarray | None, budget: int
+) -> tuple[PreparedRows, RowGains | None]:
     _reuse_freed_memory()
     with _WORKER_LOCK:
         got = _WORKER_CACHE.get(job.key)
@@ -208,9 +214,14 @@ def density_task(job: RangeJob, gains: GainTable | None, budget: int) -> tuple[n
     return dens, total, worker_address()
 
 
-def pass_task(job: RangeJob, gains: GainTable | None, factor: np.ndarray, budget: int,
-              components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
-              ) -> tuple[PassPartial, str]:
+def pass_task(
+    job: RangeJob,
+    gains: GainTable | None,
+    factor: np.ndarray,
+    budget: int,
+    components: Mapping[int, Components] | None,
+    psf_shape: tuple[int, int] | None,
+) -> tuple[PassPartial, str]:
     """Dask task: one residual pass over this range, with the worker's threads."""
     prep, rg = _worker_get(job, gains, factor, budget)
     spec = dataclasses.replace(job.spec, nthreads=worker_threads())
@@ -232,9 +243,17 @@ class DaskEngine:
         Seconds without a worker offering ``subprocess_slots`` before the image fails.
     """
 
-    def __init__(self, client: Any, descs: Sequence[MSDescription], spec: PassSpec,
-                 gains: Sequence[GainTable | None], row_block: int, budget: int, n_ranges: int | None = None,
-                 no_workers_timeout: float = 120.0):
+    def __init__(
+        self,
+        client: Any,
+        descs: Sequence[MSDescription],
+        spec: PassSpec,
+        gains: Sequence[GainTable | None],
+        row_block: int,
+        budget: int,
+        n_ranges: int | None = None,
+        no_workers_timeout: float = 120.0,
+    ):
         from ddpipe.cluster import worker_slots
 
         self.client, self.descs, self.spec = client, tuple(descs), spec
@@ -246,8 +265,10 @@ class DaskEngine:
         self.ranges = plan_ranges(self.descs, max(budget, 1), self.npol, min_parts=parts)
         spec = self.spec = with_h_cache(spec, self.descs, max(r.nrow for r in self.ranges), self.npol, budget)
         token = uuid.uuid4().hex[:10]
-        self.jobs = [RangeJob(f"ddpipe-image-{token}-{i}", self.descs[r.ms_index], r, self.npol, row_block, spec)
-                     for i, r in enumerate(self.ranges)]
+        self.jobs = [
+            RangeJob(f"ddpipe-image-{token}-{i}", self.descs[r.ms_index], r, self.npol, row_block, spec)
+            for i, r in enumerate(self.ranges)
+        ]
         # each MS's gain table once to every worker (a task's worker may change)
         per_ms = {i: client.scatter(g, broadcast=True) for i, g in enumerate(gains) if g is not None}
         self._gains = [per_ms.get(j.rows.ms_index) for j in self.jobs]
@@ -262,8 +283,16 @@ class DaskEngine:
         where = self._where.get(job.key)
         # back to the worker that holds the range's rows; anywhere else if it is gone or busy
         placement = {"workers": [where], "allow_other_workers": True} if where else {}
-        return self.client.submit(fn, job, *args, key=f"{fn.__name__}-{job.key}-{self._n}", pure=False,
-                                  resources=dict(SLOT_RESOURCES), retries=2, **placement)
+        return self.client.submit(
+            fn,
+            job,
+            *args,
+            key=f"{fn.__name__}-{job.key}-{self._n}",
+            pure=False,
+            resources=dict(SLOT_RESOURCES),
+            retries=2,
+            **placement,
+        )
 
     def _gather(self, futures: list) -> list:
         from distributed import wait
@@ -301,10 +330,11 @@ class DaskEngine:
     def set_factor(self, factor: np.ndarray) -> None:
         self._factor = self.client.scatter(factor, broadcast=True)
 
-    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None
-                 ) -> PassPartial:
-        futs = [self._submit(pass_task, j, g, self._factor, self.budget, components, psf_shape)
-                for j, g in zip(self.jobs, self._gains)]
+    def run_pass(self, components: Mapping[int, Components] | None, psf_shape: tuple[int, int] | None) -> PassPartial:
+        futs = [
+            self._submit(pass_task, j, g, self._factor, self.budget, components, psf_shape)
+            for j, g in zip(self.jobs, self._gains)
+        ]
         total = None
         for part, _ in self._gather(futs):
             total = part if total is None else total.add(part)

@@ -33,8 +33,7 @@ class Facet:
     m: float
 
 
-def make_facets(directions: Sequence[tuple[str, float, float]], phase_centre: tuple[float, float]
-                ) -> tuple[Facet, ...]:
+def make_facets(directions: Sequence[tuple[str, float, float]], phase_centre: tuple[float, float]) -> tuple[Facet, ...]:
     """Facets for ``(name, ra, dec)`` directions about ``phase_centre`` (radians)."""
     out = []
     names = set()
@@ -72,8 +71,7 @@ def facet_labels(facets: Sequence[Facet], shape: tuple[int, int], cell: float) -
     return lab
 
 
-def correct(vis: np.ndarray, weight: np.ndarray, gp: np.ndarray, gq: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def correct(vis: np.ndarray, weight: np.ndarray, gp: np.ndarray, gq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Apply inverse diagonal gains: V' = V / (g_p conj(g_q)), w' = w |g_p g_q|².
 
     Parameters
@@ -120,8 +118,9 @@ class GainTable:
         ``(chan,)`` Hz of the MS.
     """
 
-    def __init__(self, solutions: Solutions, directions: Sequence[str], antenna_names: Sequence[str],
-                 freq: np.ndarray) -> None:
+    def __init__(
+        self, solutions: Solutions, directions: Sequence[str], antenna_names: Sequence[str], freq: np.ndarray
+    ) -> None:
         where = {a: i for i, a in enumerate(solutions.antennas)}
         missing = [a for a in antenna_names if a not in where]
         self._antmap = np.array([where.get(a, -1) for a in antenna_names], dtype=np.intp)
@@ -144,8 +143,7 @@ class GainTable:
                 return False
         return True
 
-    def for_block(self, time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def for_block(self, time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gains of a block's distinct times and each row's index into them.
 
         Returns
@@ -160,8 +158,10 @@ class GainTable:
         a1 = self._antmap[ant1]
         a2 = self._antmap[ant2]
         if (a1 < 0).any() or (a2 < 0).any():
-            raise UserError(f"solutions have no gains for antenna(s) {', '.join(self._missing[:5])} "
-                            "of the Measurement Set; calibrate with the same MS")
+            raise UserError(
+                f"solutions have no gains for antenna(s) {', '.join(self._missing[:5])} "
+                "of the Measurement Set; calibrate with the same MS"
+            )
         utimes, tidx = np.unique(time, return_inverse=True)
         g = evaluate_gains(self.solutions, utimes, self.freq, list(self.directions)).astype(np.complex64)
         return g, np.stack([tidx, a1, a2])
@@ -200,8 +200,12 @@ class FacetBox:
         (by, bx), (ny, nx) = self.shape, self.full
         fy0, fx0 = max(self.y0, 0), max(self.x0, 0)
         fy1, fx1 = min(self.y0 + by, ny), min(self.x0 + bx, nx)
-        return (slice(fy0, fy1), slice(fx0, fx1), slice(fy0 - self.y0, fy1 - self.y0),
-                slice(fx0 - self.x0, fx1 - self.x0))
+        return (
+            slice(fy0, fy1),
+            slice(fx0, fx1),
+            slice(fy0 - self.y0, fy1 - self.y0),
+            slice(fx0 - self.x0, fx1 - self.x0),
+        )
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The box's part of a full image (zero beyond the image's edge)."""
@@ -224,9 +228,11 @@ def facet_boxes(labels: np.ndarray, names: Sequence[str], min_size: int = 32) ->
     for f, name in enumerate(names):
         ys, xs = np.nonzero(labels == f)
         if ys.size == 0:
-            raise UserError(f"facet direction {name!r} has no pixel in the {full[1]}x{full[0]} image (nearer "
-                            "directions take every pixel): image a larger field (size x scale) or calibrate "
-                            "without that direction")
+            raise UserError(
+                f"facet direction {name!r} has no pixel in the {full[1]}x{full[0]} image (nearer "
+                "directions take every pixel): image a larger field (size x scale) or calibrate "
+                "without that direction"
+            )
         size = []
         for lo, hi in ((ys.min(), ys.max()), (xs.min(), xs.max())):
             span = int(hi - lo + 1)
@@ -237,8 +243,7 @@ def facet_boxes(labels: np.ndarray, names: Sequence[str], min_size: int = 32) ->
     return tuple(out)
 
 
-def facet_centres(labels: np.ndarray, boxes: Sequence[FacetBox], cell: float
-                  ) -> tuple[tuple[float, float, float], ...]:
+def facet_centres(labels: np.ndarray, boxes: Sequence[FacetBox], cell: float) -> tuple[tuple[float, float, float], ...]:
     """Per box: (l, m) of its centre pixel and the largest distance (radians) of its facet's pixels from it.
 
     The distance includes half a pixel's diagonal, so a source anywhere in a facet

@@ -55,8 +55,9 @@ def _card(key: str, value: object) -> str:
     return f"{card:<80}"
 
 
-def header_cards(geom: ImageGeometry, *, bunit: str = "JY/BEAM", beam: Beam | None = None,
-                 extra: dict | None = None) -> list[tuple[str, object]]:
+def header_cards(
+    geom: ImageGeometry, *, bunit: str = "JY/BEAM", beam: Beam | None = None, extra: dict | None = None
+) -> list[tuple[str, object]]:
     """(keyword, value) pairs of the image header after the structural keywords, WSClean's order."""
     ny, nx = geom.shape
     ra0, dec0 = geom.phase_centre
@@ -65,14 +66,30 @@ def header_cards(geom: ImageGeometry, *, bunit: str = "JY/BEAM", beam: Beam | No
     if beam is not None:
         cards += [("BMAJ", beam.bmaj), ("BMIN", beam.bmin), ("BPA", beam.bpa)]
     cards += [
-        ("EQUINOX", 2000.0), ("RADESYS", "FK5"), ("BTYPE", "Intensity"), ("ORIGIN", "ddpipe"),
-        ("CTYPE1", "RA---SIN"), ("CRPIX1", float(nx // 2 + 1)), ("CRVAL1", math.degrees(ra0) % 360.0),
-        ("CDELT1", -cell_deg), ("CUNIT1", "deg"),
-        ("CTYPE2", "DEC--SIN"), ("CRPIX2", float(ny // 2 + 1)), ("CRVAL2", math.degrees(dec0)),
-        ("CDELT2", cell_deg), ("CUNIT2", "deg"),
-        ("CTYPE3", "FREQ"), ("CRPIX3", 1.0), ("CRVAL3", float(geom.freq)),
-        ("CDELT3", float(geom.bandwidth) if geom.bandwidth > 0 else 1.0), ("CUNIT3", "Hz"),
-        ("CTYPE4", "STOKES"), ("CRPIX4", 1.0), ("CRVAL4", 1.0), ("CDELT4", 1.0), ("CUNIT4", ""),
+        ("EQUINOX", 2000.0),
+        ("RADESYS", "FK5"),
+        ("BTYPE", "Intensity"),
+        ("ORIGIN", "ddpipe"),
+        ("CTYPE1", "RA---SIN"),
+        ("CRPIX1", float(nx // 2 + 1)),
+        ("CRVAL1", math.degrees(ra0) % 360.0),
+        ("CDELT1", -cell_deg),
+        ("CUNIT1", "deg"),
+        ("CTYPE2", "DEC--SIN"),
+        ("CRPIX2", float(ny // 2 + 1)),
+        ("CRVAL2", math.degrees(dec0)),
+        ("CDELT2", cell_deg),
+        ("CUNIT2", "deg"),
+        ("CTYPE3", "FREQ"),
+        ("CRPIX3", 1.0),
+        ("CRVAL3", float(geom.freq)),
+        ("CDELT3", float(geom.bandwidth) if geom.bandwidth > 0 else 1.0),
+        ("CUNIT3", "Hz"),
+        ("CTYPE4", "STOKES"),
+        ("CRPIX4", 1.0),
+        ("CRVAL4", 1.0),
+        ("CDELT4", 1.0),
+        ("CUNIT4", ""),
         ("SPECSYS", "TOPOCENT"),
     ]
     if geom.date_obs > 0:
@@ -88,8 +105,15 @@ def header_cards(geom: ImageGeometry, *, bunit: str = "JY/BEAM", beam: Beam | No
 _MJD0 = datetime.datetime(1858, 11, 17)
 
 
-def write_image(path: str | Path, image: np.ndarray, geom: ImageGeometry, *, bunit: str = "JY/BEAM",
-                beam: Beam | None = None, extra: dict | None = None) -> Path:
+def write_image(
+    path: str | Path,
+    image: np.ndarray,
+    geom: ImageGeometry,
+    *,
+    bunit: str = "JY/BEAM",
+    beam: Beam | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write ``image`` ``(ny, nx)`` as a 4-axis FITS file at ``path`` atomically; returns the path.
 
     The file is written directly (no astropy import on this path: it costs half a
@@ -98,8 +122,16 @@ def write_image(path: str | Path, image: np.ndarray, geom: ImageGeometry, *, bun
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ny, nx = image.shape
-    cards = [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 4), ("NAXIS1", nx), ("NAXIS2", ny),
-             ("NAXIS3", 1), ("NAXIS4", 1), ("EXTEND", True)]
+    cards = [
+        ("SIMPLE", True),
+        ("BITPIX", -32),
+        ("NAXIS", 4),
+        ("NAXIS1", nx),
+        ("NAXIS2", ny),
+        ("NAXIS3", 1),
+        ("NAXIS4", 1),
+        ("EXTEND", True),
+    ]
     cards += header_cards(geom, bunit=bunit, beam=beam, extra=extra)
     head = "".join(_card(k, v) for k, v in cards) + f"{'END':<80}"
     head += " " * (-len(head) % 2880)

@@ -27,9 +27,20 @@ def swap_uvw(uvw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(uvw[:, (1, 0, 2)], dtype=np.float64)
 
 
-def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
-         shape: tuple[int, int], cell: float, *, epsilon: float = 1e-4, nthreads: int = 2,
-         do_wgridding: bool = True, offset: tuple[int, int] = (0, 0), swapped: bool = False) -> np.ndarray:
+def grid(
+    uvw: np.ndarray,
+    freq: np.ndarray,
+    vis: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    cell: float,
+    *,
+    epsilon: float = 1e-4,
+    nthreads: int = 2,
+    do_wgridding: bool = True,
+    offset: tuple[int, int] = (0, 0),
+    swapped: bool = False,
+) -> np.ndarray:
     """Weighted adjoint transform (gridding + FFT + w-correction) of visibilities.
 
     Parameters
@@ -66,17 +77,37 @@ def grid(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
     if not mask.any():
         return np.zeros(shape, dtype=real)
     return _wg.vis2dirty(
-        uvw=uvw if swapped else swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
-        vis=np.ascontiguousarray(vis), wgt=w, mask=mask,
-        npix_x=ny, npix_y=nx, pixsize_x=cell, pixsize_y=cell,
-        epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
-        flip_u=True, flip_v=False, flip_w=False, divide_by_n=False,
-        center_x=-offset[0] * cell, center_y=offset[1] * cell,
+        uvw=uvw if swapped else swap_uvw(uvw),
+        freq=np.ascontiguousarray(freq, dtype=np.float64),
+        vis=np.ascontiguousarray(vis),
+        wgt=w,
+        mask=mask,
+        npix_x=ny,
+        npix_y=nx,
+        pixsize_x=cell,
+        pixsize_y=cell,
+        epsilon=epsilon,
+        do_wgridding=do_wgridding,
+        nthreads=nthreads,
+        flip_u=True,
+        flip_v=False,
+        flip_w=False,
+        divide_by_n=False,
+        center_x=-offset[0] * cell,
+        center_y=offset[1] * cell,
     )
 
 
-def psf_image(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray, shape: tuple[int, int], cell: float, *,
-              epsilon: float = 1e-4, nthreads: int = 2) -> np.ndarray:
+def psf_image(
+    uvw: np.ndarray,
+    freq: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    cell: float,
+    *,
+    epsilon: float = 1e-4,
+    nthreads: int = 2,
+) -> np.ndarray:
     """The (unnormalised, 2-D) PSF Σ w cos(2π(ul + vm)), float32, of ``shape`` ``(py, px)``, both even.
 
     A PSF is symmetric through its centre (pixel ``(py/2, px/2)``), so only its upper
@@ -89,18 +120,37 @@ def psf_image(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray, shape: tupl
     upper = np.empty((hy, px + 2), dtype=np.float32)  # rows [0, hy), columns [0, px + 2)
     ones = np.ones(weight.shape, dtype=np.complex64 if weight.dtype == np.float32 else np.complex128)
     for x0, width in ((0, hx), (hx, hx + 2)):
-        upper[:, x0:x0 + width] = grid(uvw, freq, ones, weight, (hy, width), cell, epsilon=epsilon,
-                                       nthreads=nthreads, do_wgridding=False,
-                                       offset=(hy // 2 - py // 2, x0 + width // 2 - px // 2))
+        upper[:, x0 : x0 + width] = grid(
+            uvw,
+            freq,
+            ones,
+            weight,
+            (hy, width),
+            cell,
+            epsilon=epsilon,
+            nthreads=nthreads,
+            do_wgridding=False,
+            offset=(hy // 2 - py // 2, x0 + width // 2 - px // 2),
+        )
     out = np.empty(shape, dtype=np.float32)
     out[:hy] = upper[:, :px]
-    out[hy:] = upper[py - hy:0:-1, px:0:-1]  # pixel (y, x) is pixel (py - y, px - x)
+    out[hy:] = upper[py - hy : 0 : -1, px:0:-1]  # pixel (y, x) is pixel (py - y, px - x)
     return out
 
 
-def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
-           epsilon: float = 1e-4, nthreads: int = 2, do_wgridding: bool = True,
-           mask: np.ndarray | None = None, offset: tuple[int, int] = (0, 0), swapped: bool = False) -> np.ndarray:
+def degrid(
+    uvw: np.ndarray,
+    freq: np.ndarray,
+    image: np.ndarray,
+    cell: float,
+    *,
+    epsilon: float = 1e-4,
+    nthreads: int = 2,
+    do_wgridding: bool = True,
+    mask: np.ndarray | None = None,
+    offset: tuple[int, int] = (0, 0),
+    swapped: bool = False,
+) -> np.ndarray:
     """Predict visibilities of a model image (forward transform, DP3 sign convention).
 
     Parameters
@@ -129,16 +179,27 @@ def degrid(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray, cell: float, *,
     if mask is not None:
         kw["mask"] = np.ascontiguousarray(mask, dtype=np.uint8)
     return _wg.dirty2vis(
-        uvw=uvw if swapped else swap_uvw(uvw), freq=np.ascontiguousarray(freq, dtype=np.float64),
-        dirty=np.ascontiguousarray(image), pixsize_x=cell, pixsize_y=cell,
-        epsilon=epsilon, do_wgridding=do_wgridding, nthreads=nthreads,
-        flip_u=True, flip_v=False, flip_w=False, divide_by_n=False,
-        center_x=-offset[0] * cell, center_y=offset[1] * cell, **kw,
+        uvw=uvw if swapped else swap_uvw(uvw),
+        freq=np.ascontiguousarray(freq, dtype=np.float64),
+        dirty=np.ascontiguousarray(image),
+        pixsize_x=cell,
+        pixsize_y=cell,
+        epsilon=epsilon,
+        do_wgridding=do_wgridding,
+        nthreads=nthreads,
+        flip_u=True,
+        flip_v=False,
+        flip_w=False,
+        divide_by_n=False,
+        center_x=-offset[0] * cell,
+        center_y=offset[1] * cell,
+        **kw,
     )
 
 
-def dft_image(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
-              l: np.ndarray, m: np.ndarray) -> np.ndarray:
+def dft_image(
+    uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray, l: np.ndarray, m: np.ndarray
+) -> np.ndarray:
     """Exact (slow) adjoint DFT at given directions, for tests and spot checks.
 
     Parameters

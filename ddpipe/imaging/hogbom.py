@@ -36,10 +36,20 @@ def _candidates(absr: np.ndarray, level: float, max_candidates: int) -> tuple[np
     return idx, level
 
 
-def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: float, stop: float,
-           max_iter: int, mask: np.ndarray | None = None, max_candidates: int = 100_000,
-           convolver: KernelConvolver | None = None, update_residual: bool = True,
-           coupling: tuple[np.ndarray, np.ndarray] | None = None) -> MinorResult:
+def hogbom(
+    residual: np.ndarray,
+    psf: np.ndarray,
+    model: np.ndarray,
+    *,
+    gain: float,
+    stop: float,
+    max_iter: int,
+    mask: np.ndarray | None = None,
+    max_candidates: int = 100_000,
+    convolver: KernelConvolver | None = None,
+    update_residual: bool = True,
+    coupling: tuple[np.ndarray, np.ndarray] | None = None,
+) -> MinorResult:
     """Run Hogbom CLEAN in place on ``residual`` and ``model``.
 
     Parameters
@@ -134,8 +144,9 @@ def hogbom(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: fl
             return MinorResult(n_done, peak, peak <= stop)
 
 
-def hogbom_reference(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: float,
-                     stop: float, max_iter: int) -> int:
+def hogbom_reference(
+    residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, gain: float, stop: float, max_iter: int
+) -> int:
     """Textbook full-image Hogbom (slow); the reference the fast version is tested against."""
     ny, nx = residual.shape
     py, px = psf.shape
@@ -151,6 +162,6 @@ def hogbom_reference(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *
         model[y, x] += a
         y0, y1 = max(0, y - cy), min(ny, y - cy + py)
         x0, x1 = max(0, x - cx), min(nx, x - cx + px)
-        residual[y0:y1, x0:x1] -= a * psf[y0 - y + cy:y1 - y + cy, x0 - x + cx:x1 - x + cx]
+        residual[y0:y1, x0:x1] -= a * psf[y0 - y + cy : y1 - y + cy, x0 - x + cx : x1 - x + cx]
         n += 1
     return n

@@ -88,12 +88,22 @@ class ImageResult:
         return {k: getattr(self, k) for k in PRODUCTS}
 
 
-def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: str | Path, *,
-               data_column: str = "DATA", solutions: Solutions | None = None,
-               facet_directions: Sequence[tuple[str, float, float]] | None = None,
-               mask: np.ndarray | str | Path | None = None, epsilon: float = 1e-4,
-               nthreads: int = 2, cache_mb: float | None = None, client: Any = None,
-               no_workers_timeout: float = 120.0, n_ranges: int | None = None) -> ImageResult:
+def make_image(
+    ms_paths: Sequence[str | Path],
+    params: ImagingConfig,
+    prefix: str | Path,
+    *,
+    data_column: str = "DATA",
+    solutions: Solutions | None = None,
+    facet_directions: Sequence[tuple[str, float, float]] | None = None,
+    mask: np.ndarray | str | Path | None = None,
+    epsilon: float = 1e-4,
+    nthreads: int = 2,
+    cache_mb: float | None = None,
+    client: Any = None,
+    no_workers_timeout: float = 120.0,
+    n_ranges: int | None = None,
+) -> ImageResult:
     """Image and deconvolve Stokes I; write PREFIX-{dirty,psf,model,residual,image}.fits.
 
     Parameters
@@ -160,39 +170,72 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     centre = descs[0].phase_centre
     for d in descs[1:]:
         if abs(d.phase_centre[0] - centre[0]) > 1e-9 or abs(d.phase_centre[1] - centre[1]) > 1e-9:
-            raise UserError(f"{d.path}: phase centre differs from {descs[0].path}'s; "
-                            "image Measurement Sets of one pointing together (or phase-shift them first)")
+            raise UserError(
+                f"{d.path}: phase centre differs from {descs[0].path}'s; "
+                "image Measurement Sets of one pointing together (or phase-shift them first)"
+            )
     clean_mask = _load_mask(mask, shape)
     facets: tuple[Facet, ...] = ()
     use_solutions = solutions is not None and params.facets
     if solutions is not None and not params.facets:
         log.info("imaging.facets is false: solutions are not applied")
     if facet_directions is None and use_solutions:
-        facet_directions = [(n.strip("[]"), float(rd[0]), float(rd[1]))
-                            for n, rd in zip(solutions.directions, solutions.direction_radec)]
+        facet_directions = [
+            (n.strip("[]"), float(rd[0]), float(rd[1]))
+            for n, rd in zip(solutions.directions, solutions.direction_radec)
+        ]
     if facet_directions:
         facets = make_facets(facet_directions, centre)
     labels = facet_labels(facets, shape, cell) if facets else None
-    gains = tuple(GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq)
-                  if use_solutions else None for d in descs)
+    gains = tuple(
+        GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq) if use_solutions else None
+        for d in descs
+    )
     if use_solutions:
         boxes = facet_boxes(labels, [f.name for f in facets])
-        spec = PassSpec(shape, cell, boxes, True, epsilon, nthreads, neighbours=neighbour_pairs(labels),
-                        centres=facet_centres(labels, boxes, cell), max_loss=params.facet_smearing)
+        spec = PassSpec(
+            shape,
+            cell,
+            boxes,
+            True,
+            epsilon,
+            nthreads,
+            neighbours=neighbour_pairs(labels),
+            centres=facet_centres(labels, boxes, cell),
+            max_loss=params.facet_smearing,
+        )
     else:
         spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
     budget = int((params.cache_mb if cache_mb is None else cache_mb) * 2**20)
     if client is not None:
-        engine = DaskEngine(client, descs, spec, gains, params.row_block, budget, n_ranges=n_ranges,
-                            no_workers_timeout=no_workers_timeout)
+        engine = DaskEngine(
+            client,
+            descs,
+            spec,
+            gains,
+            params.row_block,
+            budget,
+            n_ranges=n_ranges,
+            no_workers_timeout=no_workers_timeout,
+        )
     else:
         engine = LocalEngine(descs, spec, gains, params.row_block, budget)
     timings["setup"] = time.perf_counter() - t_start
-    log.info("imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s; %d row range(s) %s", len(descs), nx, ny,
-             params.scale, params.weight, f", {len(facets)} facets with DD corrections" if use_solutions else "",
-             len(engine.ranges), "on the Dask cluster" if client is not None else "in-process")
-    empty = (f"{', '.join(d.path for d in descs)}: every visibility is flagged or has zero weight (column "
-             f"{descs[0].data_column}); there is nothing to image")
+    log.info(
+        "imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s; %d row range(s) %s",
+        len(descs),
+        nx,
+        ny,
+        params.scale,
+        params.weight,
+        f", {len(facets)} facets with DD corrections" if use_solutions else "",
+        len(engine.ranges),
+        "on the Dask cluster" if client is not None else "in-process",
+    )
+    empty = (
+        f"{', '.join(d.path for d in descs)}: every visibility is flagged or has zero weight (column "
+        f"{descs[0].data_column}); there is nothing to image"
+    )
 
     measured: dict[str, object] = {}  # facet coupling and scatter, from the dirty pass
 
@@ -202,10 +245,13 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         if spec.facets and np.any(total.wsum > 0):
             dead = [facets[f].name for f in np.flatnonzero(total.wsum <= 0)]
             if dead:
-                raise UserError(f"facet {dead[0]!r}" + (f" (and {len(dead) - 1} more)" if len(dead) > 1 else "")
-                                + ": no visibility has weight once its direction's gains are applied (flagged, "
-                                "zero or non-finite solutions everywhere?); check the H5parm, or image without "
-                                "that direction")
+                raise UserError(
+                    f"facet {dead[0]!r}"
+                    + (f" (and {len(dead) - 1} more)" if len(dead) > 1 else "")
+                    + ": no visibility has weight once its direction's gains are applied (flagged, "
+                    "zero or non-finite solutions everywhere?); check the H5parm, or image without "
+                    "that direction"
+                )
         try:
             residual, psf_img = finish(total, spec, labels, empty)
         except ValueError:
@@ -230,7 +276,7 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
         dirty, psf2 = residual_of(None, psf_shape)
         timings["dirty"] = time.perf_counter() - t0
         oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
-        psf = psf2[oy:oy + ny, ox:ox + nx]  # the image-sized PSF that is written out
+        psf = psf2[oy : oy + ny, ox : ox + nx]  # the image-sized PSF that is written out
         t0 = time.perf_counter()
         beam = fit_beam(psf, cell)
         timings["beam"] = time.perf_counter() - t0
@@ -248,13 +294,20 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
             # other facets: cleaning a fraction g of the peak leaves errors up to scatter * g of it,
             # which stay below half the (1 - g) of it cleaned to while g <= 1 / (1 + 2 scatter)
             mgain = min(params.mgain, 1.0 / (1.0 + 2.0 * scatter))
-            log.info("DD facets: a component keeps %.2f (median; %.2f to %.2f) of its PSF coherent in the other "
-                     "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
-                     float(np.median(off)), float(off.min()), float(off.max()), scatter, mgain,
-                     f" (asked {params.mgain:g})" if mgain < params.mgain else "")
+            log.info(
+                "DD facets: a component keeps %.2f (median; %.2f to %.2f) of its PSF coherent in the other "
+                "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
+                float(np.median(off)),
+                float(off.min()),
+                float(off.max()),
+                scatter,
+                mgain,
+                f" (asked {params.mgain:g})" if mgain < params.mgain else "",
+            )
         settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
-        cleaned = clean_cycles(dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask,
-                               cleaner=cleaner, coupling=coupling)
+        cleaned = clean_cycles(
+            dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask, cleaner=cleaner, coupling=coupling
+        )
     finally:
         engine.close()
     model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
@@ -268,11 +321,20 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     t0 = time.perf_counter()
     geom = _geometry(descs, shape, cell)
     prefix = Path(prefix)
-    extra = {"DDPNITER": params.niter, "DDPMINOR": n_iter, "DDPMAJOR": n_major,
-             "DDPWEIGH": params.weight if params.weight != "briggs" else f"briggs({params.robust:g})"}
+    extra = {
+        "DDPNITER": params.niter,
+        "DDPMINOR": n_iter,
+        "DDPMAJOR": n_major,
+        "DDPWEIGH": params.weight if params.weight != "briggs" else f"briggs({params.robust:g})",
+    }
     out = {}
-    for name, img, unit in (("dirty", dirty, "JY/BEAM"), ("psf", psf, "JY/BEAM"), ("model", model, "JY/PIXEL"),
-                            ("residual", residual, "JY/BEAM"), ("image", restored, "JY/BEAM")):
+    for name, img, unit in (
+        ("dirty", dirty, "JY/BEAM"),
+        ("psf", psf, "JY/BEAM"),
+        ("model", model, "JY/PIXEL"),
+        ("residual", residual, "JY/BEAM"),
+        ("image", restored, "JY/BEAM"),
+    ):
         out[name] = write_image(f"{prefix}-{name}.fits", img, geom, bunit=unit, beam=beam, extra=extra)
     ref_freq = geom.freq
     components = model_to_skymodel(model, cell, centre, ref_freq, facets=facets, labels=labels)
@@ -287,13 +349,26 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
     rms = mad_rms(residual)
     peak = float(restored.max())
     result = ImageResult(
-        **out, beam=beam.as_tuple(), rms=rms, peak=peak,
+        **out,
+        beam=beam.as_tuple(),
+        rms=rms,
+        peak=peak,
         dynamic_range=peak / rms if rms > 0 else math.inf,
-        n_components=int(np.count_nonzero(model)), n_iterations=n_iter, n_major=n_major,
-        components=components, skymodel=sky_path, timings=timings,
+        n_components=int(np.count_nonzero(model)),
+        n_iterations=n_iter,
+        n_major=n_major,
+        components=components,
+        skymodel=sky_path,
+        timings=timings,
     )
-    log.info("image: peak %.4g Jy/beam, residual rms %.3g Jy/beam, dynamic range %.0f, %d components, %.1f s",
-             peak, rms, result.dynamic_range, result.n_components, timings["total"])
+    log.info(
+        "image: peak %.4g Jy/beam, residual rms %.3g Jy/beam, dynamic range %.0f, %d components, %.1f s",
+        peak,
+        rms,
+        result.dynamic_range,
+        result.n_components,
+        timings["total"],
+    )
     return result
 
 
@@ -303,9 +378,15 @@ def make_image(ms_paths: Sequence[str | Path], params: ImagingConfig, prefix: st
 def _geometry(descs: Sequence[MSDescription], shape: tuple[int, int], cell: float) -> ImageGeometry:
     lo = min(float(np.min(d.freq - d.chan_width / 2)) for d in descs)
     hi = max(float(np.max(d.freq + d.chan_width / 2)) for d in descs)
-    return ImageGeometry(shape=shape, cell=cell, phase_centre=descs[0].phase_centre, freq=(lo + hi) / 2,
-                         bandwidth=hi - lo, date_obs=min(d.time_range[0] for d in descs),
-                         telescope=descs[0].telescope)
+    return ImageGeometry(
+        shape=shape,
+        cell=cell,
+        phase_centre=descs[0].phase_centre,
+        freq=(lo + hi) / 2,
+        bandwidth=hi - lo,
+        date_obs=min(d.time_range[0] for d in descs),
+        telescope=descs[0].telescope,
+    )
 
 
 def _load_mask(mask: np.ndarray | str | Path | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -322,6 +403,8 @@ def _load_mask(mask: np.ndarray | str | Path | None, shape: tuple[int, int]) -> 
         mask = data != 0
     m = np.asarray(mask, dtype=bool)
     if m.shape != shape:
-        raise UserError(f"mask has shape {m.shape[::-1]} (nx, ny) but the image is {shape[::-1]}; "
-                        "make the mask with the same --size")
+        raise UserError(
+            f"mask has shape {m.shape[::-1]} (nx, ny) but the image is {shape[::-1]}; "
+            "make the mask with the same --size"
+        )
     return m

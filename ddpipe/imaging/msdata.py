@@ -89,8 +89,9 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
     if idx is None:
         single = [c for c in _SINGLE if c in corr]
         if not single:
-            raise UserError(f"{p}: correlations {', '.join(corr)} have no parallel hands (XX/YY, RR/LL or I) "
-                            "to form Stokes I from")
+            raise UserError(
+                f"{p}: correlations {', '.join(corr)} have no parallel hands (XX/YY, RR/LL or I) to form Stokes I from"
+            )
         idx = (corr.index(single[0]),) * 2
     steps = np.diff(np.unique(times))
     steps = steps[steps > 1e-6]
@@ -103,12 +104,21 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
     in_order = bool(np.all(np.diff(times) >= 0))
     starts = np.flatnonzero(np.diff(slots // group) != 0) + 1 if in_order else np.zeros(0, dtype=np.int64)
     return MSDescription(
-        path=str(p), data_column=data_column, nrow=info.n_rows, freq=np.asarray(info.chan_freqs, dtype=np.float64),
+        path=str(p),
+        data_column=data_column,
+        nrow=info.n_rows,
+        freq=np.asarray(info.chan_freqs, dtype=np.float64),
         chan_width=np.abs(np.asarray(info.chan_widths, dtype=np.float64)),
-        time_step=time_step, n_slots=n_slots, slot_group=group, group_starts=starts.astype(np.int64),
-        phase_centre=info.phase_centre, corr_index=idx,
-        weight_column=weight_column, time_range=(float(times.min()), float(times.max())),
-        telescope=info.telescope, antenna_names=tuple(info.antenna_names),
+        time_step=time_step,
+        n_slots=n_slots,
+        slot_group=group,
+        group_starts=starts.astype(np.int64),
+        phase_centre=info.phase_centre,
+        corr_index=idx,
+        weight_column=weight_column,
+        time_range=(float(times.min()), float(times.max())),
+        telescope=info.telescope,
+        antenna_names=tuple(info.antenna_names),
     )
 
 
@@ -134,8 +144,15 @@ class VisBlock:
         return len(self.time)
 
 
-def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
-                column: str | None = None, start: int = 0, stop: int | None = None) -> Iterator[VisBlock]:
+def iter_blocks(
+    desc: MSDescription,
+    row_block: int,
+    *,
+    with_vis: bool = True,
+    column: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[VisBlock]:
     """Yield :class:`VisBlock` of at most ``row_block`` rows, in row order.
 
     Parameters
@@ -181,9 +198,13 @@ def iter_blocks(desc: MSDescription, row_block: int, *, with_vis: bool = True,
             weight[bad] = 0
             weight[~np.isfinite(weight) | (weight < 0)] = 0
             yield VisBlock(
-                start=start, uvw=t.getcol("UVW", start, n), time=t.getcol("TIME", start, n),
+                start=start,
+                uvw=t.getcol("UVW", start, n),
+                time=t.getcol("TIME", start, n),
                 ant1=t.getcol("ANTENNA1", start, n).astype(np.int32),
-                ant2=t.getcol("ANTENNA2", start, n).astype(np.int32), weight=weight, vis=vis,
+                ant2=t.getcol("ANTENNA2", start, n).astype(np.int32),
+                weight=weight,
+                vis=vis,
             )
 
 

@@ -29,20 +29,27 @@ def scale_kernel(scale: float, shape: tuple[int, int]) -> np.ndarray:
         return k
     sig = scale * FWHM_TO_SIGMA
     h = int(np.ceil(4 * sig))
-    y, x = np.mgrid[-h:h + 1, -h:h + 1]
+    y, x = np.mgrid[-h : h + 1, -h : h + 1]
     g = np.exp(-(x * x + y * y) / (2 * sig * sig))
     y0, x0 = ny // 2 - h, nx // 2 - h
     ys = slice(max(0, y0), min(ny, y0 + 2 * h + 1))
     xs = slice(max(0, x0), min(nx, x0 + 2 * h + 1))
-    k[ys, xs] = g[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    k[ys, xs] = g[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     return k / k.sum()
 
 
 class MultiscaleCleaner:
     """Per-image precomputation (scale kernels, smoothed PSFs) for :meth:`clean`."""
 
-    def __init__(self, psf: np.ndarray, scales: Sequence[float], image_shape: tuple[int, int] | None = None,
-                 *, scale_bias: float = 0.6, nthreads: int = 2) -> None:
+    def __init__(
+        self,
+        psf: np.ndarray,
+        scales: Sequence[float],
+        image_shape: tuple[int, int] | None = None,
+        *,
+        scale_bias: float = 0.6,
+        nthreads: int = 2,
+    ) -> None:
         self.shape = tuple(image_shape or psf.shape)
         self.psf_shape = psf.shape
         self.scales = sorted(float(s) for s in scales) or [0.0]
@@ -50,8 +57,7 @@ class MultiscaleCleaner:
         c = (py // 2, px // 2)
         smax = max(self.scales) or 1.0
         self.bias = [1.0 - scale_bias * s / smax for s in self.scales]
-        self.kernel_conv = [KernelConvolver(scale_kernel(s, self.shape), self.shape, nthreads)
-                            for s in self.scales]
+        self.kernel_conv = [KernelConvolver(scale_kernel(s, self.shape), self.shape, nthreads) for s in self.scales]
         psf64 = psf.astype(np.float64)
         self.psf_s, self.psf_ss = [], []
         for s in self.scales:
@@ -63,9 +69,18 @@ class MultiscaleCleaner:
         self.psf_ss_peak = [float(p[c]) for p in self.psf_ss]
         self.psf_s_conv = [KernelConvolver(p, self.shape, nthreads) for p in self.psf_s]
 
-    def clean(self, residual: np.ndarray, model: np.ndarray, *, gain: float, stop: float,
-              max_iter: int, mask: np.ndarray | None = None, subminor_depth: float = 0.2,
-              max_candidates: int = 100_000) -> MinorResult:
+    def clean(
+        self,
+        residual: np.ndarray,
+        model: np.ndarray,
+        *,
+        gain: float,
+        stop: float,
+        max_iter: int,
+        mask: np.ndarray | None = None,
+        subminor_depth: float = 0.2,
+        max_candidates: int = 100_000,
+    ) -> MinorResult:
         """Clean in place until the |peak| of ``residual`` (inside ``mask``) is at most ``stop``.
 
         Parameters

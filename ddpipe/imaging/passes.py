@@ -122,9 +122,13 @@ def _box_model(box: FacetBox, comps: Components) -> np.ndarray:
     return m
 
 
-def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
-              components: Mapping[int, Components] | None = None, want_psf: tuple[int, int] | None = None
-              ) -> PassPartial:
+def grid_rows(
+    prep: PreparedRows,
+    spec: PassSpec,
+    gains: RowGains | None,
+    components: Mapping[int, Components] | None = None,
+    want_psf: tuple[int, int] | None = None,
+) -> PassPartial:
     """Grid the residual of one range onto every box (and the PSF when ``want_psf`` gives its shape).
 
     Parameters
@@ -149,8 +153,7 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
         box = spec.boxes[0]
         v = prep.vis[..., 0]
         if components and 0 in components:
-            mv = gridder.degrid(uvw, freq, _box_model(box, components[0]), cell, mask=ws > 0,
-                                offset=box.offset, **kw)
+            mv = gridder.degrid(uvw, freq, _box_model(box, components[0]), cell, mask=ws > 0, offset=box.offset, **kw)
             v = np.subtract(v, mv, out=mv)
         images.append(gridder.grid(uvw, freq, v, ws, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
         wsum[0] = float(ws.sum(dtype=np.float64))
@@ -171,8 +174,7 @@ def grid_rows(prep: PreparedRows, spec: PassSpec, gains: RowGains | None,
                 v, w = _stokes(res, prep.weight)
             else:
                 v, w = _stokes(*correct(res, prep.weight, *gains.pick(f)))
-            images.append(gridder.grid(uvw, freq, v, w, box.shape, cell, offset=box.offset, **kw)
-                          .astype(np.float64))
+            images.append(gridder.grid(uvw, freq, v, w, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
             wsum[f] = float(w.sum(dtype=np.float64))
     out = PassPartial(images, wsum)
     if want_psf is not None:
@@ -211,8 +213,16 @@ _ONE_CHANNEL = np.array([averaging.C])  # averaged samples: uvw in wavelengths
 _MAX_FACET_THREADS = 4
 
 
-def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, components: Mapping[int, Components] | None,
-                   ws: np.ndarray, images: list, wsum: np.ndarray, kw: dict) -> None:
+def _grid_averaged(
+    prep: PreparedRows,
+    spec: PassSpec,
+    gains: RowGains,
+    components: Mapping[int, Components] | None,
+    ws: np.ndarray,
+    images: list,
+    wsum: np.ndarray,
+    kw: dict,
+) -> None:
     """The facet pass with per-facet averaging: predict each facet's model at its averaged samples,
     expand, corrupt and subtract sample by sample; then average the residual, corrected, per facet
     and grid that (see :mod:`ddpipe.imaging.averaging`).
@@ -235,8 +245,9 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
         if avg.n_samples == 0:
             return
         box = spec.boxes[d]
-        mv = gridder.degrid(avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset,
-                            swapped=True, **kw)
+        mv = gridder.degrid(
+            avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset, swapped=True, **kw
+        )
         avg.subtract_expanded(mv, h, res, lock)
 
     def image(f: int) -> np.ndarray:
@@ -247,8 +258,17 @@ def _grid_averaged(prep: PreparedRows, spec: PassSpec, gains: RowGains, componen
             return np.zeros(box.shape)
         v = avg.average(res, ws, h)
         wsum[f] = float(avg.weight.sum(dtype=np.float64))
-        return gridder.grid(avg.vuw, _ONE_CHANNEL, v[:, None], avg.weight[:, None], box.shape, spec.cell,
-                            offset=box.offset, swapped=True, **kw).astype(np.float64)
+        return gridder.grid(
+            avg.vuw,
+            _ONE_CHANNEL,
+            v[:, None],
+            avg.weight[:, None],
+            box.shape,
+            spec.cell,
+            offset=box.offset,
+            swapped=True,
+            **kw,
+        ).astype(np.float64)
 
     with ThreadPoolExecutor(workers) as pool:
         if components:
@@ -270,8 +290,9 @@ RESPONSE_EVERY = 4
 COUPLING_SLOTS = 16
 
 
-def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float,
-                   nthreads: int) -> tuple[dict, float]:
+def facet_response(
+    prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float, nthreads: int
+) -> tuple[dict, float]:
     """How a facet-``d`` point source at the centre of a ``response_size``² image appears in facet
     ``f``'s corrected image: ``{(f, d): Σ w G_d conj(G_f) e^{...}, "psf": Σ w e^{...}}`` and Σ w
     (2-D, unnormalised), for every neighbour pair.
@@ -290,8 +311,11 @@ def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.n
     t, p, q = tidx[sel], a1[sel], a2[sel]
     uvw, w = prep.uvw[sel], ws[sel]
     kw = dict(do_wgridding=False, epsilon=epsilon, nthreads=nthreads)
-    out = {"psf": gridder.grid(uvw, prep.freq, np.ones(w.shape, np.complex64), w, (n, n), spec.cell, **kw)
-           .astype(np.float64)}
+    out = {
+        "psf": gridder.grid(uvw, prep.freq, np.ones(w.shape, np.complex64), w, (n, n), spec.cell, **kw).astype(
+            np.float64
+        )
+    }
     for f, d in spec.neighbours:
         if (f, d) in out:
             continue
@@ -329,8 +353,7 @@ def scatter_level(total: PassPartial) -> float:
     return worst
 
 
-def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, rows: np.ndarray | None = None
-                   ) -> np.ndarray:
+def facet_coupling(gains: RowGains, weight: np.ndarray, n_facets: int, rows: np.ndarray | None = None) -> np.ndarray:
     """``S[f, d] = Σ w G_d conj(G_f)`` over ``rows`` (default all); ``(nf, nf)`` complex.
 
     A component of facet ``d`` appears in facet ``f``'s corrected image through the
@@ -377,8 +400,9 @@ def split_model(model: np.ndarray, spec: PassSpec, labels: np.ndarray | None) ->
     return out
 
 
-def finish(total: PassPartial, spec: PassSpec, labels: np.ndarray | None, what: str
-           ) -> tuple[np.ndarray, np.ndarray | None]:
+def finish(
+    total: PassPartial, spec: PassSpec, labels: np.ndarray | None, what: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Residual image ``(ny, nx)`` float32 in Jy/beam and the normalised PSF (float32) or None.
 
     The facet coupling (:func:`coupling_matrix`) of a pass that made the PSF stays in

@@ -40,8 +40,9 @@ def range_bytes(desc: MSDescription, nrow: int, npol: int) -> int:
     return nrow * (len(desc.freq) * _SAMPLE_BYTES * npol + _ROW_BYTES)
 
 
-def plan_ranges(descs: tuple[MSDescription, ...], max_bytes: int, npol: int, min_parts: int = 1
-                ) -> tuple[RowRange, ...]:
+def plan_ranges(
+    descs: tuple[MSDescription, ...], max_bytes: int, npol: int, min_parts: int = 1
+) -> tuple[RowRange, ...]:
     """Split every MS into row ranges of at most ``max_bytes`` prepared (at least ``min_parts`` per MS).
 
     Ranges start where a slot group starts (``MSDescription.group_starts``), the nearest to
@@ -99,12 +100,16 @@ class PreparedRows:
     @property
     def nbytes(self) -> int:
         arrays = (self.uvw, self.time, self.ant1, self.ant2, self.vis, self.weight, self.step)
-        return sum(a.nbytes for a in arrays) + sum(a.nbytes for a in self.averages.values()) + \
-            sum(h.nbytes for h in self.h.values())
+        return (
+            sum(a.nbytes for a in arrays)
+            + sum(a.nbytes for a in self.averages.values())
+            + sum(h.nbytes for h in self.h.values())
+        )
 
 
-def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int, by_baseline: bool = False
-              ) -> PreparedRows:
+def read_rows(
+    desc: MSDescription, rows: RowRange, npol: int, row_block: int, by_baseline: bool = False
+) -> PreparedRows:
     """Read a range, ``row_block`` rows at a time, keeping ``npol`` (1: Stokes I, 2: hands).
 
     ``by_baseline``: order the rows by baseline, then time (each baseline's rows one
@@ -132,8 +137,20 @@ def read_rows(desc: MSDescription, rows: RowRange, npol: int, row_block: int, by
             vis = vis[order]  # one large copy alive at a time
             weight = weight[order]
     step = np.rint((time - desc.time_range[0]) / desc.time_step).astype(np.int64)
-    return PreparedRows(rows, desc.freq, uvw, time, ant1, ant2, vis, weight, step, by_baseline=by_baseline,
-                        n_slots=desc.n_slots, slot_group=desc.slot_group)
+    return PreparedRows(
+        rows,
+        desc.freq,
+        uvw,
+        time,
+        ant1,
+        ant2,
+        vis,
+        weight,
+        step,
+        by_baseline=by_baseline,
+        n_slots=desc.n_slots,
+        slot_group=desc.slot_group,
+    )
 
 
 def stokes_weight(weight: np.ndarray) -> np.ndarray:
@@ -149,7 +166,7 @@ def _cells(prep: PreparedRows, grid: tuple[int, int], cell: float) -> np.ndarray
     """``(row, chan)`` int32 density cell of every sample (-1 off the grid), a few rows at a time."""
     out = np.empty(prep.vis.shape[:2], dtype=np.int32)
     for a in range(0, len(out), _CELL_ROWS):
-        out[a:a + _CELL_ROWS] = weighting.density_cells(prep.uvw[a:a + _CELL_ROWS], prep.freq, grid, cell)
+        out[a : a + _CELL_ROWS] = weighting.density_cells(prep.uvw[a : a + _CELL_ROWS], prep.freq, grid, cell)
     return out
 
 
@@ -161,7 +178,7 @@ def density(prep: PreparedRows, shape: tuple[int, int], cell: float) -> tuple[np
     ws = stokes_weight(prep.weight)
     total = 0.0
     for a in range(0, len(cells), _CELL_ROWS):
-        total += weighting.accumulate(dens, cells[a:a + _CELL_ROWS], ws[a:a + _CELL_ROWS])
+        total += weighting.accumulate(dens, cells[a : a + _CELL_ROWS], ws[a : a + _CELL_ROWS])
     prep.cells = cells  # weigh() needs the same cells: computed once
     return dens, total
 
@@ -174,7 +191,7 @@ def weigh(prep: PreparedRows, factor: np.ndarray, shape: tuple[int, int], cell: 
     if cells is None:
         cells = _cells(prep, weighting.grid_shape(shape), cell)
     for a in range(0, len(cells), _CELL_ROWS):
-        c = cells[a:a + _CELL_ROWS]
+        c = cells[a : a + _CELL_ROWS]
         f = np.where(c >= 0, factor[np.clip(c, 0, None)], 0.0).astype(np.float32)
-        prep.weight[a:a + _CELL_ROWS] *= f[..., None]
+        prep.weight[a : a + _CELL_ROWS] *= f[..., None]
     prep.weighted, prep.cells = True, None

@@ -84,8 +84,9 @@ def _g(l: float, m: float, d: np.ndarray) -> float:
     return l * d[0] + m * d[1] + math.sqrt(max(0.0, 1.0 - l * l - m * m)) * d[2]
 
 
-def _crossing(a: tuple[float, float], b: tuple[float, float], kind: int, d: np.ndarray, ga: float,
-              gb: float) -> tuple[float, float]:
+def _crossing(
+    a: tuple[float, float], b: tuple[float, float], kind: int, d: np.ndarray, ga: float, gb: float
+) -> tuple[float, float]:
     """Where the edge a→b (``kind`` < 0: straight in (l, m); ≥ 0: great-circle arc) meets p·d = 0."""
     if kind >= 0:  # on the arc's great circle: exact
         t = ga / (ga - gb)
@@ -106,8 +107,9 @@ def _crossing(a: tuple[float, float], b: tuple[float, float], kind: int, d: np.n
     return a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
 
 
-def _clip(verts: list[tuple[float, float]], kinds: list[int], d: np.ndarray, j: int
-          ) -> tuple[list[tuple[float, float]], list[int]]:
+def _clip(
+    verts: list[tuple[float, float]], kinds: list[int], d: np.ndarray, j: int
+) -> tuple[list[tuple[float, float]], list[int]]:
     """Keep the part of the polygon where p·d ≥ 0; ``kinds[k]`` is the kind of edge k → k+1."""
     g = [_g(l, m, d) for l, m in verts]
     out_v: list[tuple[float, float]] = []
@@ -150,8 +152,9 @@ def _square(shape: tuple[int, int], cell: float, margin: float) -> tuple[list[tu
     return verts, kinds
 
 
-def _tidy(verts: list[tuple[float, float]], kinds: list[int], cell: float
-          ) -> tuple[list[tuple[float, float]], list[int]]:
+def _tidy(
+    verts: list[tuple[float, float]], kinds: list[int], cell: float
+) -> tuple[list[tuple[float, float]], list[int]]:
     """Drop repeated vertices and the extra ones in the middle of a straight side."""
     eps = 1e-9 * cell
     v, k = list(verts), list(kinds)
@@ -168,8 +171,9 @@ def _tidy(verts: list[tuple[float, float]], kinds: list[int], cell: float
     return v, k
 
 
-def _densify(verts: list[tuple[float, float]], kinds: list[int], cell: float, tolerance: float
-             ) -> list[tuple[float, float]]:
+def _densify(
+    verts: list[tuple[float, float]], kinds: list[int], cell: float, tolerance: float
+) -> list[tuple[float, float]]:
     """Vertices with extra points on every great-circle edge (chord within ``tolerance`` pixels of the arc)."""
     out: list[tuple[float, float]] = []
 
@@ -205,18 +209,27 @@ def check_facets_in_image(facets: Sequence[Facet], shape: tuple[int, int], cell:
             raise UserError(
                 f"direction {f.name} (RA {math.degrees(f.ra):.4f} deg, Dec {math.degrees(f.dec):.4f} deg) lies "
                 f"outside the {nx}x{ny} image of {scale:g} arcsec pixels (at pixel x={x:.0f}, y={y:.0f}); make the "
-                f"image at least {need} pixels wide (--size) or the pixels larger (--scale)")
+                f"image at least {need} pixels wide (--size) or the pixels larger (--scale)"
+            )
     units = [(f.name, _unit(f.l, f.m)) for f in facets]
     for i, (a, ua) in enumerate(units):
-        for b, ub in units[i + 1:]:
+        for b, ub in units[i + 1 :]:
             if np.linalg.norm(ua - ub) < 1e-3 * cell:
-                raise UserError(f"directions {a} and {b} have the same centre, so their facets cannot be told "
-                                "apart; merge the two patches or drop one")
+                raise UserError(
+                    f"directions {a} and {b} have the same centre, so their facets cannot be told "
+                    "apart; merge the two patches or drop one"
+                )
 
 
-def facet_polygons(facets: Sequence[Facet], shape: tuple[int, int], cell: float,
-                   phase_centre: tuple[float, float], *, tolerance: float = 0.05, margin: float = 1.0
-                   ) -> tuple[FacetPolygon, ...]:
+def facet_polygons(
+    facets: Sequence[Facet],
+    shape: tuple[int, int],
+    cell: float,
+    phase_centre: tuple[float, float],
+    *,
+    tolerance: float = 0.05,
+    margin: float = 1.0,
+) -> tuple[FacetPolygon, ...]:
     """Each facet's Voronoi cell (nearest centre in angle) clipped to the image, exactly.
 
     Parameters
@@ -261,8 +274,10 @@ def facet_polygons(facets: Sequence[Facet], shape: tuple[int, int], cell: float,
                     break
         verts, kinds = _tidy(verts, kinds, cell)
         if len(verts) < 3:
-            raise UserError(f"direction {f.name}'s facet covers no part of the image: its centre is too close to "
-                            "another direction's; merge the two patches or drop one")
+            raise UserError(
+                f"direction {f.name}'s facet covers no part of the image: its centre is too close to "
+                "another direction's; merge the two patches or drop one"
+            )
         lm = np.array(_densify(verts, kinds, cell, tolerance))
         ra, dec = lm_to_radec(lm[:, 0], lm[:, 1], *phase_centre)
         out.append(FacetPolygon(f.name, f.ra % (2 * math.pi), f.dec, np.stack([ra, dec], axis=1)))
@@ -281,12 +296,17 @@ def format_ds9(polygons: Sequence[FacetPolygon], comments: Sequence[str] = ()) -
     """
     lines = ["# Region file format: DS9 version 4.1"]
     lines += [f"# {c}" for c in comments]
-    lines += ['global color=green dashlist=8 3 width=1 font="helvetica 10 normal roman" select=1 highlite=1 '
-              "dash=0 fixed=0 edit=1 move=1 delete=1 include=1 source=1", "fk5"]
+    lines += [
+        'global color=green dashlist=8 3 width=1 font="helvetica 10 normal roman" select=1 highlite=1 '
+        "dash=0 fixed=0 edit=1 move=1 delete=1 include=1 source=1",
+        "fk5",
+    ]
     for p in polygons:
         if not p.name or re.search(r"[\s,{}#()]", p.name):
-            raise UserError(f"direction name {p.name!r} cannot label a ds9 region (no spaces, commas, braces, "
-                            "# or parentheses); rename the patch")
+            raise UserError(
+                f"direction name {p.name!r} cannot label a ds9 region (no spaces, commas, braces, "
+                "# or parentheses); rename the patch"
+            )
         coords = ",".join(f"{_deg(math.degrees(ra))},{_deg(math.degrees(dec))}" for ra, dec in p.vertices)
         lines.append(f"polygon({coords}) # text={{{p.name}}}")
         lines.append(f"point({_deg(math.degrees(p.ra))},{_deg(math.degrees(p.dec))}) # point=cross")

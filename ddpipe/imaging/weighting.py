@@ -25,14 +25,15 @@ RANK_WINDOW = 16
 
 def grid_shape(shape: tuple[int, int], padding: float = GRID_PADDING) -> tuple[int, int]:
     """Padded ``(H, W)`` of the density grid for an image ``(ny, nx)``: ceil(N·padding) up to a multiple of 4."""
+
     def pad(n: int) -> int:
         m = int(np.ceil(n * padding - 1e-9))
         return m + (-m) % 4
+
     return pad(shape[0]), pad(shape[1])
 
 
-def density_cells(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], cell: float
-                  ) -> np.ndarray:
+def density_cells(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], cell: float) -> np.ndarray:
     """Flat index of each sample's density cell, or -1 outside the grid.
 
     Parameters
@@ -74,9 +75,16 @@ def accumulate(density: np.ndarray, cells: np.ndarray, weight: np.ndarray) -> fl
     return float(w.sum())
 
 
-def finish(density: np.ndarray, total: float, mode: str, robust: float = 0.0, *,
-           grid: tuple[int, int] | None = None, rank_level: float = RANK_LEVEL,
-           rank_window: int = RANK_WINDOW) -> np.ndarray:
+def finish(
+    density: np.ndarray,
+    total: float,
+    mode: str,
+    robust: float = 0.0,
+    *,
+    grid: tuple[int, int] | None = None,
+    rank_level: float = RANK_LEVEL,
+    rank_window: int = RANK_WINDOW,
+) -> np.ndarray:
     """Turn a density grid into the per-cell factor that multiplies natural weights.
 
     Parameters

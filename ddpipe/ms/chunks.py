@@ -79,8 +79,14 @@ class Chunk:
         start this chunk's first interval warm, and are dropped (``chunking.lead_in``).
         """
         slots = max(0, min(int(slots), self.start_slot))
-        return Chunk(self.index, self.ms, self.start_slot - slots, self.n_slots + slots,
-                     self.start_time - slots * self.interval, self.duration + slots * self.interval)
+        return Chunk(
+            self.index,
+            self.ms,
+            self.start_slot - slots,
+            self.n_slots + slots,
+            self.start_time - slots * self.interval,
+            self.duration + slots * self.interval,
+        )
 
     def dp3_msin(self) -> dict[str, str]:
         """DP3 parset keys selecting exactly this chunk's slots, gaps or not.
@@ -125,9 +131,7 @@ def plan_chunks(info: MSInfo, duration: float = 0.0, n_chunks: int = 0, solint: 
     if isinstance(solint, bool) or not isinstance(solint, int) or solint < 1:
         raise UserError(f"solint: {solint!r} is not a whole number >= 1; give slots per solution interval")
     if duration < 0 or n_chunks < 0:
-        raise UserError(
-            f"chunking: duration {duration!r} / n_chunks {n_chunks!r} must not be negative"
-        )
+        raise UserError(f"chunking: duration {duration!r} / n_chunks {n_chunks!r} must not be negative")
     if (duration > 0) == (n_chunks > 0):
         raise UserError(
             f"chunking: give exactly one of duration (seconds, got {duration!r}) and n_chunks "
@@ -143,7 +147,11 @@ def plan_chunks(info: MSInfo, duration: float = 0.0, n_chunks: int = 0, solint: 
         if n_chunks > n_solints:
             log.warning(
                 "%s: %d chunks asked but only %d solution intervals of %d slot(s): making %d chunks",
-                info.name, n_chunks, n_solints, solint, n_solints,
+                info.name,
+                n_chunks,
+                n_solints,
+                solint,
+                n_solints,
             )
             n_chunks = n_solints
         base, extra = divmod(n_solints, n_chunks)
@@ -172,7 +180,10 @@ def _warn_empty_chunks(chunks: list[Chunk], info: MSInfo) -> None:
         if any(g0 <= c.start_slot and c.end_slot <= g0 + gn for g0, gn in info.gaps):
             log.warning(
                 "%s: chunk %d (slots %d-%d) falls in a gap of the data: DP3 will see only flagged slots",
-                info.name, c.index, c.start_slot, c.end_slot - 1,
+                info.name,
+                c.index,
+                c.start_slot,
+                c.end_slot - 1,
             )
 
 

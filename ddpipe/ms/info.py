@@ -168,9 +168,7 @@ class MSInfo:
     def all_flagged(self) -> bool:
         """True when every visibility is flagged (needs ``flag_stats=True``)."""
         if self.flagged_fraction is None:
-            raise ValueError(
-                f"{self.path}: flag statistics were not gathered; call inspect_ms(..., flag_stats=True)"
-            )
+            raise ValueError(f"{self.path}: flag statistics were not gathered; call inspect_ms(..., flag_stats=True)")
         return self.flagged_fraction >= 1.0
 
     def to_dict(self) -> dict[str, Any]:

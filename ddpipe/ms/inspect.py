@@ -32,12 +32,30 @@ REQUIRED_SUBTABLES = ("ANTENNA", "SPECTRAL_WINDOW", "POLARIZATION", "DATA_DESCRI
 
 #: casacore Stokes::StokesTypes codes → names (POLARIZATION CORR_TYPE).
 CORR_NAMES = {
-    1: "I", 2: "Q", 3: "U", 4: "V",
-    5: "RR", 6: "RL", 7: "LR", 8: "LL",
-    9: "XX", 10: "XY", 11: "YX", 12: "YY",
-    13: "RX", 14: "RY", 15: "LX", 16: "LY",
-    17: "XR", 18: "XL", 19: "YR", 20: "YL",
-    21: "PP", 22: "PQ", 23: "QP", 24: "QQ",
+    1: "I",
+    2: "Q",
+    3: "U",
+    4: "V",
+    5: "RR",
+    6: "RL",
+    7: "LR",
+    8: "LL",
+    9: "XX",
+    10: "XY",
+    11: "YX",
+    12: "YY",
+    13: "RX",
+    14: "RY",
+    15: "LX",
+    16: "LY",
+    17: "XR",
+    18: "XL",
+    19: "YR",
+    20: "YL",
+    21: "PP",
+    22: "PQ",
+    23: "QP",
+    24: "QQ",
 }
 
 #: Bytes of FLAG read per block (bounds memory on a large MS).
@@ -128,9 +146,7 @@ def _check_path(ms: str) -> None:
             "give the path of the MS directory"
         )
     if not pt.tableexists(ms):
-        raise UserError(
-            f"{ms}: is not a casacore table (no table.dat); give the path of a Measurement Set directory"
-        )
+        raise UserError(f"{ms}: is not a casacore table (no table.dat); give the path of a Measurement Set directory")
 
 
 def _inspect_open(t: Any, ms: str, data_column: str, flag_stats: bool) -> MSInfo:
@@ -145,15 +161,13 @@ def _inspect_open(t: Any, ms: str, data_column: str, flag_stats: bool) -> MSInfo
     missing = [s for s in REQUIRED_SUBTABLES if s not in keywords]
     if missing:
         raise UserError(
-            f"{ms}: is not a complete Measurement Set (no subtable {', '.join(missing)}); "
-            "repair or regenerate the MS"
+            f"{ms}: is not a complete Measurement Set (no subtable {', '.join(missing)}); repair or regenerate the MS"
         )
     data_columns = tuple(c for c in colnames if c.endswith("DATA") and _is_complex(t, c))
     if data_column not in colnames:
         have = ", ".join(data_columns) if data_columns else "none"
         raise UserError(
-            f"{ms}: no data column {data_column!r}; it has {have}; choose one with --data-column "
-            "or inputs.data_column"
+            f"{ms}: no data column {data_column!r}; it has {have}; choose one with --data-column or inputs.data_column"
         )
     n_rows = int(t.nrows())
     if n_rows == 0:
@@ -214,15 +228,17 @@ def _open_subtable(t: Any, ms: str, name: str) -> Any:
 
 def _read_subtables(ms: str, sub: dict[str, Any]) -> dict[str, Any]:
     """Antennas, band, correlations, field and telescope from the subtables."""
-    for name, what, hint in (("FIELD", "fields", "field"), ("SPECTRAL_WINDOW", "spectral windows", "spw"),
-                             ("DATA_DESCRIPTION", "data descriptions", "spw")):
+    for name, what, hint in (
+        ("FIELD", "fields", "field"),
+        ("SPECTRAL_WINDOW", "spectral windows", "spw"),
+        ("DATA_DESCRIPTION", "data descriptions", "spw"),
+    ):
         n = sub[name].nrows()
         if n == 0:
             raise UserError(f"{ms}: the {name} table is empty; repair or regenerate the MS")
         if n > 1:
             raise UserError(
-                f"{ms}: has {n} {what} ({name} rows): more than one per MS is unsupported; "
-                f"{_SPLIT_HINT[hint]}"
+                f"{ms}: has {n} {what} ({name} rows): more than one per MS is unsupported; {_SPLIT_HINT[hint]}"
             )
     if sub["OBSERVATION"].nrows() == 0:
         raise UserError(
@@ -311,8 +327,7 @@ def _scan_main(t: Any, ms: str, cells_per_row: int, flag_stats: bool) -> dict[st
     for col, ids, hint in (("FIELD_ID", fields, "field"), ("DATA_DESC_ID", ddids, "spw")):
         if ids != {0}:
             raise UserError(
-                f"{ms}: rows use {col} {sorted(ids)} but only id 0 exists or is supported; "
-                f"{_SPLIT_HINT[hint]}"
+                f"{ms}: rows use {col} {sorted(ids)} but only id 0 exists or is supported; {_SPLIT_HINT[hint]}"
             )
     all_times = np.unique(np.concatenate(times))
     return {

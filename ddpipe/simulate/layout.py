@@ -56,8 +56,7 @@ class StationLayout:
 #: LOFAR's superterp (core) and SKA-Low's central area
 SITES = {
     "lofar": Site("lofar", "LOFAR", lon_deg=6.869837, lat_deg=52.915122, height=50.0, station_diameter=30.75),
-    "ska-low": Site("ska-low", "SKA-Low", lon_deg=116.764444, lat_deg=-26.824722, height=377.0,
-                    station_diameter=38.0),
+    "ska-low": Site("ska-low", "SKA-Low", lon_deg=116.764444, lat_deg=-26.824722, height=377.0, station_diameter=38.0),
 }
 
 
@@ -65,11 +64,13 @@ def geodetic_to_itrf(lon_deg: float, lat_deg: float, height: float) -> np.ndarra
     """WGS84 geodetic position → ITRF (ECEF) metres, shape (3,)."""
     lon, lat = np.radians(lon_deg), np.radians(lat_deg)
     n = _A / np.sqrt(1.0 - _E2 * np.sin(lat) ** 2)
-    return np.array([
-        (n + height) * np.cos(lat) * np.cos(lon),
-        (n + height) * np.cos(lat) * np.sin(lon),
-        (n * (1.0 - _E2) + height) * np.sin(lat),
-    ])
+    return np.array(
+        [
+            (n + height) * np.cos(lat) * np.cos(lon),
+            (n + height) * np.cos(lat) * np.sin(lon),
+            (n * (1.0 - _E2) + height) * np.sin(lat),
+        ]
+    )
 
 
 def enu_to_itrf(enu: np.ndarray, lon_deg: float, lat_deg: float, height: float) -> np.ndarray:
@@ -152,8 +153,9 @@ def make_layout(kind: str, nstation: int, seed: int) -> StationLayout:
         ncore = int(round(nstation * 2 / 3)) if nstation > 2 else 1
         rcore = max(1500.0, 1.2 * sep * np.sqrt(ncore))
         pts = _place(rng, ncore, _disc(1.0, rcore, log_radius=False), np.zeros((0, 2)), sep, "core")
-        pts = _place(rng, nstation - ncore, _disc(rcore + 500.0, max(8000.0, 4 * rcore), log_radius=True), pts,
-                     sep, "remote")
+        pts = _place(
+            rng, nstation - ncore, _disc(rcore + 500.0, max(8000.0, 4 * rcore), log_radius=True), pts, sep, "remote"
+        )
         names = [f"CS{i + 1:03d}" for i in range(ncore)] + [f"RS{i + 101:03d}" for i in range(nstation - ncore)]
     else:
         ncore = max(1, nstation // 2)

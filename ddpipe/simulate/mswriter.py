@@ -80,17 +80,41 @@ def create_ms(path: str | Path, lay: MSLayout, nrow: int) -> None:
     nchan = len(lay.freqs)
     rows_per_tile = max(1, _TILE_BYTES // (nchan * 4 * 8))
     cols = [
-        pt.makearrcoldesc("DATA", 0j, shape=[nchan, 4], valuetype="complex", datamanagertype="TiledColumnStMan",
-                          datamanagergroup="TiledData", comment="The data column"),
-        pt.makearrcoldesc("WEIGHT_SPECTRUM", 0.0, shape=[nchan, 4], valuetype="float",
-                          datamanagertype="TiledColumnStMan", datamanagergroup="TiledWeightSpectrum",
-                          comment="Weight for each data point"),
-        pt.makearrcoldesc("FLAG", False, shape=[nchan, 4], valuetype="boolean",
-                          datamanagertype="TiledColumnStMan", datamanagergroup="TiledFlag",
-                          comment="The data flags, array of bools with same shape as data"),
+        pt.makearrcoldesc(
+            "DATA",
+            0j,
+            shape=[nchan, 4],
+            valuetype="complex",
+            datamanagertype="TiledColumnStMan",
+            datamanagergroup="TiledData",
+            comment="The data column",
+        ),
+        pt.makearrcoldesc(
+            "WEIGHT_SPECTRUM",
+            0.0,
+            shape=[nchan, 4],
+            valuetype="float",
+            datamanagertype="TiledColumnStMan",
+            datamanagergroup="TiledWeightSpectrum",
+            comment="Weight for each data point",
+        ),
+        pt.makearrcoldesc(
+            "FLAG",
+            False,
+            shape=[nchan, 4],
+            valuetype="boolean",
+            datamanagertype="TiledColumnStMan",
+            datamanagergroup="TiledFlag",
+            comment="The data flags, array of bools with same shape as data",
+        ),
         pt.makearrcoldesc("WEIGHT", 0.0, shape=[4], valuetype="float", comment="Weight for each polarization spectrum"),
-        pt.makearrcoldesc("SIGMA", 0.0, shape=[4], valuetype="float",
-                          comment="Estimated rms noise for channel with unity bandpass response"),
+        pt.makearrcoldesc(
+            "SIGMA",
+            0.0,
+            shape=[4],
+            valuetype="float",
+            comment="Estimated rms noise for channel with unity bandpass response",
+        ),
     ]
     dminfo = {
         f"*{k + 1}": {

@@ -109,8 +109,9 @@ def components_from_skymodel(
     ra = np.array([s.ra for s in srcs], dtype=float)
     dec = np.array([s.dec for s in srcs], dtype=float)
     freqs = np.asarray(freqs, dtype=float)
-    coh = (np.stack([coherency_of(s, freqs) for s in srcs]) if srcs
-           else np.zeros((0, freqs.size, 4), dtype=np.complex128))
+    coh = (
+        np.stack([coherency_of(s, freqs) for s in srcs]) if srcs else np.zeros((0, freqs.size, 4), dtype=np.complex128)
+    )
     gauss = np.array([s.type.upper() == "GAUSSIAN" for s in srcs], dtype=bool)
     return Components(
         ra=ra,

@@ -87,16 +87,40 @@ def simulate(out_ms: str | os.PathLike[str], spec: SimulationSpec) -> Simulation
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{ms.name}.", suffix=".tmp", dir=ms.parent))
     try:
-        return _simulate_into(tmp, spec, given, (ms, sky_path, truth_path), times, freqs, layout, centre, ant1,
-                              ant2, uvw_st, timings, t_all)
+        return _simulate_into(
+            tmp,
+            spec,
+            given,
+            (ms, sky_path, truth_path),
+            times,
+            freqs,
+            layout,
+            centre,
+            ant1,
+            ant2,
+            uvw_st,
+            timings,
+            t_all,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _simulate_into(tmp: Path, spec: SimulationSpec, given: SkyModel | None, paths: tuple[Path, Path, Path],
-                   times: np.ndarray,
-                   freqs: np.ndarray, layout: StationLayout, centre: tuple[float, float], ant1: np.ndarray,
-                   ant2: np.ndarray, uvw_st: np.ndarray, timings: dict[str, float], t_all: float) -> SimulationResult:
+def _simulate_into(
+    tmp: Path,
+    spec: SimulationSpec,
+    given: SkyModel | None,
+    paths: tuple[Path, Path, Path],
+    times: np.ndarray,
+    freqs: np.ndarray,
+    layout: StationLayout,
+    centre: tuple[float, float],
+    ant1: np.ndarray,
+    ant2: np.ndarray,
+    uvw_st: np.ndarray,
+    timings: dict[str, float],
+    t_all: float,
+) -> SimulationResult:
     """Build every output in ``tmp`` (same folder as the MS), then move them into place, MS last."""
     ms, sky_path, truth_path = paths
     tick = time.perf_counter()
@@ -105,14 +129,30 @@ def _simulate_into(tmp: Path, spec: SimulationSpec, given: SkyModel | None, path
     comps = components_from_skymodel(sky, freqs, centre, directions=patches)
     if spec.corrupt and np.any(comps.direction < 0):
         bad = next(s.name for s, d in zip(sky.sources, comps.direction) if d < 0)
-        raise UserError(f"{spec.skymodel}: source {bad} has no patch; give every source a patch "
-                        "(a direction) or use --no-corrupt")
-    gains = (dd_gains(spec.seed, times, freqs, spec.stations, len(patches), spec.phase_scale, spec.amplitude_scale)
-             if spec.corrupt else TrueGains(np.zeros((spec.times, spec.channels, spec.stations, len(patches))), None))
+        raise UserError(
+            f"{spec.skymodel}: source {bad} has no patch; give every source a patch (a direction) or use --no-corrupt"
+        )
+    gains = (
+        dd_gains(spec.seed, times, freqs, spec.stations, len(patches), spec.phase_scale, spec.amplitude_scale)
+        if spec.corrupt
+        else TrueGains(np.zeros((spec.times, spec.channels, spec.stations, len(patches))), None)
+    )
     timings["sky+gains"] = time.perf_counter() - tick
 
-    _write_ms(tmp / ms.name, spec, layout, times, freqs, centre, uvw_st, ant1, ant2, comps,
-              gains if spec.corrupt else None, timings)
+    _write_ms(
+        tmp / ms.name,
+        spec,
+        layout,
+        times,
+        freqs,
+        centre,
+        uvw_st,
+        ant1,
+        ant2,
+        comps,
+        gains if spec.corrupt else None,
+        timings,
+    )
     tick = time.perf_counter()
     _write_truth(tmp / truth_path.name, layout, sky, patches, times, freqs, gains)
     timings["truth"] = time.perf_counter() - tick
@@ -123,15 +163,30 @@ def _simulate_into(tmp: Path, spec: SimulationSpec, given: SkyModel | None, path
 
     nbl = len(ant1)
     result = SimulationResult(
-        ms=ms, skymodel=sky_path, truth=truth_path,
-        nstations=spec.stations, nbaselines=nbl, ntimes=spec.times, nchannels=spec.channels,
-        ndirections=len(patches), nsources=len(sky.sources),
-        nrows=nbl * spec.times, nvis=nbl * spec.times * spec.channels,
-        seconds=time.perf_counter() - t_all, timings=timings,
+        ms=ms,
+        skymodel=sky_path,
+        truth=truth_path,
+        nstations=spec.stations,
+        nbaselines=nbl,
+        ntimes=spec.times,
+        nchannels=spec.channels,
+        ndirections=len(patches),
+        nsources=len(sky.sources),
+        nrows=nbl * spec.times,
+        nvis=nbl * spec.times * spec.channels,
+        seconds=time.perf_counter() - t_all,
+        timings=timings,
     )
-    log.info("simulated %s: %d stations, %d times x %d channels, %d directions, %d sources in %.1f s",
-             ms, result.nstations, result.ntimes, result.nchannels, result.ndirections, result.nsources,
-             result.seconds)
+    log.info(
+        "simulated %s: %d stations, %d times x %d channels, %d directions, %d sources in %.1f s",
+        ms,
+        result.nstations,
+        result.ntimes,
+        result.nchannels,
+        result.ndirections,
+        result.nsources,
+        result.seconds,
+    )
     return result
 
 
@@ -164,31 +219,46 @@ def sky_centre(sky: SkyModel) -> tuple[float, float]:
     return float(np.arctan2(y, x) % (2 * np.pi)), float(np.arctan2(z, np.hypot(x, y)))
 
 
-def _phase_centre(spec: SimulationSpec, layout: StationLayout, times: np.ndarray,
-                  given: SkyModel | None) -> tuple[float, float]:
+def _phase_centre(
+    spec: SimulationSpec, layout: StationLayout, times: np.ndarray, given: SkyModel | None
+) -> tuple[float, float]:
     """The requested centre; else the given sky's centroid; else transit at mid-observation, high dec."""
     site = layout.site
     mid = float(times[len(times) // 2])
-    default_ra, default_dec = (sky_centre(given) if given is not None else
-                               (float(local_sidereal_angle(mid, site.lon_deg)),
-                                float(np.radians(DEFAULT_DEC_DEG[spec.layout]))))
+    default_ra, default_dec = (
+        sky_centre(given)
+        if given is not None
+        else (float(local_sidereal_angle(mid, site.lon_deg)), float(np.radians(DEFAULT_DEC_DEG[spec.layout])))
+    )
     ra = spec.ra if spec.ra is not None else default_ra
     dec = spec.dec if spec.dec is not None else default_dec
     low = float(np.degrees(elevation(times, site.lon_deg, site.lat_deg, ra, dec).min()))
     if low < 10.0:
-        log.warning("the phase centre goes down to %.1f deg elevation at %s during the observation", low,
-                    site.telescope)
+        log.warning(
+            "the phase centre goes down to %.1f deg elevation at %s during the observation", low, site.telescope
+        )
     return float(ra) % (2 * np.pi), float(dec)
 
 
-def _sky(spec: SimulationSpec, given: SkyModel | None, centre: tuple[float, float], ref_freq: float,
-         sky_path: Path) -> SkyModel:
+def _sky(
+    spec: SimulationSpec, given: SkyModel | None, centre: tuple[float, float], ref_freq: float, sky_path: Path
+) -> SkyModel:
     """The true sky, written to ``sky_path`` and read back (what DP3 reads is what is predicted)."""
     from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
-    sky = given if given is not None else random_sky(spec.seed, spec.directions, spec.sources_per_direction,
-                                                     centre, ref_freq, faint_sources=spec.faint_sources,
-                                                     faint_flux=spec.faint_flux)
+    sky = (
+        given
+        if given is not None
+        else random_sky(
+            spec.seed,
+            spec.directions,
+            spec.sources_per_direction,
+            centre,
+            ref_freq,
+            faint_sources=spec.faint_sources,
+            faint_flux=spec.faint_flux,
+        )
+    )
     write_skymodel(sky, sky_path)
     return read_skymodel(sky_path)
 
@@ -198,16 +268,33 @@ def _block_slots(nchan: int, nst: int, nsrc: int) -> int:
     return max(1, BLOCK_BYTES // per_slot)
 
 
-def _write_ms(path: Path, spec: SimulationSpec, layout: StationLayout, times: np.ndarray, freqs: np.ndarray,
-              centre: tuple[float, float], uvw_st: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, comps,
-              gains: TrueGains | None, timings: dict[str, float]) -> None:
+def _write_ms(
+    path: Path,
+    spec: SimulationSpec,
+    layout: StationLayout,
+    times: np.ndarray,
+    freqs: np.ndarray,
+    centre: tuple[float, float],
+    uvw_st: np.ndarray,
+    ant1: np.ndarray,
+    ant2: np.ndarray,
+    comps,
+    gains: TrueGains | None,
+    timings: dict[str, float],
+) -> None:
     import casacore.tables as pt
 
     nbl, nchan = len(ant1), len(freqs)
     lay = MSLayout(
-        station_names=layout.names, station_itrf=layout.itrf, station_diameter=layout.site.station_diameter,
-        telescope=layout.site.telescope, freqs=freqs, chan_width=spec.chan_width, times=times,
-        interval=spec.interval, phase_centre=centre,
+        station_names=layout.names,
+        station_itrf=layout.itrf,
+        station_diameter=layout.site.station_diameter,
+        telescope=layout.site.telescope,
+        freqs=freqs,
+        chan_width=spec.chan_width,
+        times=times,
+        interval=spec.interval,
+        phase_centre=centre,
     )
     tick = time.perf_counter()
     create_ms(path, lay, nrow=nbl * len(times))
@@ -229,8 +316,13 @@ def _write_ms(path: Path, spec: SimulationSpec, layout: StationLayout, times: np
             tick = time.perf_counter()
             uvw_rows = (uvw_st[sl][:, ant2, :] - uvw_st[sl][:, ant1, :]).reshape(nt * nbl, 3)
             block = RowBlock(
-                start=sl.start * nbl, time=np.repeat(times[sl], nbl), ant1=np.tile(ant1, nt),
-                ant2=np.tile(ant2, nt), uvw=uvw_rows, data=data, sigma=spec.noise,
+                start=sl.start * nbl,
+                time=np.repeat(times[sl], nbl),
+                ant1=np.tile(ant1, nt),
+                ant2=np.tile(ant2, nt),
+                uvw=uvw_rows,
+                data=data,
+                sigma=spec.noise,
             )
             write_rows(table, block, spec.interval)
             t_write += time.perf_counter() - tick
@@ -254,21 +346,44 @@ def thermal_noise(seed: int, slots: range, nbl: int, nchan: int, sigma: float) -
     return out.reshape(len(slots) * nbl, nchan, 4)
 
 
-def _write_truth(path: Path, layout: StationLayout, sky: SkyModel, patches: tuple[str, ...], times: np.ndarray,
-                 freqs: np.ndarray, gains: TrueGains) -> None:
+def _write_truth(
+    path: Path,
+    layout: StationLayout,
+    sky: SkyModel,
+    patches: tuple[str, ...],
+    times: np.ndarray,
+    freqs: np.ndarray,
+    gains: TrueGains,
+) -> None:
     dirs = tuple(direction_name(p) for p in patches)
     radec = np.array([sky.patch_centre(p) for p in patches], dtype=float).reshape(-1, 2)
     axes = ("time", "freq", "ant", "dir")
 
     def tab(kind: str, values: np.ndarray) -> SolTab:
-        return SolTab(kind=kind, axes=axes, values=values, weights=np.ones(values.shape, dtype=np.float32),
-                      time=times, freq=freqs, ant=layout.names, dir=dirs)
+        return SolTab(
+            kind=kind,
+            axes=axes,
+            values=values,
+            weights=np.ones(values.shape, dtype=np.float32),
+            time=times,
+            freq=freqs,
+            ant=layout.names,
+            dir=dirs,
+        )
 
     soltabs = {"phase000": tab("phase", gains.phase)}
     if gains.amplitude is not None:
         soltabs["amplitude000"] = tab("amplitude", gains.amplitude)
-    write_h5parm(path, Solutions(antennas=layout.names, antenna_positions=layout.itrf, directions=dirs,
-                                 direction_radec=radec, soltabs=soltabs))
+    write_h5parm(
+        path,
+        Solutions(
+            antennas=layout.names,
+            antenna_positions=layout.itrf,
+            directions=dirs,
+            direction_radec=radec,
+            soltabs=soltabs,
+        ),
+    )
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

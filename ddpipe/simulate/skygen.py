@@ -98,24 +98,35 @@ def random_sky(
                 orient = float(rng.uniform(0.0, 180.0))
             else:
                 major = minor = orient = 0.0
-            sources.append(Source(
-                name=f"{name}_s{k}",
-                ra=ra,
-                dec=dec,
-                i=round(float(flux), 6),
-                type="GAUSSIAN" if gaussian else "POINT",
-                patch=name,
-                major_axis=round(major, 3),
-                minor_axis=round(minor, 3),
-                orientation=round(orient, 3),
-                reference_frequency=float(ref_freq),
-                spectral_index=(round(si, 4),),
-            ))
+            sources.append(
+                Source(
+                    name=f"{name}_s{k}",
+                    ra=ra,
+                    dec=dec,
+                    i=round(float(flux), 6),
+                    type="GAUSSIAN" if gaussian else "POINT",
+                    patch=name,
+                    major_axis=round(major, 3),
+                    minor_axis=round(minor, 3),
+                    orientation=round(orient, 3),
+                    reference_frequency=float(ref_freq),
+                    spectral_index=(round(si, 4),),
+                )
+            )
     frng = np.random.default_rng([seed, 3])
     for k in range(faint_sources):
         patch = patches[k % ndir]
         r = frng.uniform(0.2, 0.6) * DEG
         ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, frng.uniform(0.0, 2.0 * np.pi)))
-        sources.append(Source(name=f"{patch.name}_f{k}", ra=ra, dec=dec, i=round(float(faint_flux), 6),
-                              patch=patch.name, reference_frequency=float(ref_freq), spectral_index=(0.0,)))
+        sources.append(
+            Source(
+                name=f"{patch.name}_f{k}",
+                ra=ra,
+                dec=dec,
+                i=round(float(faint_flux), 6),
+                patch=patch.name,
+                reference_frequency=float(ref_freq),
+                spectral_index=(0.0,),
+            )
+        )
     return SkyModel(sources=tuple(sources), patches=tuple(patches))

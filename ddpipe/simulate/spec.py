@@ -157,8 +157,9 @@ def check_spec(spec: SimulationSpec) -> None:
     if spec.ra is not None and not (math.isfinite(spec.ra)):
         raise UserError(f"ra={spec.ra!r}: not a finite angle")
     if spec.dec is not None and not (math.isfinite(spec.dec) and abs(spec.dec) <= math.pi / 2):
-        raise UserError(f"dec={math.degrees(spec.dec) if math.isfinite(spec.dec) else spec.dec!r} deg: "
-                        "must lie within ±90 deg")
+        raise UserError(
+            f"dec={math.degrees(spec.dec) if math.isfinite(spec.dec) else spec.dec!r} deg: must lie within ±90 deg"
+        )
     if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
         raise UserError(f"seed={spec.seed!r}: expected a whole number ≥ 0")
     start_mjd_seconds(spec.start)

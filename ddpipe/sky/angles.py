@@ -126,8 +126,7 @@ def parse_angle(text: str, colon_unit: str = "h") -> float:
             value = value * 15
         return _to_radians(value)
     raise AngleError(
-        f"{t!r} is not an angle; use e.g. 01:30:57.08 (hours), +31.13.40.13 (deg.min.sec), "
-        "12.5deg or 0.218rad"
+        f"{t!r} is not an angle; use e.g. 01:30:57.08 (hours), +31.13.40.13 (deg.min.sec), 12.5deg or 0.218rad"
     )
 
 

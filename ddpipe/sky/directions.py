@@ -187,8 +187,9 @@ def check_directions(model: SkyModel, names: Sequence[str], where: str = "direct
     return tuple(names)
 
 
-def plan_directions(skymodel: str | os.PathLike[str], n_directions: int,
-                    min_separation_deg: float = DEFAULT_MIN_SEPARATION_DEG) -> tuple[SkyModel, tuple[str, ...], str]:
+def plan_directions(
+    skymodel: str | os.PathLike[str], n_directions: int, min_separation_deg: float = DEFAULT_MIN_SEPARATION_DEG
+) -> tuple[SkyModel, tuple[str, ...], str]:
     """The sky model DP3 will get, its direction names, and how they were made (a phrase), from the
     user's ``skymodel``: what :func:`require_directions` writes, checked the same way, nothing written.
 

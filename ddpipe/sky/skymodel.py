@@ -176,9 +176,7 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
                     if m:
                         columns, format_line = _parse_format(m.group(1)), lineno
                     elif _RE_FORMAT_COMMENT_LOOSE.search(line):
-                        raise _LineError(
-                            "a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'"
-                        )
+                        raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
                 continue
             m = _RE_FORMAT_LINE.match(line)
             if m:
@@ -208,17 +206,12 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
             else:
                 patch = _patch(values)
                 if patch.name in patches:
-                    raise _LineError(
-                        f"patch {patch.name!r} is already defined on line {patches[patch.name][1]}"
-                    )
+                    raise _LineError(f"patch {patch.name!r} is already defined on line {patches[patch.name][1]}")
                 patches[patch.name] = (patch, lineno)
     except _LineError as exc:
         raise UserError(f"{filename}:{lineno}: {exc}") from None
     if columns is None:
-        raise UserError(
-            f"{filename}: no FORMAT line; start the file with "
-            "'# (Name, Type, Patch, Ra, Dec, I) = format'"
-        )
+        raise UserError(f"{filename}: no FORMAT line; start the file with '# (Name, Type, Patch, Ra, Dec, I) = format'")
     for name, (_, where) in patches.items():
         if name not in used:
             raise UserError(
@@ -249,9 +242,7 @@ def _parse_format(spec: str) -> tuple[_Column, ...]:
     for item in _split(spec):
         m = _RE_FIELD.match(item)
         if not m:
-            raise _LineError(
-                f"bad FORMAT entry {item.strip()!r}; expected Name or Name='default', separated by commas"
-            )
+            raise _LineError(f"bad FORMAT entry {item.strip()!r}; expected Name or Name='default', separated by commas")
         raw = m.group("name") or ""
         low = raw.lower()
         value = m.group("sq") if m.group("sq") is not None else m.group("dq")
@@ -377,9 +368,7 @@ def _source(values: dict[str, str], patches: dict[str, tuple[Patch, int]]) -> So
     type_text = _unquote(values.get("Type", ""))
     stype = _TYPES.get(type_text.lower())
     if stype is None:
-        raise _LineError(
-            f"source {name!r}: unknown or unsupported Type {type_text!r}; use POINT or GAUSSIAN"
-        )
+        raise _LineError(f"source {name!r}: unknown or unsupported Type {type_text!r}; use POINT or GAUSSIAN")
     for key in ("RefType",):
         ref = _unquote(values.get(key, ""))
         if ref and ref.upper() != "J2000":

@@ -43,8 +43,8 @@ def gain_errors(solutions: str | Path, truth: str | Path) -> dict[str, Any]:
         sums += (np.sum(dphase[ok] ** 2), np.sum(damp[ok] ** 2))
         count += int(ok.sum())
         out["directions"][name.strip("[]")] = {
-            "phase_rms_rad": float(np.sqrt(np.nanmean(dphase ** 2))),
-            "amplitude_rms": float(np.sqrt(np.nanmean(damp ** 2))),
+            "phase_rms_rad": float(np.sqrt(np.nanmean(dphase**2))),
+            "amplitude_rms": float(np.sqrt(np.nanmean(damp**2))),
             "true_direction": tru.directions[match[k]].strip("[]"),
             "offset_deg": math.degrees(float(dist[k, match[k]])),
         }

@@ -90,8 +90,10 @@ def evaluate_gains(
     for name in sorted(sol.soltabs):
         st = sol.soltabs[name]
         if st.kind not in ("phase", "amplitude"):
-            raise UserError(f"soltab {name}: kind '{st.kind}' cannot be evaluated as a gain; "
-                            "only phase and amplitude soltabs are supported")
+            raise UserError(
+                f"soltab {name}: kind '{st.kind}' cannot be evaluated as a gain; "
+                "only phase and amplitude soltabs are supported"
+            )
         v = _on_grid(st, name, sol.antennas, dirs, times, freqs)
         if st.kind == "phase":
             phase = phase + v
@@ -125,8 +127,7 @@ def _on_grid(
         where = {d: i for i, d in enumerate(st.dir)}
         missing = [d for d in dirs if d not in where]
         if missing:
-            raise UserError(f"soltab {name}: no direction {', '.join(missing)}; "
-                            f"it has {', '.join(st.dir)}")
+            raise UserError(f"soltab {name}: no direction {', '.join(missing)}; it has {', '.join(st.dir)}")
         picks["dir"] = np.array([where[d] for d in dirs], dtype=np.intp)
     if "pol" in st.axes:
         picks["pol"] = diagonal_pols(st.pol or (), name)
@@ -145,8 +146,9 @@ def diagonal_pols(pol: tuple[str, ...], name: str) -> np.ndarray:
     for a, b in _DIAGONAL:
         if a in pol and b in pol:
             if len(pol) > 2:
-                raise UserError(f"soltab {name}: pol axis {pol} is full-Jones; only diagonal or scalar "
-                                "solutions can be evaluated")
+                raise UserError(
+                    f"soltab {name}: pol axis {pol} is full-Jones; only diagonal or scalar solutions can be evaluated"
+                )
             return np.array([pol.index(a), pol.index(b)], dtype=np.intp)
     if len(pol) == 2:
         return np.array([0, 1], dtype=np.intp)

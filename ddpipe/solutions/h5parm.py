@@ -106,8 +106,10 @@ def read_h5parm(path: str | os.PathLike[str], solset: str = "sol000") -> Solutio
             if isinstance(obj, h5py.Group):
                 soltabs[name] = _read_soltab(p, f"{solset}/{name}", obj)
         if not soltabs:
-            raise UserError(f"{p}: solset '{solset}' has no soltab (no group with a 'val' dataset); "
-                            "was the file written completely?")
+            raise UserError(
+                f"{p}: solset '{solset}' has no soltab (no group with a 'val' dataset); "
+                "was the file written completely?"
+            )
     if not antennas:
         antennas = soltabs[next(iter(soltabs))].ant
         positions = np.full((len(antennas), 3), np.nan)
@@ -148,11 +150,11 @@ def _read_soltab(p: Path, where: str, grp: h5py.Group) -> SolTab:
     axes = tuple(a.strip() for a in axes_attr.split(",") if a.strip())
     unknown = [a for a in axes if a not in KNOWN_AXES]
     if unknown or len(set(axes)) != len(axes):
-        raise UserError(f"{p}: {where}/val AXES='{axes_attr}' has unknown or repeated axes; "
-                        f"allowed: {','.join(KNOWN_AXES)}")
+        raise UserError(
+            f"{p}: {where}/val AXES='{axes_attr}' has unknown or repeated axes; allowed: {','.join(KNOWN_AXES)}"
+        )
     if len(axes) != val.ndim:
-        raise UserError(f"{p}: {where}/val AXES='{axes_attr}' names {len(axes)} axes "
-                        f"but val has shape {val.shape}")
+        raise UserError(f"{p}: {where}/val AXES='{axes_attr}' names {len(axes)} axes but val has shape {val.shape}")
     coords: dict[str, object] = {}
     for i, axis in enumerate(axes):
         if axis not in grp:
@@ -160,8 +162,10 @@ def _read_soltab(p: Path, where: str, grp: h5py.Group) -> SolTab:
         raw = grp[axis][()]
         n = int(np.asarray(raw).size)
         if n != val.shape[i]:
-            raise UserError(f"{p}: {where}/{axis} has {n} values but val has {val.shape[i]} along axis {i} "
-                            f"(AXES='{axes_attr}', shape {val.shape})")
+            raise UserError(
+                f"{p}: {where}/{axis} has {n} values but val has {val.shape[i]} along axis {i} "
+                f"(AXES='{axes_attr}', shape {val.shape})"
+            )
         coords[axis] = np.asarray(raw, dtype=np.float64).ravel() if axis in ("time", "freq") else _decode(raw)
     values = np.asarray(val[()], dtype=np.float64)
     if "weight" in grp:
@@ -196,11 +200,13 @@ def check_solutions(sol: Solutions, what: str = "solutions") -> None:
     axes names and that ``values``/``weights`` have the shape the axes imply.
     """
     if np.asarray(sol.antenna_positions).shape != (len(sol.antennas), 3):
-        raise UserError(f"{what}: antenna_positions has shape {np.shape(sol.antenna_positions)}, "
-                        f"expected ({len(sol.antennas)}, 3)")
+        raise UserError(
+            f"{what}: antenna_positions has shape {np.shape(sol.antenna_positions)}, expected ({len(sol.antennas)}, 3)"
+        )
     if np.asarray(sol.direction_radec).shape != (len(sol.directions), 2):
-        raise UserError(f"{what}: direction_radec has shape {np.shape(sol.direction_radec)}, "
-                        f"expected ({len(sol.directions)}, 2)")
+        raise UserError(
+            f"{what}: direction_radec has shape {np.shape(sol.direction_radec)}, expected ({len(sol.directions)}, 2)"
+        )
     if not sol.soltabs:
         raise UserError(f"{what}: no soltab to write")
     for name, st in sol.soltabs.items():
@@ -211,8 +217,10 @@ def check_solutions(sol: Solutions, what: str = "solutions") -> None:
             raise UserError(f"{what}: soltab {name} has a pol axis but pol is None")
         exp = st.expected_shape()
         if np.shape(st.values) != exp or np.shape(st.weights) != exp:
-            raise UserError(f"{what}: soltab {name} values {np.shape(st.values)} / weights "
-                            f"{np.shape(st.weights)} do not match axes {st.axes} of lengths {exp}")
+            raise UserError(
+                f"{what}: soltab {name} values {np.shape(st.values)} / weights "
+                f"{np.shape(st.weights)} do not match axes {st.axes} of lengths {exp}"
+            )
 
 
 def _fixed(names: tuple[str, ...], key: str) -> np.ndarray:
@@ -297,4 +305,3 @@ def _write_soltab(grp: h5py.Group, st: SolTab) -> None:
     val.attrs["AXES"] = axes
     w = grp.create_dataset("weight", data=np.asarray(st.weights, dtype=np.float32))
     w.attrs["AXES"] = axes
-

@@ -47,14 +47,19 @@ def _merge(parts: Sequence[Solutions], axis: str) -> Solutions:
         return first
     for k, part in enumerate(parts[1:], start=1):
         if part.antennas != first.antennas:
-            raise UserError(f"merge along {axis}: part {k} has antennas {part.antennas[:4]}... "
-                            f"but part 0 has {first.antennas[:4]}...; solve all parts on the same MS")
+            raise UserError(
+                f"merge along {axis}: part {k} has antennas {part.antennas[:4]}... "
+                f"but part 0 has {first.antennas[:4]}...; solve all parts on the same MS"
+            )
         if part.directions != first.directions:
-            raise UserError(f"merge along {axis}: part {k} has directions {part.directions} "
-                            f"but part 0 has {first.directions}")
+            raise UserError(
+                f"merge along {axis}: part {k} has directions {part.directions} but part 0 has {first.directions}"
+            )
         if set(part.soltabs) != set(first.soltabs):
-            raise UserError(f"merge along {axis}: part {k} has soltabs {sorted(part.soltabs)} "
-                            f"but part 0 has {sorted(first.soltabs)}")
+            raise UserError(
+                f"merge along {axis}: part {k} has soltabs {sorted(part.soltabs)} "
+                f"but part 0 has {sorted(first.soltabs)}"
+            )
     soltabs = {name: _merge_soltab([p.soltabs[name] for p in parts], name, axis) for name in first.soltabs}
     return replace(first, soltabs=soltabs)
 
@@ -66,22 +71,27 @@ def _merge_soltab(tabs: list[SolTab], name: str, axis: str) -> SolTab:
     others = [a for a in ("time", "freq", "ant", "dir", "pol") if a != axis and a in t0.axes]
     for k, t in enumerate(tabs[1:], start=1):
         if t.kind != t0.kind or t.axes != t0.axes:
-            raise UserError(f"merge along {axis}: soltab {name} of part {k} is {t.kind} {t.axes} "
-                            f"but part 0 is {t0.kind} {t0.axes}")
+            raise UserError(
+                f"merge along {axis}: soltab {name} of part {k} is {t.kind} {t.axes} but part 0 is {t0.kind} {t0.axes}"
+            )
         for a in others:
             va, vb = t0.axis_values(a), t.axis_values(a)
-            same = (np.array_equal(va, vb) if a in ("time", "freq") else tuple(va or ()) == tuple(vb or ()))
+            same = np.array_equal(va, vb) if a in ("time", "freq") else tuple(va or ()) == tuple(vb or ())
             if not same:
-                raise UserError(f"merge along {axis}: soltab {name} of part {k} has a different "
-                                f"{a} axis than part 0; parts must differ only in {axis}")
+                raise UserError(
+                    f"merge along {axis}: soltab {name} of part {k} has a different "
+                    f"{a} axis than part 0; parts must differ only in {axis}"
+                )
     ax = t0.axes.index(axis)
     coord = np.concatenate([np.asarray(t.axis_values(axis), dtype=np.float64) for t in tabs])
     order = np.argsort(coord, kind="stable")
     coord = coord[order]
     if np.any(np.diff(coord) <= 0):
         dup = coord[1:][np.diff(coord) <= 0][0]
-        raise UserError(f"merge along {axis}: soltab {name} parts overlap ({axis} {dup!r} appears twice); "
-                        "chunks must not share solution intervals")
+        raise UserError(
+            f"merge along {axis}: soltab {name} parts overlap ({axis} {dup!r} appears twice); "
+            "chunks must not share solution intervals"
+        )
     values = np.take(np.concatenate([t.values for t in tabs], axis=ax), order, axis=ax)
     weights = np.take(np.concatenate([t.weights for t in tabs], axis=ax), order, axis=ax)
     return replace(t0, values=values, weights=weights, **{axis: coord})
@@ -105,11 +115,17 @@ def drop_times_before(sol: Solutions, start: float) -> Solutions:
             continue
         keep = np.flatnonzero(np.asarray(tab.time, dtype=np.float64) >= start)
         if keep.size == 0:
-            raise UserError(f"soltab {name}: no solution at or after {start!r} (MJD s) to keep; "
-                            "the chunk's lead-in covers all of it")
+            raise UserError(
+                f"soltab {name}: no solution at or after {start!r} (MJD s) to keep; "
+                "the chunk's lead-in covers all of it"
+            )
         ax = tab.axes.index("time")
-        tabs[name] = replace(tab, values=np.take(tab.values, keep, axis=ax),
-                             weights=np.take(tab.weights, keep, axis=ax), time=np.asarray(tab.time)[keep])
+        tabs[name] = replace(
+            tab,
+            values=np.take(tab.values, keep, axis=ax),
+            weights=np.take(tab.weights, keep, axis=ax),
+            time=np.asarray(tab.time)[keep],
+        )
     return replace(sol, soltabs=tabs)
 
 
@@ -134,8 +150,10 @@ def chain_soltabs(parts: Sequence[Solutions]) -> Solutions:
     count: dict[str, int] = {}
     for k, part in enumerate(parts):
         if part.antennas != first.antennas or part.directions != first.directions:
-            raise UserError(f"solve {k + 1} of the chain has antennas/directions other than solve 1's; "
-                            "every solve of a chain must solve the same directions on the same MS")
+            raise UserError(
+                f"solve {k + 1} of the chain has antennas/directions other than solve 1's; "
+                "every solve of a chain must solve the same directions on the same MS"
+            )
         for name in sorted(part.soltabs):
             tab = part.soltabs[name]
             n = count.get(tab.kind, 0)

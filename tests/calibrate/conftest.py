@@ -48,5 +48,6 @@ def amp_sim(tmp_path_factory):
     from ddpipe.simulate.spec import SimulationSpec
 
     d = tmp_path_factory.mktemp("cal_amp_sim")
-    return simulate(d / "sim.ms", SimulationSpec(stations=14, channels=8, times=48, directions=3, seed=7,
-                                                 amplitude_scale=0.2))
+    return simulate(
+        d / "sim.ms", SimulationSpec(stations=14, channels=8, times=48, directions=3, seed=7, amplitude_scale=0.2)
+    )

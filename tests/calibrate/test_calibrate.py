@@ -29,8 +29,9 @@ DIRS = ("P1", "P2", "P3")
 
 
 def _run(sim, cfg, client, out_dir, **kw):
-    return calibrate([str(sim.ms)], str(sim.skymodel), DIRS, cfg.calibration, cfg.chunking, cfg.dp3, out_dir,
-                     client, retries=0, **kw)
+    return calibrate(
+        [str(sim.ms)], str(sim.skymodel), DIRS, cfg.calibration, cfg.chunking, cfg.dp3, out_dir, client, retries=0, **kw
+    )
 
 
 def test_solutions_match_truth(small_sim, cfg, cluster2, tmp_path):
@@ -65,7 +66,8 @@ def _recording_dp3(tmp_path: Path, body: str = "") -> Path:
     real = " ".join(find_dp3())
     log = tmp_path / "dp3-calls.log"
     script = tmp_path / "DP3"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         #!/bin/bash
         echo "start $PPID $$ $(date +%s.%N)" >> {log}
         {body}
@@ -73,15 +75,19 @@ def _recording_dp3(tmp_path: Path, body: str = "") -> Path:
         rc=$?
         echo "end $PPID $$ $(date +%s.%N)" >> {log}
         exit $rc
-        """))
+        """)
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 
 
 def test_never_two_dp3_per_worker_with_three_threads(small_sim, cfg, tmp_path):
     wrapper = _recording_dp3(tmp_path)
-    c = dataclasses.replace(cfg, dp3=dataclasses.replace(cfg.dp3, executable=str(wrapper)),
-                            chunking=dataclasses.replace(cfg.chunking, n_chunks=6))
+    c = dataclasses.replace(
+        cfg,
+        dp3=dataclasses.replace(cfg.dp3, executable=str(wrapper)),
+        chunking=dataclasses.replace(cfg.chunking, n_chunks=6),
+    )
     h = make_cluster(tmp_path, n_workers=2, threads=3)
     try:
         res = _run(small_sim, c, h.client, tmp_path / "wd")
@@ -122,17 +128,21 @@ def test_rerun_reuses_finished_chunks_and_force_recomputes(small_sim, cfg, clust
     assert all(p.stat().st_mtime_ns != m for p, m in zip(chunks, mtimes))
 
 
-@pytest.mark.parametrize("fault, expect", [
-    ("exit 3", "exit code 3"),
-    ("kill -SEGV $$", "killed by SIGSEGV"),
-    ("sleep 600 & wait", "timed out"),
-])
+@pytest.mark.parametrize(
+    "fault, expect",
+    [
+        ("exit 3", "exit code 3"),
+        ("kill -SEGV $$", "killed by SIGSEGV"),
+        ("sleep 600 & wait", "timed out"),
+    ],
+)
 def test_failed_chunk_is_reported_and_only_it_recomputed(small_sim, cfg, cluster2, tmp_path, fault, expect):
     # chunk_002 starts at slot 24: find its msin.starttime from a dry plan
     from ddpipe.calibrate import plan_jobs
 
-    jobs = plan_jobs([str(small_sim.ms)], str(small_sim.skymodel), DIRS, cfg.calibration, cfg.chunking, cfg.dp3,
-                     tmp_path)
+    jobs = plan_jobs(
+        [str(small_sim.ms)], str(small_sim.skymodel), DIRS, cfg.calibration, cfg.chunking, cfg.dp3, tmp_path
+    )
     target = dict(jobs[2].parset)["msin.starttime"]
     wrapper = _recording_dp3(tmp_path, body=f'case "$*" in *"msin.starttime={target}"*) {fault};; esac')
     bad = dataclasses.replace(cfg, dp3=dataclasses.replace(cfg.dp3, executable=str(wrapper), timeout=5.0))
@@ -145,8 +155,11 @@ def test_failed_chunk_is_reported_and_only_it_recomputed(small_sim, cfg, cluster
     assert done == ["chunk_000.done.json", "chunk_001.done.json", "chunk_003.done.json"]
     # no DP3 or fake-DP3 process is left over
     time.sleep(0.5)
-    left = [p for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and any(str(wrapper) in a or "sleep 600" in a for a in p.info["cmdline"])]
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and any(str(wrapper) in a or "sleep 600" in a for a in p.info["cmdline"])
+    ]
     assert not left, f"orphans: {[p.info['cmdline'] for p in left]}"
     # fix the fault: only the failed chunk runs again
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "chunks").glob("chunk_00[013].h5")}
@@ -195,8 +208,7 @@ def test_propagated_solutions_are_seamless_across_chunks_with_a_lead_in(small_si
     assert len(r4.iterations) == 1 and its["intervals"] == 24 and 1 <= its["mean"] <= its["max"]
 
 
-def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_truth(amp_sim, cfg, cluster2,
-                                                                                    tmp_path):
+def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_truth(amp_sim, cfg, cluster2, tmp_path):
     """scalarphase (solint 2) then diagonal (solint 8, per channel, smoothed) in one DP3 run per chunk
     from one predict; the merged H5parm holds both solves' soltabs (losoto names), and their
     product fits the true phases and amplitudes better than the phase solve alone."""
@@ -218,8 +230,10 @@ def test_a_chain_of_solves_runs_in_one_dp3_per_chunk_and_its_product_fits_the_tr
     chain_err, only_err = gain_errors(res.solutions, amp_sim.truth), gain_errors(only.solutions, amp_sim.truth)
     ph_chain, amp_chain = chain_err["phase_rms_rad"], chain_err["amplitude_rms"]
     ph_only, amp_only = only_err["phase_rms_rad"], only_err["amplitude_rms"]
-    print(f"phase / amplitude RMS error: chain {ph_chain:.4f} rad / {amp_chain:.4f}, "
-          f"phase only {ph_only:.4f} rad / {amp_only:.4f}")
+    print(
+        f"phase / amplitude RMS error: chain {ph_chain:.4f} rad / {amp_chain:.4f}, "
+        f"phase only {ph_only:.4f} rad / {amp_only:.4f}"
+    )
     assert amp_chain < 0.5 * amp_only and ph_chain < ph_only
 
 
@@ -237,9 +251,21 @@ def test_dp3_applycal_applies_every_soltab_of_a_merged_chain(amp_sim, cfg, clust
     res = _run(amp_sim, c, cluster2.client, tmp_path / "chain")
     ms = tmp_path / "copy.ms"
     shutil.copytree(amp_sim.ms, ms)
-    argv = [*find_dp3(), "checkparset=1", f"msin={ms}", "msout=.", "msout.datacolumn=CORR", "steps=[ac]",
-            "ac.type=applycal", f"ac.parmdb={res.solutions}", "ac.steps=[p0,a0,p1]", "ac.p0.correction=phase000",
-            "ac.a0.correction=amplitude000", "ac.p1.correction=phase001", "ac.direction=[P2]"]
+    argv = [
+        *find_dp3(),
+        "checkparset=1",
+        f"msin={ms}",
+        "msout=.",
+        "msout.datacolumn=CORR",
+        "steps=[ac]",
+        "ac.type=applycal",
+        f"ac.parmdb={res.solutions}",
+        "ac.steps=[p0,a0,p1]",
+        "ac.p0.correction=phase000",
+        "ac.a0.correction=amplitude000",
+        "ac.p1.correction=phase001",
+        "ac.direction=[P2]",
+    ]
     subprocess.run(argv, env=dp3_environment(), check=True, capture_output=True)
     with pt.table(str(ms), ack=False) as t:
         data, corr, flag = t.getcol("DATA"), t.getcol("CORR"), t.getcol("FLAG")
@@ -250,8 +276,9 @@ def test_dp3_applycal_applies_every_soltab_of_a_merged_chain(amp_sim, cfg, clust
     g = evaluate_gains(sol, time, freqs, directions=["P2"])[..., 0, :]  # (row, chan, ant, pol)
     it = np.arange(len(time))
     gp, gq = g[it, :, a1], g[it, :, a2]
-    want = np.stack([data[..., 0] / (gp[..., 0] * np.conj(gq[..., 0])),
-                     data[..., 3] / (gp[..., 1] * np.conj(gq[..., 1]))], axis=-1)
+    want = np.stack(
+        [data[..., 0] / (gp[..., 0] * np.conj(gq[..., 0])), data[..., 3] / (gp[..., 1] * np.conj(gq[..., 1]))], axis=-1
+    )
     got = corr[..., [0, 3]]
     ok = ~flag[..., [0, 3]]
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-5 * np.abs(want[ok]).max())

@@ -39,8 +39,9 @@ def test_iteration_summary_counts_intervals_that_stopped_at_maxiter():
 @pytest.mark.parametrize("lead_in", [0, 2])
 def test_chunk_parsets_start_a_lead_in_earlier_and_keep_only_their_own_intervals(small_sim, cfg, tmp_path, lead_in):
     chunking = dataclasses.replace(cfg.chunking, lead_in=lead_in)
-    jobs = plan_jobs([str(small_sim.ms)], str(small_sim.skymodel), ("P1", "P2", "P3"), cfg.calibration, chunking,
-                     cfg.dp3, tmp_path)
+    jobs = plan_jobs(
+        [str(small_sim.ms)], str(small_sim.skymodel), ("P1", "P2", "P3"), cfg.calibration, chunking, cfg.dp3, tmp_path
+    )
     info = inspect_ms(small_sim.ms, flag_stats=False)
     solint = cfg.calibration.solint
     assert [j.start_slot for j in jobs] == [0, 12, 24, 36] and all(j.n_slots == 12 for j in jobs)
@@ -56,8 +57,15 @@ def test_chunk_parsets_start_a_lead_in_earlier_and_keep_only_their_own_intervals
             assert j.keep_from is None
     # the lead-in is part of what a chunk's reuse record hashes
     if lead_in:
-        base = plan_jobs([str(small_sim.ms)], str(small_sim.skymodel), ("P1", "P2", "P3"), cfg.calibration,
-                         dataclasses.replace(cfg.chunking, lead_in=0), cfg.dp3, tmp_path)
+        base = plan_jobs(
+            [str(small_sim.ms)],
+            str(small_sim.skymodel),
+            ("P1", "P2", "P3"),
+            cfg.calibration,
+            dataclasses.replace(cfg.chunking, lead_in=0),
+            cfg.dp3,
+            tmp_path,
+        )
         assert jobs[0].parset_hash == base[0].parset_hash and jobs[1].parset_hash != base[1].parset_hash
 
 
@@ -71,7 +79,11 @@ def test_a_chunk_failure_is_one_frozen_type_that_pickles_and_reads_as_its_cause(
     slow = ChunkFailure("chunk_003", "/w/chunk_003.log", timed_out=True, returncode=-9)
     other = ChunkFailure("chunk_004", "/w/chunk_004.log", error="DP3 exited 0 with an unusable H5parm: x")
     assert [f.reason for f in (dp3, killed, slow, other)] == [
-        "exit code 3", "killed by SIGSEGV", "timed out", "DP3 exited 0 with an unusable H5parm: x"]
+        "exit code 3",
+        "killed by SIGSEGV",
+        "timed out",
+        "DP3 exited 0 with an unusable H5parm: x",
+    ]
     back = pickle.loads(pickle.dumps(ChunkFailed("chunk_001: DP3 failed", dp3)))
     assert back.failure == dp3 and str(back) == "chunk_001: DP3 failed"
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -45,8 +45,10 @@ def test_the_link_checker_sees_broken_links(tmp_path):
     # a checker that never fails would pass the test above forever
     (tmp_path / "index.md").write_text("# Index\n\n## Some part\n")
     page = tmp_path / "probe.md"
-    page.write_text("# Title\n\n[a](index.md) [b](missing.md) [c](index.md#no-such-heading) [d](#title)\n"
-                    "[g](index.md#some-part) `[e](not-a-link.md)`\n\n```\n[f](in-code.md)\n```\n")
+    page.write_text(
+        "# Title\n\n[a](index.md) [b](missing.md) [c](index.md#no-such-heading) [d](#title)\n"
+        "[g](index.md#some-part) `[e](not-a-link.md)`\n\n```\n[f](in-code.md)\n```\n"
+    )
     broken = _broken_links(page, root=tmp_path)
     assert len(broken) == 2
     assert "missing.md does not exist" in broken[0]

@@ -30,8 +30,15 @@ def cal() -> CalibrationConfig:
 
 
 def test_ddecal_default_config_chunk(cal: CalibrationConfig) -> None:
-    p = ddecal_parset(MS, skymodel=SKY, directions=["CygA", "source1", "source2", "source3"], h5parm=H5,
-                      cal=cal, start_slot=120, n_slots=60)
+    p = ddecal_parset(
+        MS,
+        skymodel=SKY,
+        directions=["CygA", "source1", "source2", "source3"],
+        h5parm=H5,
+        cal=cal,
+        start_slot=120,
+        n_slots=60,
+    )
     assert dp3_argv(DP3, p, 2) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -61,13 +68,29 @@ def test_ddecal_default_config_chunk(cal: CalibrationConfig) -> None:
 
 
 def test_ddecal_diagonal_whole_ms_with_extra_overrides(cal: CalibrationConfig) -> None:
-    c = dataclasses.replace(cal, mode="diagonal", solint=4, nchan=8, maxiter=100, tolerance=1e-3, stepsize=0.5,
-                            uvlambdamin=50.0, smoothnessconstraint=2e6, propagatesolutions=False,
-                            solveralgorithm="lbfgs")
-    extra = {"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]", "ddecal.maxiter": 7,
-             "ddecal.flagunconverged": True}
-    p = ddecal_parset(MS, skymodel="/sky/field.skymodel", directions=["P1", "P2"], h5parm="/out/s.h5", cal=c,
-                      data_column="CORRECTED_DATA", extra=extra)
+    c = dataclasses.replace(
+        cal,
+        mode="diagonal",
+        solint=4,
+        nchan=8,
+        maxiter=100,
+        tolerance=1e-3,
+        stepsize=0.5,
+        uvlambdamin=50.0,
+        smoothnessconstraint=2e6,
+        propagatesolutions=False,
+        solveralgorithm="lbfgs",
+    )
+    extra = {"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]", "ddecal.maxiter": 7, "ddecal.flagunconverged": True}
+    p = ddecal_parset(
+        MS,
+        skymodel="/sky/field.skymodel",
+        directions=["P1", "P2"],
+        h5parm="/out/s.h5",
+        cal=c,
+        data_column="CORRECTED_DATA",
+        extra=extra,
+    )
     assert dp3_argv(["python3", "/venv/bin/DP3.py"], p, 1) == [
         "python3",
         "/venv/bin/DP3.py",
@@ -140,8 +163,16 @@ def test_builder_modes_match_config_choices() -> None:
 
 
 def test_predict_subset_subtract_chunk() -> None:
-    p = predict_parset(MS, skymodel=SKY, out_column="SUBTRACTED", sources=["P1", "P2"], operation="subtract",
-                       data_column="DATA", start_slot=10, n_slots=5)
+    p = predict_parset(
+        MS,
+        skymodel=SKY,
+        out_column="SUBTRACTED",
+        sources=["P1", "P2"],
+        operation="subtract",
+        data_column="DATA",
+        start_slot=10,
+        n_slots=5,
+    )
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -164,33 +195,62 @@ def test_predict_subset_subtract_chunk() -> None:
 def test_predict_all_sources_replace() -> None:
     p = predict_parset(MS, skymodel=SKY, out_column="MODEL_DATA")
     assert dp3_argv(DP3, p, 2) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=2",
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msout=.", "msout.datacolumn=MODEL_DATA",
-        "steps=[predict]", "predict.type=predict", "predict.sourcedb=/work/cycle_01/skymodel.txt",
-        "predict.operation=replace", "predict.usebeammodel=false",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=2",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msout=.",
+        "msout.datacolumn=MODEL_DATA",
+        "steps=[predict]",
+        "predict.type=predict",
+        "predict.sourcedb=/work/cycle_01/skymodel.txt",
+        "predict.operation=replace",
+        "predict.usebeammodel=false",
     ]
 
 
 def test_h5parmpredict_scalarphase_corrupt() -> None:
     p = h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="scalarphase", out_column="DATA")
     assert dp3_argv(DP3, p, 1) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=1",
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msout=.", "msout.datacolumn=DATA",
-        "steps=[h5parmpredict]", "h5parmpredict.type=h5parmpredict",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=1",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msout=.",
+        "msout.datacolumn=DATA",
+        "steps=[h5parmpredict]",
+        "h5parmpredict.type=h5parmpredict",
         "h5parmpredict.sourcedb=/work/cycle_01/skymodel.txt",
         "h5parmpredict.applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "h5parmpredict.applycal.correction=phase000",
-        "h5parmpredict.operation=replace", "h5parmpredict.usebeammodel=false",
+        "h5parmpredict.operation=replace",
+        "h5parmpredict.usebeammodel=false",
     ]
 
 
 def test_h5parmpredict_diagonal_subtract_subset() -> None:
-    p = h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="diagonal", out_column="SUBTRACTED_DATA",
-                             directions=["P1", "P3"], operation="subtract", data_column="CORRECTED_DATA")
+    p = h5parmpredict_parset(
+        MS,
+        skymodel=SKY,
+        h5parm=H5,
+        mode="diagonal",
+        out_column="SUBTRACTED_DATA",
+        directions=["P1", "P3"],
+        operation="subtract",
+        data_column="CORRECTED_DATA",
+    )
     assert dp3_argv(DP3, p, 1) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=1",
-        "msin=/data/obs.ms", "msin.datacolumn=CORRECTED_DATA", "msout=.", "msout.datacolumn=SUBTRACTED_DATA",
-        "steps=[h5parmpredict]", "h5parmpredict.type=h5parmpredict",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=1",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=CORRECTED_DATA",
+        "msout=.",
+        "msout.datacolumn=SUBTRACTED_DATA",
+        "steps=[h5parmpredict]",
+        "h5parmpredict.type=h5parmpredict",
         "h5parmpredict.sourcedb=/work/cycle_01/skymodel.txt",
         "h5parmpredict.applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "h5parmpredict.applycal.correction=phase000",
@@ -198,32 +258,48 @@ def test_h5parmpredict_diagonal_subtract_subset() -> None:
         "h5parmpredict.applycal.amplitude.correction=amplitude000",
         "h5parmpredict.applycal.phase.correction=phase000",
         "h5parmpredict.directions=[[P1],[P3]]",
-        "h5parmpredict.operation=subtract", "h5parmpredict.usebeammodel=false",
+        "h5parmpredict.operation=subtract",
+        "h5parmpredict.usebeammodel=false",
     ]
 
 
 def test_h5parmpredict_fulljones_add() -> None:
-    p = h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="fulljones", out_column="DATA", operation="add",
-                             start_slot=4, n_slots=2)
+    p = h5parmpredict_parset(
+        MS, skymodel=SKY, h5parm=H5, mode="fulljones", out_column="DATA", operation="add", start_slot=4, n_slots=2
+    )
     assert dp3_argv(DP3, p, 1) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=1",
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msin.starttimeslot=4", "msin.ntimes=2",
-        "msout=.", "msout.datacolumn=DATA",
-        "steps=[h5parmpredict]", "h5parmpredict.type=h5parmpredict",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=1",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msin.starttimeslot=4",
+        "msin.ntimes=2",
+        "msout=.",
+        "msout.datacolumn=DATA",
+        "steps=[h5parmpredict]",
+        "h5parmpredict.type=h5parmpredict",
         "h5parmpredict.sourcedb=/work/cycle_01/skymodel.txt",
         "h5parmpredict.applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "h5parmpredict.applycal.correction=fulljones",
         "h5parmpredict.applycal.soltab=[amplitude000,phase000]",
-        "h5parmpredict.operation=add", "h5parmpredict.usebeammodel=false",
+        "h5parmpredict.operation=add",
+        "h5parmpredict.usebeammodel=false",
     ]
 
 
 def test_applycal_scalar_one_direction() -> None:
     p = applycal_parset(MS, h5parm=H5, mode="scalar", direction="CygA")
     assert dp3_argv(DP3, p, 2) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=2",
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msout=.", "msout.datacolumn=CORRECTED_DATA",
-        "steps=[applycal]", "applycal.type=applycal",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=2",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msout=.",
+        "msout.datacolumn=CORRECTED_DATA",
+        "steps=[applycal]",
+        "applycal.type=applycal",
         "applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "applycal.steps=[amplitude,phase]",
         "applycal.amplitude.correction=amplitude000",
@@ -234,13 +310,28 @@ def test_applycal_scalar_one_direction() -> None:
 
 
 def test_applycal_scalaramplitude_corrupt_chunk() -> None:
-    p = applycal_parset(MS, h5parm=H5, mode="scalaramplitude", out_column="CORRUPTED", invert=False,
-                        data_column="MODEL_DATA", start_slot=3, n_slots=1)
+    p = applycal_parset(
+        MS,
+        h5parm=H5,
+        mode="scalaramplitude",
+        out_column="CORRUPTED",
+        invert=False,
+        data_column="MODEL_DATA",
+        start_slot=3,
+        n_slots=1,
+    )
     assert dp3_argv(DP3, p, 1) == [
-        "/opt/dp3/bin/DP3", "checkparset=1", "numthreads=1",
-        "msin=/data/obs.ms", "msin.datacolumn=MODEL_DATA", "msin.starttimeslot=3", "msin.ntimes=1",
-        "msout=.", "msout.datacolumn=CORRUPTED",
-        "steps=[applycal]", "applycal.type=applycal",
+        "/opt/dp3/bin/DP3",
+        "checkparset=1",
+        "numthreads=1",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=MODEL_DATA",
+        "msin.starttimeslot=3",
+        "msin.ntimes=1",
+        "msout=.",
+        "msout.datacolumn=CORRUPTED",
+        "steps=[applycal]",
+        "applycal.type=applycal",
         "applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "applycal.correction=amplitude000",
         "applycal.invert=false",
@@ -250,8 +341,12 @@ def test_applycal_scalaramplitude_corrupt_chunk() -> None:
 def test_applycal_fulljones_grouped_direction() -> None:
     p = applycal_parset(MS, h5parm=H5, mode="fulljones", direction=("P1", "P2"))
     assert dp3_argv(DP3, p, 1)[3:] == [
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msout=.", "msout.datacolumn=CORRECTED_DATA",
-        "steps=[applycal]", "applycal.type=applycal",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msout=.",
+        "msout.datacolumn=CORRECTED_DATA",
+        "steps=[applycal]",
+        "applycal.type=applycal",
         "applycal.parmdb=/work/cycle_01/chunks/chunk_003.h5",
         "applycal.correction=fulljones",
         "applycal.soltab=[amplitude000,phase000]",
@@ -265,8 +360,14 @@ def test_format_parset_is_the_parset_file(cal: CalibrationConfig) -> None:
     text = format_parset(p)
     assert text == "\n".join(f"{k}={v}" for k, v in p.items()) + "\n"
     assert text.splitlines()[:8] == [
-        "msin=/data/obs.ms", "msin.datacolumn=DATA", "msin.starttimeslot=0", "msin.ntimes=6", "msout=",
-        "steps=[ddecal]", "ddecal.type=ddecal", "ddecal.mode=scalarphase",
+        "msin=/data/obs.ms",
+        "msin.datacolumn=DATA",
+        "msin.starttimeslot=0",
+        "msin.ntimes=6",
+        "msout=",
+        "steps=[ddecal]",
+        "ddecal.type=ddecal",
+        "ddecal.mode=scalarphase",
     ]
     # numthreads depends on the worker, not on the work: it stays out of the record that is hashed
     assert "numthreads" not in text and "checkparset" not in text
@@ -302,14 +403,18 @@ def test_ddecal_bad_input_is_a_user_error(cal: CalibrationConfig, kwargs: dict, 
         assert w in msg
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(start_slot=-1), ["start_slot = -1"]),
-    (dict(n_slots=0), ["n_slots = 0"]),
-    (dict(n_slots=2.5), ["n_slots = 2.5"]),
-    (dict(h5parm=""), ["ddecal.h5parm", "empty path"]),
-])
-def test_what_only_code_can_get_wrong_is_a_programming_error(cal: CalibrationConfig, kwargs: dict,
-                                                             words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(start_slot=-1), ["start_slot = -1"]),
+        (dict(n_slots=0), ["n_slots = 0"]),
+        (dict(n_slots=2.5), ["n_slots = 2.5"]),
+        (dict(h5parm=""), ["ddecal.h5parm", "empty path"]),
+    ],
+)
+def test_what_only_code_can_get_wrong_is_a_programming_error(
+    cal: CalibrationConfig, kwargs: dict, words: list[str]
+) -> None:
     """Chunks, paths and modes come from ddpipe's own code or its checked config: not exit 2."""
     base = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
     base.update(kwargs)
@@ -345,9 +450,14 @@ def test_per_direction_intervals_and_antenna_averaging_reach_every_solve(cal):
 
     fast = dataclasses.replace(cal, solint=4, solutions_per_direction=(4, 2), antenna_averaging_factors=("CS*:4",))
     slow = dataclasses.replace(cal, mode="diagonal", solint=8)
-    p = ddecal_chain_parset("/data/obs.ms", skymodel="/w/sky.skymodel", directions=["P1", "P2", "P3"],
-                            h5parms=["/w/a.h5", "/w/b.h5"], cal=dataclasses.replace(cal, solves=(fast, slow)),
-                            extra={"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]"})
+    p = ddecal_chain_parset(
+        "/data/obs.ms",
+        skymodel="/w/sky.skymodel",
+        directions=["P1", "P2", "P3"],
+        h5parms=["/w/a.h5", "/w/b.h5"],
+        cal=dataclasses.replace(cal, solves=(fast, slow)),
+        extra={"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]"},
+    )
     assert p["steps"] == "[solve1,solve2]"
     assert p["solve1.solutions_per_direction"] == "[4,2]" and p["solve1.antenna_averaging_factors"] == "[CS*:4]"
     assert "solve2.solutions_per_direction" not in p and "solve2.sourcedb" not in p

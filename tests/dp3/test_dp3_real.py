@@ -59,8 +59,7 @@ class Runner:
         self.env = dp3_environment(cache_dir=folder / "cache")
 
     def __call__(self, parset: dict[str, str], name: str) -> DP3Run:
-        return run_dp3(dp3_argv(self.exe, parset, 1), log_path=self.folder / f"{name}.log", timeout=120,
-                       env=self.env)
+        return run_dp3(dp3_argv(self.exe, parset, 1), log_path=self.folder / f"{name}.log", timeout=120, env=self.env)
 
 
 @pytest.fixture
@@ -97,8 +96,7 @@ def seed_gains(h5: Path, rng: np.random.Generator, phase_sigma: float = 0.6) -> 
             tab["weight"][...] = 1.0
 
 
-def test_ddecal_writes_h5parm(real_ms, foursources: Path, cal: CalibrationConfig, run: Runner,
-                              tmp_path: Path) -> None:
+def test_ddecal_writes_h5parm(real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path) -> None:
     ms = real_ms("tDDECal")
     h5 = tmp_path / "chunk_000.h5"
     parset = ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal)
@@ -119,10 +117,17 @@ def test_ddecal_writes_h5parm(real_ms, foursources: Path, cal: CalibrationConfig
     assert np.isfinite(val[:, :, :7]).all()  # RS307HBA (index 7) is fully flagged: no solution for it
 
 
-def test_misspelled_key_fails_thanks_to_checkparset(real_ms, foursources: Path, cal: CalibrationConfig,
-                                                    run: Runner, tmp_path: Path) -> None:
-    parset = ddecal_parset(real_ms("tDDECal"), skymodel=foursources, directions=PATCHES, h5parm=tmp_path / "x.h5",
-                           cal=cal, extra={"ddecal.soliint": 2})
+def test_misspelled_key_fails_thanks_to_checkparset(
+    real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path
+) -> None:
+    parset = ddecal_parset(
+        real_ms("tDDECal"),
+        skymodel=foursources,
+        directions=PATCHES,
+        h5parm=tmp_path / "x.h5",
+        cal=cal,
+        extra={"ddecal.soliint": 2},
+    )
     with pytest.raises(DP3Error) as info:
         run(parset, "typo")
     err = info.value
@@ -132,40 +137,68 @@ def test_misspelled_key_fails_thanks_to_checkparset(real_ms, foursources: Path, 
     assert any("Unused parset keywords" in line for line in err.tail)
 
 
-def test_chunk_selects_time_slots(real_ms, foursources: Path, cal: CalibrationConfig, run: Runner,
-                                  tmp_path: Path) -> None:
+def test_chunk_selects_time_slots(
+    real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path
+) -> None:
     ms = real_ms("tDDECal")
     times = ms_times(ms)
     assert len(times) == 6
     h5 = tmp_path / "chunk_001.h5"
-    run(ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal, start_slot=2, n_slots=3),
-        "chunk_001")
+    run(
+        ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal, start_slot=2, n_slots=3),
+        "chunk_001",
+    )
     _, sol_times = read_gains(h5)
     np.testing.assert_allclose(sol_times, times[2:5], rtol=0, atol=1e-3)
     # one solution interval of 3 slots over the last chunk: its time is the chunk's middle slot
     h5b = tmp_path / "chunk_002.h5"
-    run(ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5b,
-                      cal=dataclasses.replace(cal, solint=3), start_slot=3, n_slots=3), "chunk_002")
+    run(
+        ddecal_parset(
+            ms,
+            skymodel=foursources,
+            directions=PATCHES,
+            h5parm=h5b,
+            cal=dataclasses.replace(cal, solint=3),
+            start_slot=3,
+            n_slots=3,
+        ),
+        "chunk_002",
+    )
     _, sol_times = read_gains(h5b)
     np.testing.assert_allclose(sol_times, times[4:5], rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("mode", ["scalarphase", "diagonal"])
-def test_corruption_and_correction_follow_v_eq_g_m_gH(real_ms, foursources: Path, cal: CalibrationConfig,
-                                                       run: Runner, tmp_path: Path, mode: str) -> None:
+def test_corruption_and_correction_follow_v_eq_g_m_gH(
+    real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path, mode: str
+) -> None:
     """h5parmpredict and applycal(invert=false) give V = g_p M g_q^H; applycal(invert=true) undoes it."""
     ms = real_ms("tDDECal")
     h5 = tmp_path / "gains.h5"
-    run(ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5,
-                      cal=dataclasses.replace(cal, mode=mode, maxiter=1)), "layout")
+    run(
+        ddecal_parset(
+            ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=dataclasses.replace(cal, mode=mode, maxiter=1)
+        ),
+        "layout",
+    )
     seed_gains(h5, np.random.default_rng(7))
     run(predict_parset(ms, skymodel=foursources, out_column="MODEL_S1", sources=["source1"]), "predict")
-    run(h5parmpredict_parset(ms, skymodel=foursources, h5parm=h5, mode=mode, out_column="HPRED_S1",
-                             directions=["source1"]), "h5parmpredict")
-    run(applycal_parset(ms, h5parm=h5, mode=mode, data_column="MODEL_S1", out_column="CORRUPT_S1",
-                        direction="source1", invert=False), "corrupt")
-    run(applycal_parset(ms, h5parm=h5, mode=mode, data_column="CORRUPT_S1", out_column="BACK_S1",
-                        direction="source1"), "correct")
+    run(
+        h5parmpredict_parset(
+            ms, skymodel=foursources, h5parm=h5, mode=mode, out_column="HPRED_S1", directions=["source1"]
+        ),
+        "h5parmpredict",
+    )
+    run(
+        applycal_parset(
+            ms, h5parm=h5, mode=mode, data_column="MODEL_S1", out_column="CORRUPT_S1", direction="source1", invert=False
+        ),
+        "corrupt",
+    )
+    run(
+        applycal_parset(ms, h5parm=h5, mode=mode, data_column="CORRUPT_S1", out_column="BACK_S1", direction="source1"),
+        "correct",
+    )
     with tables.table(str(ms), ack=False) as t:
         a1, a2, time = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("TIME")
         model, hpred, corrupt, back = (t.getcol(c) for c in ("MODEL_S1", "HPRED_S1", "CORRUPT_S1", "BACK_S1"))
@@ -175,8 +208,15 @@ def test_corruption_and_correction_follow_v_eq_g_m_gH(real_ms, foursources: Path
         g = np.stack([g, g], axis=-1)
     ti = np.searchsorted(sol_times, time)
     gp, gq = g[ti, a1], g[ti, a2]  # (row, pol)
-    jones = np.stack([gp[:, 0] * gq[:, 0].conj(), gp[:, 0] * gq[:, 1].conj(),
-                      gp[:, 1] * gq[:, 0].conj(), gp[:, 1] * gq[:, 1].conj()], axis=-1)
+    jones = np.stack(
+        [
+            gp[:, 0] * gq[:, 0].conj(),
+            gp[:, 0] * gq[:, 1].conj(),
+            gp[:, 1] * gq[:, 0].conj(),
+            gp[:, 1] * gq[:, 1].conj(),
+        ],
+        axis=-1,
+    )
     expected = jones[:, None, :] * model  # (row, chan, corr)
     scale = np.abs(model).max()
     assert scale > 1.0  # source1 is 20 Jy
@@ -186,20 +226,29 @@ def test_corruption_and_correction_follow_v_eq_g_m_gH(real_ms, foursources: Path
     assert np.abs(back - model).max() < 1e-5 * scale
 
 
-def test_dd_phases_are_recovered_and_subtracted(real_ms, foursources: Path, cal: CalibrationConfig, run: Runner,
-                                               tmp_path: Path) -> None:
+def test_dd_phases_are_recovered_and_subtracted(
+    real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path
+) -> None:
     """Corrupt the 4-direction model with known phases, solve with ddecal, get them back; subtract → 0."""
     ms = real_ms("tDDECal")
     truth = tmp_path / "truth.h5"
     solve = dataclasses.replace(cal, maxiter=300, tolerance=1e-8)
-    run(ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=truth,
-                      cal=dataclasses.replace(cal, maxiter=1)), "layout")
+    run(
+        ddecal_parset(
+            ms, skymodel=foursources, directions=PATCHES, h5parm=truth, cal=dataclasses.replace(cal, maxiter=1)
+        ),
+        "layout",
+    )
     seed_gains(truth, np.random.default_rng(42), phase_sigma=0.6)
-    run(h5parmpredict_parset(ms, skymodel=foursources, h5parm=truth, mode="scalarphase", out_column="CORRUPTED"),
-        "corrupt")
+    run(
+        h5parmpredict_parset(ms, skymodel=foursources, h5parm=truth, mode="scalarphase", out_column="CORRUPTED"),
+        "corrupt",
+    )
     solved = tmp_path / "solved.h5"
-    run(ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=solved, cal=solve,
-                      data_column="CORRUPTED"), "solve")
+    run(
+        ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=solved, cal=solve, data_column="CORRUPTED"),
+        "solve",
+    )
     g_true, _ = read_gains(truth)
     g_solved, _ = read_gains(solved)
 
@@ -212,8 +261,18 @@ def test_dd_phases_are_recovered_and_subtracted(real_ms, foursources: Path, cal:
     assert before.max() > 1.0
     assert err.max() < 1e-2, err.max()
 
-    run(h5parmpredict_parset(ms, skymodel=foursources, h5parm=truth, mode="scalarphase", out_column="RESIDUAL",
-                             data_column="CORRUPTED", operation="subtract"), "subtract")
+    run(
+        h5parmpredict_parset(
+            ms,
+            skymodel=foursources,
+            h5parm=truth,
+            mode="scalarphase",
+            out_column="RESIDUAL",
+            data_column="CORRUPTED",
+            operation="subtract",
+        ),
+        "subtract",
+    )
     with tables.table(str(ms), ack=False) as t:
         corrupted, residual = t.getcol("CORRUPTED"), t.getcol("RESIDUAL")
     assert np.abs(residual).max() < 1e-5 * np.abs(corrupted).max()

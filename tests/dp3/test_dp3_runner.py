@@ -54,12 +54,16 @@ def _group_members(pgid: int) -> list[int]:
 
 
 def test_success_logs_command_first_and_output(tmp_path: Path, env: dict[str, str]) -> None:
-    exe = fake(tmp_path / "bin", "DP3", """
+    exe = fake(
+        tmp_path / "bin",
+        "DP3",
+        """
 echo "args: $*"
 echo "blas=$OPENBLAS_NUM_THREADS casarc=$CASARCFILES"
 echo "to stderr" >&2
 pwd
-""")
+""",
+    )
     argv = [str(exe), "checkparset=1", "numthreads=2", "msin=/data/my obs.ms", "steps=[ddecal]"]
     log = tmp_path / "chunk_000.log"
     (tmp_path / "run").mkdir()
@@ -107,12 +111,16 @@ def test_death_by_sigsegv_is_named(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_timeout_kills_the_whole_group(tmp_path: Path, env: dict[str, str]) -> None:
     pids = tmp_path / "pids"
-    exe = fake(tmp_path / "bin", "DP3", f"""
+    exe = fake(
+        tmp_path / "bin",
+        "DP3",
+        f"""
 sleep 300 &
 echo "$$ $!" > {pids}
 echo hanging
 wait
-""")
+""",
+    )
     t0 = time.monotonic()
     with pytest.raises(DP3Error) as info:
         run_dp3([str(exe)], log_path=tmp_path / "hang.log", timeout=1.0, env=env)
@@ -132,12 +140,16 @@ def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(
     monkeypatch.setattr(runner, "KILL_GRACE", 0.5)
     pids = tmp_path / "pids"
     # SIGTERM ignored by the script and (inherited) by its child
-    exe = fake(tmp_path / "bin", "DP3", f"""
+    exe = fake(
+        tmp_path / "bin",
+        "DP3",
+        f"""
 trap '' TERM
 sleep 300 &
 echo "$$ $!" > {pids}
 while true; do sleep 1; done
-""")
+""",
+    )
     t0 = time.monotonic()
     with pytest.raises(DP3Error) as info:
         run_dp3([str(exe)], log_path=tmp_path / "stubborn.log", timeout=0.5, env=env)
@@ -150,11 +162,15 @@ while true; do sleep 1; done
 
 def test_child_left_behind_after_exit_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
     pids = tmp_path / "pids"
-    exe = fake(tmp_path / "bin", "DP3", f"""
+    exe = fake(
+        tmp_path / "bin",
+        "DP3",
+        f"""
 sleep 300 > /dev/null 2>&1 &
 echo "$!" > {pids}
 exit 0
-""")
+""",
+    )
     run_dp3([str(exe)], log_path=tmp_path / "x.log", timeout=30, env=env)
     child = int(pids.read_text())
     assert not _alive(child)  # run_dp3 returns only once its process group is gone
@@ -185,14 +201,17 @@ def test_exit_zero_with_unused_keys_is_a_failure(tmp_path: Path, env: dict[str, 
 
 def test_unused_keys_parser() -> None:
     assert unused_keys("all fine\nTotal DP3 time 1 s\n") is None
-    text = ("\n*** WARNING: the following parset keywords were not used ***\n  maybe they are misspelled\n"
-            "    - a.b\n    - c\n\nx\n")
+    text = (
+        "\n*** WARNING: the following parset keywords were not used ***\n  maybe they are misspelled\n"
+        "    - a.b\n    - c\n\nx\n"
+    )
     assert unused_keys(text) == ["a.b", "c"]
     assert unused_keys("RuntimeError: Unused parset keywords found") == []
 
 
-def test_a_missing_executable_is_a_user_error_a_bad_timeout_a_programming_one(tmp_path: Path,
-                                                                            env: dict[str, str]) -> None:
+def test_a_missing_executable_is_a_user_error_a_bad_timeout_a_programming_one(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     with pytest.raises(UserError, match="cannot start DP3 .*/nonexistent/DP3"):
         run_dp3([str(tmp_path / "nonexistent" / "DP3")], log_path=tmp_path / "x.log", timeout=5, env=env)
     with pytest.raises(ValueError, match="dp3.timeout") as info:  # the config's schema refuses it first
@@ -215,7 +234,13 @@ def test_dp3error_survives_pickling(tmp_path: Path) -> None:
     err = DP3Error(argv=["DP3", "a=1"], returncode=-9, log_path=tmp_path / "l.log", tail=["x", "y"])
     back = pickle.loads(pickle.dumps(err))
     assert (back.argv, back.returncode, back.signal_name, back.log_path, back.tail, back.timed_out) == (
-        ("DP3", "a=1"), -9, "SIGKILL", tmp_path / "l.log", ("x", "y"), False)
+        ("DP3", "a=1"),
+        -9,
+        "SIGKILL",
+        tmp_path / "l.log",
+        ("x", "y"),
+        False,
+    )
     assert str(back) == str(err)
 
 
@@ -308,7 +333,14 @@ def test_worker_threads_outside_and_inside_a_worker(tmp_path: Path) -> None:
     from distributed import Client, LocalCluster
 
     # in-process worker (inproc:// comms, no network listener apart from the dashboard on 127.0.0.1)
-    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False,
-                      dashboard_address="127.0.0.1:0", local_directory=str(tmp_path)) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=3,
+            processes=False,
+            dashboard_address="127.0.0.1:0",
+            local_directory=str(tmp_path),
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         assert client.submit(worker_threads, pure=False).result(timeout=30) == 3

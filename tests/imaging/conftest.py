@@ -19,8 +19,7 @@ def sim_points(tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("sim_points")
     sky = point_skymodel(root / "input.skymodel")
-    spec = SimulationSpec(**SMALL, ra=CENTRE[0], dec=CENTRE[1], skymodel=str(sky), noise=0.02,
-                          corrupt=False, seed=7)
+    spec = SimulationSpec(**SMALL, ra=CENTRE[0], dec=CENTRE[1], skymodel=str(sky), noise=0.02, corrupt=False, seed=7)
     return simulate(root / "points.ms", spec)
 
 

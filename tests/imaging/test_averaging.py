@@ -44,8 +44,9 @@ def long_ms(tmp_path_factory):
     from ddpipe.simulate import SimulationSpec, simulate
 
     root = tmp_path_factory.mktemp("long")
-    spec = SimulationSpec(stations=20, times=240, interval=10.0, channels=16, directions=4, seed=4,
-                          phase_scale=1.0, noise=0.0)
+    spec = SimulationSpec(
+        stations=20, times=240, interval=10.0, channels=16, directions=4, seed=4, phase_scale=1.0, noise=0.0
+    )
     return simulate(root / "long.ms", spec)
 
 
@@ -110,12 +111,11 @@ def test_averaged_facet_pass_matches_the_unaveraged_one(long_ms):
     rng = np.random.default_rng(8)
     comps = {}
     for b in spec.boxes:  # three components per facet, inside the facet
-        ys, xs = np.nonzero(labels[max(b.y0, 0):b.y0 + b.shape[0], max(b.x0, 0):b.x0 + b.shape[1]] == b.index)
+        ys, xs = np.nonzero(labels[max(b.y0, 0) : b.y0 + b.shape[0], max(b.x0, 0) : b.x0 + b.shape[1]] == b.index)
         k = rng.choice(len(ys), 3, replace=False)
         comps[b.index] = (ys[k] + max(b.y0, 0) - b.y0, xs[k] + max(b.x0, 0) - b.x0, rng.uniform(0.5, 2, 3))
     a = grid_rows(dataclasses.replace(prep, averages={}, h={}), spec, gains, comps)
-    b = grid_rows(dataclasses.replace(prep, averages={}, h={}), dataclasses.replace(spec, max_loss=0.0), gains,
-                  comps)
+    b = grid_rows(dataclasses.replace(prep, averages={}, h={}), dataclasses.replace(spec, max_loss=0.0), gains, comps)
     for f in range(len(spec.boxes)):
         diff = np.abs(a.images[f] / a.wsum[f] - b.images[f] / b.wsum[f]).max()
         assert diff <= 0.01 * 2.0, (f, diff)
@@ -138,8 +138,13 @@ def test_a_facet_without_any_weight_is_refused_and_nothing_written(sim_dd, tmp_p
         idx[axis] = [i for i, d in enumerate(sol.directions) if d.strip("[]") == name]
         st.values[tuple(idx)] = np.nan
     with pytest.raises(UserError, match=f"facet '{name}'.*no visibility") as err:
-        make_image([corrupted.ms], imaging_params(size=(128, 128), scale=60.0, niter=10), tmp_path / "x",
-                   solutions=sol, facet_directions=dirs)
+        make_image(
+            [corrupted.ms],
+            imaging_params(size=(128, 128), scale=60.0, niter=10),
+            tmp_path / "x",
+            solutions=sol,
+            facet_directions=dirs,
+        )
     assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
@@ -156,8 +161,17 @@ def test_facet_image_does_not_depend_on_how_the_rows_are_split(long_ms, tmp_path
 
     sol = read_h5parm(long_ms.truth)
     dirs = patch_directions(read_skymodel(long_ms.skymodel))
-    p = imaging_params(size=(512, 512), scale=20.0, weight="briggs", robust=0.0, niter=200, mgain=0.8,
-                       auto_threshold=3.0, threshold=0.0, row_block=3001)
+    p = imaging_params(
+        size=(512, 512),
+        scale=20.0,
+        weight="briggs",
+        robust=0.0,
+        niter=200,
+        mgain=0.8,
+        auto_threshold=3.0,
+        threshold=0.0,
+        row_block=3001,
+    )
     one = make_image([long_ms.ms], p, tmp_path / "one", solutions=sol, facet_directions=dirs)
     many = make_image([long_ms.ms], p, tmp_path / "many", solutions=sol, facet_directions=dirs, cache_mb=0.05)
     peak = np.abs(read_image(one.dirty)[0]).max()

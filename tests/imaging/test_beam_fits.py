@@ -84,8 +84,7 @@ def test_restore_direct_and_fft_agree_and_keep_point_flux_as_peak():
     assert few[40, 50] == pytest.approx(2.5 + resid[40, 50], rel=1e-6)
     many = model.copy()
     many[::2, ::2] += 0.001  # enough components to take the FFT path
-    np.testing.assert_allclose(restore(many, resid, beam, CELL),
-                               _direct_sum(many, resid, beam), atol=1e-5)
+    np.testing.assert_allclose(restore(many, resid, beam, CELL), _direct_sum(many, resid, beam), atol=1e-5)
 
 
 def _direct_sum(model, resid, beam):
@@ -93,7 +92,7 @@ def _direct_sum(model, resid, beam):
     g = beam_image(beam, (2 * model.shape[0], 2 * model.shape[1]), CELL)
     n = model.shape[0]
     for y, x in zip(*np.nonzero(model)):
-        out += model[y, x] * g[n - y:2 * n - y, n - x:2 * n - x]
+        out += model[y, x] * g[n - y : 2 * n - y, n - x : 2 * n - x]
     return out
 
 

@@ -15,7 +15,8 @@ def _psf(n, seed=0):
     y, x = np.mgrid[:n, :n] - n // 2
     rng = np.random.default_rng(seed)
     p = np.exp(-(x**2 + y**2) / (2 * 1.5**2)) + 0.15 * np.cos(x / 2.3 + rng.uniform()) * np.cos(y / 3.1) * np.exp(
-        -(x**2 + y**2) / (2 * 25.0**2))
+        -(x**2 + y**2) / (2 * 25.0**2)
+    )
     return (p / p[n // 2, n // 2]).astype(np.float32)
 
 
@@ -69,12 +70,12 @@ def test_hogbom_recovers_point_sources_and_respects_the_mask():
     assert np.abs(res_).max() < 1e-3
     ys, xs = np.nonzero(sky)
     for y, x in zip(ys, xs):  # flux within 1 pixel of each source
-        assert model[y - 1:y + 2, x - 1:x + 2].sum() == pytest.approx(sky[y, x], rel=2e-3)
+        assert model[y - 1 : y + 2, x - 1 : x + 2].sum() == pytest.approx(sky[y, x], rel=2e-3)
     mask = np.zeros((n, n), bool)
     mask[: n // 2] = True
     m2 = np.zeros_like(dirty)
     hogbom(dirty.copy(), psf2, m2, gain=0.2, stop=1e-3, max_iter=5000, mask=mask)
-    assert not m2[n // 2:].any() and m2[: n // 2].any()
+    assert not m2[n // 2 :].any() and m2[: n // 2].any()
 
 
 def test_multiscale_recovers_an_extended_source_better_than_hogbom():

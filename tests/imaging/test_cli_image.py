@@ -21,8 +21,29 @@ def test_angle_and_flux_units_as_wsclean_reads_them():
 
 def test_image_writes_the_five_products_and_the_sources(sim_points, tmp_path, capsys):
     prefix = tmp_path / "out" / "img"
-    rc = main(["image", "--ms", str(sim_points.ms), "--size", "256", "--scale", "30asec", "--weight", "briggs",
-               "-0.5", "--niter", "300", "--mgain", "0.8", "--auto-threshold", "3", "--name", str(prefix), "-q"])
+    rc = main(
+        [
+            "image",
+            "--ms",
+            str(sim_points.ms),
+            "--size",
+            "256",
+            "--scale",
+            "30asec",
+            "--weight",
+            "briggs",
+            "-0.5",
+            "--niter",
+            "300",
+            "--mgain",
+            "0.8",
+            "--auto-threshold",
+            "3",
+            "--name",
+            str(prefix),
+            "-q",
+        ]
+    )
     assert rc == 0
     for part in ("dirty", "psf", "model", "residual", "image"):
         assert (tmp_path / "out" / f"img-{part}.fits").is_file()
@@ -40,9 +61,26 @@ def test_image_writes_the_five_products_and_the_sources(sim_points, tmp_path, ca
 def test_image_with_solutions_and_sky_model_facets(sim_dd, tmp_path):
     corrupted, _ = sim_dd
     prefix = tmp_path / "f"
-    rc = main(["image", "--ms", str(corrupted.ms), "--h5parm", str(corrupted.truth), "--skymodel",
-               str(corrupted.skymodel), "--size", "256", "--scale", "40asec", "--niter", "200", "--name",
-               str(prefix), "-q"])
+    rc = main(
+        [
+            "image",
+            "--ms",
+            str(corrupted.ms),
+            "--h5parm",
+            str(corrupted.truth),
+            "--skymodel",
+            str(corrupted.skymodel),
+            "--size",
+            "256",
+            "--scale",
+            "40asec",
+            "--niter",
+            "200",
+            "--name",
+            str(prefix),
+            "-q",
+        ]
+    )
     assert rc == 0
     from ddpipe.sky.skymodel import read_skymodel
 
@@ -50,16 +88,19 @@ def test_image_with_solutions_and_sky_model_facets(sim_dd, tmp_path):
     assert patches <= {"P1", "P2", "P3", "P4"} and len(patches) >= 3
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--weight", "briggs"], "needs the robustness"),
-    (["--weight", "uniform", "2"], "only briggs takes a value"),
-    (["--scale", "3furlong"], "--scale"),
-    (["--size", "100", "33"], "must be even"),
-    (["--niter", "-5"], "niter"),
-    (["--threshold", "lots"], "--threshold"),
-    (["--data-column", "CORRECTED_DATA"], "no data column 'CORRECTED_DATA'"),
-    (["--facet-smearing", "0.5"], "imaging.facet_smearing = 0.5 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--weight", "briggs"], "needs the robustness"),
+        (["--weight", "uniform", "2"], "only briggs takes a value"),
+        (["--scale", "3furlong"], "--scale"),
+        (["--size", "100", "33"], "must be even"),
+        (["--niter", "-5"], "niter"),
+        (["--threshold", "lots"], "--threshold"),
+        (["--data-column", "CORRECTED_DATA"], "no data column 'CORRECTED_DATA'"),
+        (["--facet-smearing", "0.5"], "imaging.facet_smearing = 0.5 is not allowed"),
+    ],
+)
 def test_bad_options_are_one_line_and_exit_2(sim_points, tmp_path, capsys, argv, message):
     rc = main(["image", "--ms", str(sim_points.ms), "--name", str(tmp_path / "x"), *argv])
     err = capsys.readouterr().err
@@ -68,8 +109,19 @@ def test_bad_options_are_one_line_and_exit_2(sim_points, tmp_path, capsys, argv,
 
 
 def test_an_all_flagged_ms_ends_with_a_clear_message(real_ms_readonly, tmp_path, capsys):
-    rc = main(["image", "--ms", str(real_ms_readonly["tDish"]), "--size", "64", "--scale", "1amin",
-               "--name", str(tmp_path / "d")])
+    rc = main(
+        [
+            "image",
+            "--ms",
+            str(real_ms_readonly["tDish"]),
+            "--size",
+            "64",
+            "--scale",
+            "1amin",
+            "--name",
+            str(tmp_path / "d"),
+        ]
+    )
     assert rc == 2
     assert "every visibility is flagged" in capsys.readouterr().err
     assert not list(tmp_path.glob("d-*.fits"))
@@ -80,17 +132,43 @@ def test_wsclean_spelling_of_the_options_is_accepted():
     from ddpipe.commands.image import imaging_overrides
 
     args = build_parser().parse_args(
-        ["image", "--ms", "x.ms", "-size", "512", "256", "-scale", "10asec", "-weight", "briggs", "-0.5",
-         "-niter", "100", "-mgain", "0.8", "-threshold", "5mJy", "-multiscale-scales", "0,4,16", "-name", "p",
-         "--facet-smearing", "0.02", "--cache-mb", "512"])
+        [
+            "image",
+            "--ms",
+            "x.ms",
+            "-size",
+            "512",
+            "256",
+            "-scale",
+            "10asec",
+            "-weight",
+            "briggs",
+            "-0.5",
+            "-niter",
+            "100",
+            "-mgain",
+            "0.8",
+            "-threshold",
+            "5mJy",
+            "-multiscale-scales",
+            "0,4,16",
+            "-name",
+            "p",
+            "--facet-smearing",
+            "0.02",
+            "--cache-mb",
+            "512",
+        ]
+    )
     o = imaging_overrides(args)
     assert o["facet_smearing"] == 0.02 and o["cache_mb"] == 512
     assert o["size"] == [512, 256] and o["scale"] == 10.0 and o["weight"] == "briggs" and o["robust"] == -0.5
     assert o["niter"] == 100 and o["mgain"] == 0.8 and o["multiscale"] and o["multiscale_scales"] == [0, 4, 16]
     # a fixed threshold alone switches the auto-threshold off, as in WSClean
     assert o["threshold"] == pytest.approx(0.005) and o["auto_threshold"] == 0.0
-    both = imaging_overrides(build_parser().parse_args(["image", "--ms", "x", "--threshold", "1", "--auto-threshold",
-                                                        "4"]))
+    both = imaging_overrides(
+        build_parser().parse_args(["image", "--ms", "x", "--threshold", "1", "--auto-threshold", "4"])
+    )
     assert both["auto_threshold"] == 4.0
 
 
@@ -98,8 +176,24 @@ def test_an_image_too_small_for_its_facets_is_one_line_and_writes_nothing(sim_dd
     """A 32x32 image of 1" pixels at the phase centre: the nearest direction takes every pixel,
     the others have none to be gridded onto (issue 10, bad input)."""
     corrupted, _ = sim_dd
-    rc = main(["image", "--ms", str(corrupted.ms), "--h5parm", str(corrupted.truth), "--skymodel",
-               str(corrupted.skymodel), "--size", "32", "32", "--scale", "1asec", "--name", str(tmp_path / "t")])
+    rc = main(
+        [
+            "image",
+            "--ms",
+            str(corrupted.ms),
+            "--h5parm",
+            str(corrupted.truth),
+            "--skymodel",
+            str(corrupted.skymodel),
+            "--size",
+            "32",
+            "32",
+            "--scale",
+            "1asec",
+            "--name",
+            str(tmp_path / "t"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "has no pixel in the 32x32 image" in err and "larger field" in err
@@ -107,8 +201,7 @@ def test_an_image_too_small_for_its_facets_is_one_line_and_writes_nothing(sim_dd
     assert not list(tmp_path.iterdir())
 
 
-def test_command_line_paths_are_the_current_folders_whatever_folder_the_config_is_in(sim_points, tmp_path,
-                                                                                      monkeypatch):
+def test_command_line_paths_are_the_current_folders_whatever_folder_the_config_is_in(sim_points, tmp_path, monkeypatch):
     """--ms is read from where the command runs; --config's folder only anchors the paths inside it."""
     import os
     import shutil

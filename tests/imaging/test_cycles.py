@@ -10,8 +10,8 @@ from ddpipe.imaging.cycles import CleanSettings, clean_cycles
 
 
 def _setup(n=96, noise=0.0, seed=0):
-    y, x = np.mgrid[:2 * n, :2 * n] - n
-    psf2 = (np.exp(-(x**2 + y**2) / 4.0) + 0.2 * np.cos(x / 2.0) * np.exp(-(x**2 + y**2) / 800.0))
+    y, x = np.mgrid[: 2 * n, : 2 * n] - n
+    psf2 = np.exp(-(x**2 + y**2) / 4.0) + 0.2 * np.cos(x / 2.0) * np.exp(-(x**2 + y**2) / 800.0)
     psf2 = (psf2 / psf2[n, n]).astype(np.float32)
     rng = np.random.default_rng(seed)
     sky = np.zeros((n, n), np.float32)

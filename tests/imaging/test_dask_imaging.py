@@ -38,8 +38,9 @@ def _facet_inputs(sim_dd):
 @pytest.fixture(scope="module")
 def in_process(sim_dd, tmp_path_factory):
     ms, sol, dirs = _facet_inputs(sim_dd)
-    return make_image([ms], imaging_params(**PARAMS), tmp_path_factory.mktemp("inproc") / "img", solutions=sol,
-                      facet_directions=dirs)
+    return make_image(
+        [ms], imaging_params(**PARAMS), tmp_path_factory.mktemp("inproc") / "img", solutions=sol, facet_directions=dirs
+    )
 
 
 def _assert_same_image(got, want):
@@ -53,8 +54,15 @@ def _assert_same_image(got, want):
 def _local_cluster(**kw):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, resources={"subprocess_slots": 1}, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", processes=True, **kw)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        resources={"subprocess_slots": 1},
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        processes=True,
+        **kw,
+    )
     return cluster, Client(cluster)
 
 
@@ -65,8 +73,9 @@ def test_dask_passes_give_the_in_process_image_and_use_both_workers(sim_dd, in_p
     cluster, client = _local_cluster()
     try:
         with get_task_stream(client) as ts:
-            got = make_image([ms], imaging_params(**PARAMS), tmp_path / "img", solutions=sol,
-                             facet_directions=dirs, client=client)
+            got = make_image(
+                [ms], imaging_params(**PARAMS), tmp_path / "img", solutions=sol, facet_directions=dirs, client=client
+            )
         workers = {t["worker"] for t in ts.data if t["key"].startswith("pass_task")}
     finally:
         client.close()
@@ -81,18 +90,48 @@ class _Dask:
     def __init__(self, folder: Path):
         self.procs: list[subprocess.Popen] = []
         sched_file = folder / "scheduler.json"
-        self._start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                     "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)], folder / "s.log")
+        self._start(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            folder / "s.log",
+        )
         deadline = time.monotonic() + 60
         while not (sched_file.exists() and sched_file.stat().st_size):
             assert time.monotonic() < deadline, "the scheduler did not start"
             time.sleep(0.1)
         self.scheduler_file = str(sched_file)
         for i in range(2):
-            self._start([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched_file),
-                         "--nthreads", "1", "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
-                         "--resources", "subprocess_slots=1", "--local-directory", str(folder / f"w{i}")],
-                        folder / f"w{i}.log")
+            self._start(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    "--scheduler-file",
+                    str(sched_file),
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--resources",
+                    "subprocess_slots=1",
+                    "--local-directory",
+                    str(folder / f"w{i}"),
+                ],
+                folder / f"w{i}.log",
+            )
 
     def _start(self, argv, log):
         with open(log, "wb") as fh:
@@ -142,13 +181,15 @@ def test_address_mode_gives_the_same_image_and_survives_a_worker_killed_mid_pass
     dask = _Dask(tmp_path)
     try:
         with dask.client() as client:
-            same = make_image([ms], imaging_params(**PARAMS), tmp_path / "addr", solutions=sol,
-                              facet_directions=dirs, client=client)
+            same = make_image(
+                [ms], imaging_params(**PARAMS), tmp_path / "addr", solutions=sol, facet_directions=dirs, client=client
+            )
             cloudpickle.register_pickle_by_value(sys.modules[__name__])
             marker = tmp_path / "killed"
             client.register_plugin(KillOnFirstPass(str(marker)))
-            survived = make_image([ms], imaging_params(**PARAMS), tmp_path / "kill", solutions=sol,
-                                  facet_directions=dirs, client=client)
+            survived = make_image(
+                [ms], imaging_params(**PARAMS), tmp_path / "kill", solutions=sol, facet_directions=dirs, client=client
+            )
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         dask.stop()
@@ -174,8 +215,16 @@ def test_imaging_tasks_and_dp3_never_share_a_worker_slot(sim_dd, in_process, tmp
 
     def solve():
         try:
-            calibrate([str(ms)], str(corrupted.skymodel), [n for n, _, _ in dirs], cfg.calibration, cfg.chunking,
-                      cfg.dp3, tmp_path / "cal", client)
+            calibrate(
+                [str(ms)],
+                str(corrupted.skymodel),
+                [n for n, _, _ in dirs],
+                cfg.calibration,
+                cfg.chunking,
+                cfg.dp3,
+                tmp_path / "cal",
+                client,
+            )
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -183,8 +232,9 @@ def test_imaging_tasks_and_dp3_never_share_a_worker_slot(sim_dd, in_process, tmp
         with get_task_stream(client) as ts:
             t = threading.Thread(target=solve)
             t.start()
-            got = make_image([ms], imaging_params(**PARAMS), tmp_path / "img", solutions=sol,
-                             facet_directions=dirs, client=client)
+            got = make_image(
+                [ms], imaging_params(**PARAMS), tmp_path / "img", solutions=sol, facet_directions=dirs, client=client
+            )
             t.join(timeout=600)
         tasks = list(ts.data)
     finally:
@@ -212,9 +262,9 @@ def test_imaging_tasks_and_dp3_never_share_a_worker_slot(sim_dd, in_process, tmp
 def test_worker_allocator_is_set_back_only_where_a_nanny_pinned_it(env, applied):
     """Dask's nanny pins glibc's trim threshold; the imaging tasks set glibc's usual thresholds back
     (once per process), and leave a process started without the variable alone."""
-    code = ("from ddpipe.imaging import engine; "
-            "print(engine._reuse_freed_memory(), engine._reuse_freed_memory())")
+    code = "from ddpipe.imaging import engine; print(engine._reuse_freed_memory(), engine._reuse_freed_memory())"
     base = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [str(applied and sys.platform.startswith("linux")), "False"]

@@ -23,8 +23,10 @@ def test_labels_are_the_nearest_direction_on_the_sphere():
     for y in range(0, 40, 3):
         for x in range(0, 48, 5):
             ra, dec = coords.lm_to_radec(*coords.pixel_to_lm(x, y, shape, cell), *centre)
-            sep = [math.acos(min(1.0, math.sin(dec) * math.sin(d) + math.cos(dec) * math.cos(d) * math.cos(ra - r)))
-                   for _, r, d in dirs]
+            sep = [
+                math.acos(min(1.0, math.sin(dec) * math.sin(d) + math.cos(dec) * math.cos(d) * math.cos(ra - r)))
+                for _, r, d in dirs
+            ]
             assert lab[y, x] == int(np.argmin(sep))
     assert set(np.unique(lab)) == set(range(5))
 
@@ -79,16 +81,26 @@ def test_facet_imaging_with_the_true_gains_removes_the_dd_errors(sim_dd, tmp_pat
     from ddpipe.solutions.h5parm import read_h5parm
 
     corrupted, clean = sim_dd
-    p = imaging_params(size=(512, 512), scale=20.0, weight="briggs", robust=0.0, niter=2000, mgain=0.8,
-                       auto_threshold=3.0, threshold=0.0)
+    p = imaging_params(
+        size=(512, 512),
+        scale=20.0,
+        weight="briggs",
+        robust=0.0,
+        niter=2000,
+        mgain=0.8,
+        auto_threshold=3.0,
+        threshold=0.0,
+    )
     dirs = patch_directions(read_skymodel(corrupted.skymodel))
     truth = read_h5parm(corrupted.truth)
     ref = make_image([clean.ms], p, tmp_path / "clean")
     fac = make_image([corrupted.ms], p, tmp_path / "facet", solutions=truth, facet_directions=dirs)
     plain = make_image([corrupted.ms], p, tmp_path / "plain")
-    print(f"\nresidual rms: uncorrupted {ref.rms:.4g}  facets+true gains {fac.rms:.4g}  "
-          f"no facets {plain.rms:.4g} Jy/beam; DR {ref.dynamic_range:.0f} / {fac.dynamic_range:.0f} / "
-          f"{plain.dynamic_range:.0f}")
+    print(
+        f"\nresidual rms: uncorrupted {ref.rms:.4g}  facets+true gains {fac.rms:.4g}  "
+        f"no facets {plain.rms:.4g} Jy/beam; DR {ref.dynamic_range:.0f} / {fac.dynamic_range:.0f} / "
+        f"{plain.dynamic_range:.0f}"
+    )
     assert fac.rms <= 1.2 * ref.rms
     assert plain.rms > 2.0 * fac.rms
     # the facet image is the uncorrupted one, pixel by pixel, down to the noise
@@ -135,8 +147,13 @@ def test_facet_dirty_image_matches_a_dft_of_each_facets_corrected_data(sim_dd, t
     shape, cell = (256, 256), math.radians(40 / 3600)
     dirs = patch_directions(read_skymodel(corrupted.skymodel))
     sol = read_h5parm(corrupted.truth)
-    res = make_image([corrupted.ms], imaging_params(size=shape, scale=40.0, weight="natural", niter=0), tmp_path / "d",
-                     solutions=sol, facet_directions=dirs)
+    res = make_image(
+        [corrupted.ms],
+        imaging_params(size=shape, scale=40.0, weight="natural", niter=0),
+        tmp_path / "d",
+        solutions=sol,
+        facet_directions=dirs,
+    )
     dirty, _ = read_image(res.dirty)
     desc = describe_ms(corrupted.ms)
     facets = make_facets(dirs, desc.phase_centre)
@@ -199,7 +216,10 @@ def test_coupling_is_one_and_scatter_zero_for_alike_gains_and_drops_for_unrelate
         c = coupling_matrix(facet_coupling(gains, ws, 2))
         levels[name] = (float(c[0, 1]), scatter_level(total))
         # the pair the other way round is the same response mirrored through the centre
-        np.testing.assert_allclose(total.responses[(1, 0)][1:, 1:], total.responses[(0, 1)][:0:-1, :0:-1],
-                                   atol=1e-6 * np.abs(total.responses[(0, 1)]).max())
+        np.testing.assert_allclose(
+            total.responses[(1, 0)][1:, 1:],
+            total.responses[(0, 1)][:0:-1, :0:-1],
+            atol=1e-6 * np.abs(total.responses[(0, 1)]).max(),
+        )
     assert levels["alike"][0] == pytest.approx(1.0, abs=1e-4) and levels["alike"][1] < 1e-3
     assert abs(levels["unrelated"][0]) < 0.3 and levels["unrelated"][1] > 0.05, levels

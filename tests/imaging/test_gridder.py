@@ -37,11 +37,11 @@ def test_grid_matches_dft_with_w_terms():
     vis += 0.3 * (rng.normal(size=vis.shape) + 1j * rng.normal(size=vis.shape))
     weight = rng.uniform(0.2, 2.0, vis.shape)
     img = gridder.grid(uvw, freq, vis.astype(np.complex64), weight.astype(np.float32), shape, cell)
-    ys, xs = np.mgrid[y0 - 6:y0 + 7, x0 - 6:x0 + 7]
+    ys, xs = np.mgrid[y0 - 6 : y0 + 7, x0 - 6 : x0 + 7]
     ll, mm = coords.pixel_to_lm(xs.ravel(), ys.ravel(), shape, cell)
     ref = _dft_points(uvw, freq, vis, weight, ll, mm).reshape(ys.shape)
     assert np.unravel_index(np.argmax(img), shape) == (y0, x0)
-    assert np.abs(img[y0 - 6:y0 + 7, x0 - 6:x0 + 7] - ref).max() / np.abs(ref).max() < 1e-4
+    assert np.abs(img[y0 - 6 : y0 + 7, x0 - 6 : x0 + 7] - ref).max() / np.abs(ref).max() < 1e-4
 
 
 @pytest.mark.parametrize("shape", [(128, 128), (96, 160)])
@@ -91,12 +91,14 @@ def _lm_from_world(ra, dec, ra0, dec0):
     return l, m
 
 
-@pytest.mark.parametrize("key,column,size,scale", [
-    ("tDDECal", "foursources_DATA", 2048, 8.0),  # LOFAR HBA (19" beam), four sources up to 2.4 deg out
-    ("tOSKAR", "DATA", 256, 120.0),  # OSKAR simulation, 50 MHz, 8.5 deg field
-])
-def test_dirty_image_of_a_real_ms_matches_the_dft_at_its_sources(real_ms_readonly, tmp_path, key, column,
-                                                                 size, scale):
+@pytest.mark.parametrize(
+    "key,column,size,scale",
+    [
+        ("tDDECal", "foursources_DATA", 2048, 8.0),  # LOFAR HBA (19" beam), four sources up to 2.4 deg out
+        ("tOSKAR", "DATA", 256, 120.0),  # OSKAR simulation, 50 MHz, 8.5 deg field
+    ],
+)
+def test_dirty_image_of_a_real_ms_matches_the_dft_at_its_sources(real_ms_readonly, tmp_path, key, column, size, scale):
     from astropy.wcs import WCS
     from casacore import tables as pt
 
@@ -116,8 +118,8 @@ def test_dirty_image_of_a_real_ms_matches_the_dft_at_its_sources(real_ms_readonl
     worst = 0.0
     for _ in range(4):
         y, x = np.unravel_index(np.argmax(work), work.shape)
-        work[max(0, y - 12):y + 13, max(0, x - 12):x + 13] = 0
-        ys, xs = np.mgrid[max(3, y - 3):min(size - 3, y + 4), max(3, x - 3):min(size - 3, x + 4)]
+        work[max(0, y - 12) : y + 13, max(0, x - 12) : x + 13] = 0
+        ys, xs = np.mgrid[max(3, y - 3) : min(size - 3, y + 4), max(3, x - 3) : min(size - 3, x + 4)]
         sky = wcs.pixel_to_world_values(xs.ravel(), ys.ravel())
         ll, mm = _lm_from_world(np.radians(sky[0]), np.radians(sky[1]), ra0, dec0)
         ref = _dft_points(uvw, freq, vis, weight, ll, mm) / weight.sum()

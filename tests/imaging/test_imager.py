@@ -12,8 +12,17 @@ from ddpipe.errors import UserError
 from ddpipe.imaging import make_image
 from ddpipe.imaging.fitsio import read_image
 
-PARAMS = dict(size=(512, 512), scale=15.0, weight="briggs", robust=0.0, niter=3000, gain=0.1, mgain=0.8,
-              threshold=0.0, auto_threshold=2.0)
+PARAMS = dict(
+    size=(512, 512),
+    scale=15.0,
+    weight="briggs",
+    robust=0.0,
+    niter=3000,
+    gain=0.1,
+    mgain=0.8,
+    threshold=0.0,
+    auto_threshold=2.0,
+)
 
 
 def _world_to_pixel(header, ra, dec):
@@ -45,10 +54,10 @@ def test_point_sources_land_on_their_pixels_through_the_fits_wcs(points_image):
     for name, ra, dec, flux in point_radec():
         x, y = _world_to_pixel(header, ra, dec)
         xi, yi = int(round(x)), int(round(y))
-        box = image[yi - 4:yi + 5, xi - 4:xi + 5]
+        box = image[yi - 4 : yi + 5, xi - 4 : xi + 5]
         py, px = np.unravel_index(np.argmax(box), box.shape)
         assert (py - 4, px - 4) == (0, 0), name  # the brightest pixel is the one the WCS names
-        sub = model[yi - 4:yi + 5, xi - 4:xi + 5]
+        sub = model[yi - 4 : yi + 5, xi - 4 : xi + 5]
         cy, cx = (np.array(np.nonzero(sub)) * sub[np.nonzero(sub)]).sum(1) / sub.sum()
         assert math.hypot(cx - 4 - (x - xi), cy - 4 - (y - yi)) < 0.25, name  # centroid within 1/4 pixel
 
@@ -81,8 +90,7 @@ def test_components_get_one_patch_per_facet(sim_points, tmp_path):
     from ddpipe.sky.skymodel import read_skymodel
 
     dirs = [(f"P{n}", ra, dec) for n, ra, dec, _ in point_radec()]
-    r = make_image([sim_points.ms], imaging_params(**{**PARAMS, "niter": 300}), tmp_path / "f",
-                   facet_directions=dirs)
+    r = make_image([sim_points.ms], imaging_params(**{**PARAMS, "niter": 300}), tmp_path / "f", facet_directions=dirs)
     assert [p.name for p in r.components.patches] == ["PA", "PB", "PC", "PD"]
     truth = {f"P{n}": f for n, _, _, f in point_radec()}
     for patch, flux in truth.items():
@@ -94,8 +102,9 @@ def test_components_get_one_patch_per_facet(sim_points, tmp_path):
 def test_streaming_from_disk_in_small_blocks_gives_the_same_image(sim_points, tmp_path):
     p = imaging_params(**{**PARAMS, "niter": 200})
     a = make_image([sim_points.ms], p, tmp_path / "a")
-    b = make_image([sim_points.ms], imaging_params(**{**PARAMS, "niter": 200, "row_block": 700}),
-                   tmp_path / "b", cache_mb=0)
+    b = make_image(
+        [sim_points.ms], imaging_params(**{**PARAMS, "niter": 200, "row_block": 700}), tmp_path / "b", cache_mb=0
+    )
     peak = np.abs(read_image(a.dirty)[0]).max()
     for k in ("dirty", "residual", "image"):
         ia, _ = read_image(a.paths[k])

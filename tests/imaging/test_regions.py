@@ -93,8 +93,9 @@ def _check_tiling(text, facets, centre, shape, cell, margin_px=1.0):
 # --------------------------------------------------------------------------- geometry
 
 
-@pytest.mark.parametrize("n,size,scale,seed", [(4, 256, 40.0, 1), (8, 256, 40.0, 2), (16, 256, 120.0, 3),
-                                               (16, 200, 300.0, 4)])
+@pytest.mark.parametrize(
+    "n,size,scale,seed", [(4, 256, 40.0, 1), (8, 256, 40.0, 2), (16, 256, 120.0, 3), (16, 200, 300.0, 4)]
+)
 def test_polygons_tile_the_image_as_facet_labels_does(n, size, scale, seed):
     centre = (math.radians(150.0), math.radians(55.0))
     half = size * scale / 3600 / 2 * 0.95
@@ -171,7 +172,7 @@ def test_region_file_text_and_round_trip(tmp_path):
 
 
 def test_parse_reads_an_unlabelled_polygon():
-    (name, radec), = parse_ds9_polygons("fk5\npolygon(10,20,11,20,11,21)\n")
+    ((name, radec),) = parse_ds9_polygons("fk5\npolygon(10,20,11,20,11,21)\n")
     assert name == "" and radec.shape == (3, 2)
     assert isinstance(FacetPolygon("x", 0.0, 0.0, radec), FacetPolygon)
 
@@ -180,8 +181,19 @@ def test_parse_reads_an_unlabelled_polygon():
 
 
 def _cli(tmp_path, sim, *extra, out="facets.reg"):
-    argv = ["facets", "--ms", str(sim.ms), "--size", str(SIZE), "--scale", f"{SCALE:g}asec",
-            "--out", str(tmp_path / out), "-q", *extra]
+    argv = [
+        "facets",
+        "--ms",
+        str(sim.ms),
+        "--size",
+        str(SIZE),
+        "--scale",
+        f"{SCALE:g}asec",
+        "--out",
+        str(tmp_path / out),
+        "-q",
+        *extra,
+    ]
     return main(argv)
 
 
@@ -205,8 +217,9 @@ def test_cli_writes_the_facets_ddpipe_image_uses(sim_dd, tmp_path, capsys):
     from ddpipe.solutions.h5parm import read_h5parm
 
     sol = read_h5parm(corrupted.truth)
-    points = [[float(v) for v in ln[6:ln.index(")")].split(",")] for ln in text.splitlines()
-              if ln.startswith("point(")]
+    points = [
+        [float(v) for v in ln[6 : ln.index(")")].split(",")] for ln in text.splitlines() if ln.startswith("point(")
+    ]
     np.testing.assert_allclose(np.radians(points), sol.direction_radec, atol=1e-10)
 
 
@@ -225,42 +238,51 @@ def _subset_skymodel(sim, path, drop):
     from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
     sky = read_skymodel(sim.skymodel)
-    sky = dataclasses.replace(sky, sources=tuple(s for s in sky.sources if s.patch != drop),
-                              patches=tuple(p for p in sky.patches if p.name != drop))
+    sky = dataclasses.replace(
+        sky,
+        sources=tuple(s for s in sky.sources if s.patch != drop),
+        patches=tuple(p for p in sky.patches if p.name != drop),
+    )
     write_skymodel(sky, path)
     return path
 
 
-@pytest.mark.parametrize("case,message", [
-    ("no-ms", "nope.ms: no such file or directory; check the Measurement Set path"),
-    ("no-skymodel", "sky model not found"),
-    ("no-h5parm", "H5parm file does not exist"),
-    ("names", "do not match the sky model's patches (no solutions for"),
-    ("extra", "P4 not a patch of"),
-    ("small", "outside the 64x64 image"),
-    ("no-directions", "give --skymodel SKY"),
-    ("odd-size", "must be even"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("no-ms", "nope.ms: no such file or directory; check the Measurement Set path"),
+        ("no-skymodel", "sky model not found"),
+        ("no-h5parm", "H5parm file does not exist"),
+        ("names", "do not match the sky model's patches (no solutions for"),
+        ("extra", "P4 not a patch of"),
+        ("small", "outside the 64x64 image"),
+        ("no-directions", "give --skymodel SKY"),
+        ("odd-size", "must be even"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(sim_dd, tmp_path, capsys, case, message):
     corrupted, _ = sim_dd
     sky, h5, ms = str(corrupted.skymodel), str(corrupted.truth), str(corrupted.ms)
     size = ["--size", str(SIZE)]
-    args = {"no-ms": ["--ms", str(tmp_path / "nope.ms"), "--skymodel", sky],
-            "no-skymodel": ["--skymodel", str(tmp_path / "nope.txt")],
-            "no-h5parm": ["--skymodel", sky, "--h5parm", str(tmp_path / "nope.h5")],
-            "names": ["--skymodel", sky, "--h5parm", h5],
-            "extra": ["--skymodel", str(_subset_skymodel(corrupted, tmp_path / "three.txt", "P4")), "--h5parm", h5],
-            "small": ["--skymodel", sky],
-            "no-directions": [],
-            "odd-size": ["--skymodel", sky]}[case]
+    args = {
+        "no-ms": ["--ms", str(tmp_path / "nope.ms"), "--skymodel", sky],
+        "no-skymodel": ["--skymodel", str(tmp_path / "nope.txt")],
+        "no-h5parm": ["--skymodel", sky, "--h5parm", str(tmp_path / "nope.h5")],
+        "names": ["--skymodel", sky, "--h5parm", h5],
+        "extra": ["--skymodel", str(_subset_skymodel(corrupted, tmp_path / "three.txt", "P4")), "--h5parm", h5],
+        "small": ["--skymodel", sky],
+        "no-directions": [],
+        "odd-size": ["--skymodel", sky],
+    }[case]
     if case == "names":  # a sky model with a patch the H5parm lacks
         from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
         model = read_skymodel(sky)
         renamed = tuple(dataclasses.replace(s, patch="Q9" if s.patch == "P2" else s.patch) for s in model.sources)
         patches = tuple(dataclasses.replace(p, name="Q9" if p.name == "P2" else p.name) for p in model.patches)
-        args[1] = str(write_skymodel(dataclasses.replace(model, sources=renamed, patches=patches),
-                                     tmp_path / "renamed.txt"))
+        args[1] = str(
+            write_skymodel(dataclasses.replace(model, sources=renamed, patches=patches), tmp_path / "renamed.txt")
+        )
     if case == "small":
         size = ["--size", "64"]
     if case == "odd-size":
@@ -275,9 +297,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(sim_dd, tmp_path, capsy
 
 def test_bad_input_through_the_command_line_process(sim_dd, tmp_path):
     corrupted, _ = sim_dd
-    r = subprocess.run([sys.executable, "-m", "ddpipe", "facets", "--ms", str(corrupted.ms), "--skymodel",
-                        str(corrupted.skymodel), "--size", "64", "--scale", "40asec", "--out", str(tmp_path / "x.reg")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "facets",
+            "--ms",
+            str(corrupted.ms),
+            "--skymodel",
+            str(corrupted.skymodel),
+            "--size",
+            "64",
+            "--scale",
+            "40asec",
+            "--out",
+            str(tmp_path / "x.reg"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("ddpipe facets: error: direction ") and r.stderr.count("\n") == 1
     assert not (tmp_path / "x.reg").exists()
@@ -297,9 +337,26 @@ def ws_ms(sim_dd, tmp_path_factory):
 
 
 def _run_wsclean(exe, ms, prefix, *args):
-    cmd = [exe, "-j", "2", "-no-update-model-required", "-use-wgridder", "-data-column", "DATA",
-           "-temp-dir", str(prefix.parent), "-size", str(SIZE), str(SIZE), "-scale", f"{SCALE:g}asec",
-           "-name", str(prefix), *args, str(ms)]
+    cmd = [
+        exe,
+        "-j",
+        "2",
+        "-no-update-model-required",
+        "-use-wgridder",
+        "-data-column",
+        "DATA",
+        "-temp-dir",
+        str(prefix.parent),
+        "-size",
+        str(SIZE),
+        str(SIZE),
+        "-scale",
+        f"{SCALE:g}asec",
+        "-name",
+        str(prefix),
+        *args,
+        str(ms),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
@@ -307,8 +364,11 @@ def _run_wsclean(exe, ms, prefix, *args):
 
 def imaging_table_facets(log: str) -> set[int]:
     """Facet indices (column FI) of WSClean's IMAGING TABLE."""
-    rows = [ln.split("J-", 1)[1].split() for ln in log.split("=== IMAGING TABLE ===", 1)[1].splitlines()
-            if re.match(r"^[\s|+-]*J-\s+\d", ln)]
+    rows = [
+        ln.split("J-", 1)[1].split()
+        for ln in log.split("=== IMAGING TABLE ===", 1)[1].splitlines()
+        if re.match(r"^[\s|+-]*J-\s+\d", ln)
+    ]
     return {int(r[6]) for r in rows}
 
 
@@ -321,10 +381,16 @@ def _dirty(prefix):
 def _one_direction_h5(sol, d, path):
     from ddpipe.solutions.h5parm import write_h5parm
 
-    tabs = {k: dataclasses.replace(t, values=t.values[..., d:d + 1], weights=t.weights[..., d:d + 1],
-                                   dir=(t.dir[d],)) for k, t in sol.soltabs.items()}
-    write_h5parm(path, dataclasses.replace(sol, directions=(sol.directions[d],),
-                                           direction_radec=sol.direction_radec[d:d + 1], soltabs=tabs))
+    tabs = {
+        k: dataclasses.replace(t, values=t.values[..., d : d + 1], weights=t.weights[..., d : d + 1], dir=(t.dir[d],))
+        for k, t in sol.soltabs.items()
+    }
+    write_h5parm(
+        path,
+        dataclasses.replace(
+            sol, directions=(sol.directions[d],), direction_radec=sol.direction_radec[d : d + 1], soltabs=tabs
+        ),
+    )
     return path
 
 
@@ -337,10 +403,39 @@ def test_wsclean_images_the_facets_ddpipe_uses(ws_ms, tmp_path, wsclean):
 
     ms, sim = ws_ms
     reg = tmp_path / "facets.reg"
-    assert main(["facets", "--ms", str(ms), "--skymodel", str(sim.skymodel), "--h5parm", str(sim.truth),
-                 "--size", str(SIZE), "--scale", f"{SCALE:g}asec", "--out", str(reg), "-q"]) == 0
-    log = _run_wsclean(wsclean, ms, tmp_path / "all", "-niter", "0", "-facet-regions", str(reg),
-                       "-apply-facet-solutions", str(sim.truth), "phase000")
+    assert (
+        main(
+            [
+                "facets",
+                "--ms",
+                str(ms),
+                "--skymodel",
+                str(sim.skymodel),
+                "--h5parm",
+                str(sim.truth),
+                "--size",
+                str(SIZE),
+                "--scale",
+                f"{SCALE:g}asec",
+                "--out",
+                str(reg),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    log = _run_wsclean(
+        wsclean,
+        ms,
+        tmp_path / "all",
+        "-niter",
+        "0",
+        "-facet-regions",
+        str(reg),
+        "-apply-facet-solutions",
+        str(sim.truth),
+        "phase000",
+    )
     assert imaging_table_facets(log) == {0, 1, 2, 3}
     whole = _dirty(tmp_path / "all")
     assert (whole != 0).all(), "pixels outside every facet"
@@ -352,8 +447,18 @@ def test_wsclean_images_the_facets_ddpipe_uses(ws_ms, tmp_path, wsclean):
     for d, f in enumerate(facets):
         one_reg = write_ds9(tmp_path / f"one{d}.reg", facet_polygons([f], (SIZE, SIZE), CELL, centre))
         one_h5 = _one_direction_h5(sol, d, tmp_path / f"one{d}.h5")
-        _run_wsclean(wsclean, ms, tmp_path / f"one{d}", "-niter", "0", "-facet-regions", str(one_reg),
-                     "-apply-facet-solutions", str(one_h5), "phase000")
+        _run_wsclean(
+            wsclean,
+            ms,
+            tmp_path / f"one{d}",
+            "-niter",
+            "0",
+            "-facet-regions",
+            str(one_reg),
+            "-apply-facet-solutions",
+            str(one_h5),
+            "phase000",
+        )
         singles.append(_dirty(tmp_path / f"one{d}"))
     err = np.abs(whole[None] - np.array(singles))
     ranked = np.sort(err, axis=0)
@@ -371,11 +476,37 @@ def test_wsclean_cleans_with_the_truth_per_facet(ws_ms, tmp_path, wsclean):
 
     ms, sim = ws_ms
     reg = tmp_path / "facets.reg"
-    assert main(["facets", "--ms", str(ms), "--h5parm", str(sim.truth), "--size", str(SIZE), "--scale",
-                 f"{SCALE:g}asec", "--out", str(reg), "-q"]) == 0
+    assert (
+        main(
+            [
+                "facets",
+                "--ms",
+                str(ms),
+                "--h5parm",
+                str(sim.truth),
+                "--size",
+                str(SIZE),
+                "--scale",
+                f"{SCALE:g}asec",
+                "--out",
+                str(reg),
+                "-q",
+            ]
+        )
+        == 0
+    )
     clean = ["-niter", "300", "-mgain", "0.8", "-auto-threshold", "3", "-weight", "briggs", "0"]
-    log = _run_wsclean(wsclean, ms, tmp_path / "facet", *clean, "-facet-regions", str(reg),
-                       "-apply-facet-solutions", str(sim.truth), "phase000")
+    log = _run_wsclean(
+        wsclean,
+        ms,
+        tmp_path / "facet",
+        *clean,
+        "-facet-regions",
+        str(reg),
+        "-apply-facet-solutions",
+        str(sim.truth),
+        "phase000",
+    )
     assert imaging_table_facets(log) == {0, 1, 2, 3}
     _run_wsclean(wsclean, ms, tmp_path / "plain", *clean)
 

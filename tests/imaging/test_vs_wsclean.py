@@ -16,8 +16,18 @@ pytestmark = pytest.mark.wsclean
 
 
 def _wsclean(ms, prefix, *args):
-    cmd = ["wsclean", "-quiet", "-j", "2", "-no-update-model-required", "-use-wgridder", "-name", str(prefix),
-           *args, str(ms)]
+    cmd = [
+        "wsclean",
+        "-quiet",
+        "-j",
+        "2",
+        "-no-update-model-required",
+        "-use-wgridder",
+        "-name",
+        str(prefix),
+        *args,
+        str(ms),
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
 
 
@@ -28,8 +38,11 @@ def test_dirty_image_matches_wsclean(sim_points, tmp_path, weight, tol):
     shutil.copytree(sim_points.ms, ms)  # WSClean opens the MS for writing: never the shared one
     wargs = ["briggs", "0"] if weight == "briggs" else [weight]
     _wsclean(ms, tmp_path / "ws", "-size", "256", "256", "-scale", "30asec", "-weight", *wargs, "-niter", "0")
-    r = make_image([sim_points.ms], imaging_params(size=(256, 256), scale=30.0, weight=weight, robust=0.0,
-                                                   niter=0), tmp_path / "dd")
+    r = make_image(
+        [sim_points.ms],
+        imaging_params(size=(256, 256), scale=30.0, weight=weight, robust=0.0, niter=0),
+        tmp_path / "dd",
+    )
     ws, hw = read_image(tmp_path / "ws-dirty.fits")
     ours, ho = read_image(r.dirty)
     q = slice(64, 192)  # inner quarter, as the benchmark

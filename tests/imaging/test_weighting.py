@@ -52,8 +52,7 @@ def test_uniform_weights_sum_to_one_per_occupied_cell():
     total = weighting.accumulate(dens, cells, w)
     assert total == pytest.approx(w[cells >= 0].sum())
     wim = weighting.apply(weighting.finish(dens, total, "uniform"), cells, w)
-    per_cell = np.bincount(cells[(cells >= 0) & (w > 0)], weights=wim[(cells >= 0) & (w > 0)],
-                           minlength=dens.size)
+    per_cell = np.bincount(cells[(cells >= 0) & (w > 0)], weights=wim[(cells >= 0) & (w > 0)], minlength=dens.size)
     occupied = dens > 0
     np.testing.assert_allclose(per_cell[occupied], 1.0, rtol=1e-5)
     assert not wim[w == 0].any()
@@ -92,7 +91,7 @@ def test_rank_filter_matches_a_naive_window_loop():
         for x in range(30):
             if g[y, x] == 0:
                 continue
-            win = g[max(0, y - d):min(20, y + d), max(0, x - d):min(30, x + d)]
+            win = g[max(0, y - d) : min(20, y + d), max(0, x - d) : min(30, x + d)]
             mean = win[win != 0].mean()
             if g[y, x] > 3 * mean:
                 expect[y, x] = 3 * mean

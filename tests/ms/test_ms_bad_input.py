@@ -93,10 +93,16 @@ CASES = {
     "no DATA column": (_no_data, "DATA", r"tDDECal\.MS: no data column 'DATA'; it has foursources_DATA; choose"),
     "no such column": (lambda tmp, r: r("tOSKAR"), "CORRECTED_DATA", r"no data column 'CORRECTED_DATA'; it has DATA;"),
     "zero rows": (_empty, "DATA", r"empty\.MS: the main table has zero rows"),
-    "two fields": (_add_row("FIELD"), "DATA",
-                   r"has 2 fields \(FIELD rows\): .*unsupported; split it into one MS per field"),
-    "two spectral windows": (_add_row("SPECTRAL_WINDOW"), "DATA",
-                             r"has 2 spectral windows .*unsupported; .*msin\.band"),
+    "two fields": (
+        _add_row("FIELD"),
+        "DATA",
+        r"has 2 fields \(FIELD rows\): .*unsupported; split it into one MS per field",
+    ),
+    "two spectral windows": (
+        _add_row("SPECTRAL_WINDOW"),
+        "DATA",
+        r"has 2 spectral windows .*unsupported; .*msin\.band",
+    ),
     "two data descriptions": (_add_row("DATA_DESCRIPTION"), "DATA", r"has 2 data descriptions .*unsupported"),
     "rows in a second field": (_rows_in_second_field, "DATA", r"rows use FIELD_ID \[0, 1\]"),
     "no OBSERVATION row": (_no_observation_row, "DATA", r"the OBSERVATION table has no row"),
@@ -105,9 +111,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_clear_line(
-    case: str, tmp_path: Path, real_ms, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_input_is_one_clear_line(case: str, tmp_path: Path, real_ms, capsys: pytest.CaptureFixture[str]) -> None:
     make, column, pattern = CASES[case]
     path = make(tmp_path, real_ms)
     with pytest.raises(UserError, match=pattern) as exc:

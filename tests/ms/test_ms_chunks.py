@@ -49,7 +49,7 @@ def test_a_lead_in_starts_whole_solints_earlier_and_never_before_the_ms(oskar: M
     assert (led.index, led.start_slot, led.end_slot) == (1, second.start_slot - 20, second.end_slot)
     assert led.start_time == pytest.approx(oskar.time_first + led.start_slot * oskar.interval)
     assert led.interval == pytest.approx(second.interval)
-    assert second.with_lead_in(10 ** 6).start_slot == 0
+    assert second.with_lead_in(10**6).start_slot == 0
 
 
 def test_exact_multiple(oskar: MSInfo) -> None:
@@ -101,8 +101,9 @@ def test_more_chunks_than_solints(oskar: MSInfo, caplog: pytest.LogCaptureFixtur
     assert _slots(plan_chunks(oskar, n_chunks=50, solint=110)) == [110] * 5 + [50]
 
 
-@pytest.mark.parametrize("kwargs", [{"n_chunks": 1}, {"duration": 1e6}, {"duration": 180.0},
-                                    {"n_chunks": 1, "solint": 1000}])
+@pytest.mark.parametrize(
+    "kwargs", [{"n_chunks": 1}, {"duration": 1e6}, {"duration": 180.0}, {"n_chunks": 1, "solint": 1000}]
+)
 def test_one_chunk(oskar: MSInfo, kwargs: dict) -> None:
     (chunk,) = plan_chunks(oskar, **kwargs)
     assert (chunk.start_slot, chunk.n_slots, chunk.start_time) == (0, 600, oskar.time_first)
@@ -141,8 +142,10 @@ def test_invariants_duration(oskar: MSInfo, n_slots: int, solint: int, duration:
     ("kwargs", "pattern"),
     [
         ({}, r"give exactly one of duration .* and n_chunks"),
-        ({"duration": 60.0, "n_chunks": 2},
-         r"give exactly one of duration \(seconds, got 60.0\) and n_chunks \(got 2\)"),
+        (
+            {"duration": 60.0, "n_chunks": 2},
+            r"give exactly one of duration \(seconds, got 60.0\) and n_chunks \(got 2\)",
+        ),
         ({"duration": -1.0}, r"must not be negative"),
         ({"n_chunks": -2}, r"must not be negative"),
         ({"n_chunks": 2, "solint": 0}, r"solint: 0 is not a whole number >= 1"),

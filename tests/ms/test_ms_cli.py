@@ -13,12 +13,42 @@ from ddpipe.ms.inspect import inspect_ms
 
 #: The JSON keys of one MS; a change here is a change of the public output format.
 INSPECT_KEYS = {
-    "path", "name", "n_rows", "telescope", "antenna_names", "antenna_positions", "n_antennas",
-    "n_baselines", "has_autocorrelations", "time_first", "time_last", "time_first_utc", "time_last_utc",
-    "interval", "n_times", "n_slots", "gaps", "duration", "chan_freqs", "chan_widths", "n_chan",
-    "freq_range", "ref_frequency", "correlations", "n_corr", "phase_centre", "phase_centre_deg",
-    "phase_centre_frame", "phase_centre_sexagesimal", "field_name", "data_column", "data_columns",
-    "has_weight_spectrum", "flagged_fraction", "flag_row_fraction", "all_flagged",
+    "path",
+    "name",
+    "n_rows",
+    "telescope",
+    "antenna_names",
+    "antenna_positions",
+    "n_antennas",
+    "n_baselines",
+    "has_autocorrelations",
+    "time_first",
+    "time_last",
+    "time_first_utc",
+    "time_last_utc",
+    "interval",
+    "n_times",
+    "n_slots",
+    "gaps",
+    "duration",
+    "chan_freqs",
+    "chan_widths",
+    "n_chan",
+    "freq_range",
+    "ref_frequency",
+    "correlations",
+    "n_corr",
+    "phase_centre",
+    "phase_centre_deg",
+    "phase_centre_frame",
+    "phase_centre_sexagesimal",
+    "field_name",
+    "data_column",
+    "data_columns",
+    "has_weight_spectrum",
+    "flagged_fraction",
+    "flag_row_fraction",
+    "all_flagged",
 }
 
 
@@ -86,8 +116,9 @@ def test_plan_table(real_ms_readonly: dict[str, Path], capsys: pytest.CaptureFix
     code, out, _ = _run(capsys, "plan", str(real_ms_readonly["tOSKAR"]), "--n-chunks", "4", "--solint", "7")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].endswith("600 slots of 0.3 s, solint 7, 4 chunk(s); DP3 reads 2 solution interval(s) before "
-                             "each chunk, then drops them")
+    assert lines[0].endswith(
+        "600 slots of 0.3 s, solint 7, 4 chunk(s); DP3 reads 2 solution interval(s) before each chunk, then drops them"
+    )
     assert lines[1].split() == ["index", "start", "(UTC)", "first", "slot", "slots", "seconds", "DP3", "from", "slot"]
     rows = [line.split() for line in lines[2:]]
     assert [r[0] for r in rows] == ["0", "1", "2", "3"]
@@ -106,8 +137,17 @@ def test_plan_json(real_ms_readonly: dict[str, Path], capsys: pytest.CaptureFixt
     chunks = plan_chunks(inspect_ms(ms, flag_stats=False), duration=50.0, solint=10)
     assert [c["n_slots"] for c in plan["chunks"]] == [c.n_slots for c in chunks] == [170, 170, 170, 90]
     first, second = plan["chunks"][:2]
-    assert set(first) == {"index", "start_slot", "n_slots", "start_time", "start_utc", "duration", "time_range",
-                          "lead_slots", "dp3_msin"}
+    assert set(first) == {
+        "index",
+        "start_slot",
+        "n_slots",
+        "start_time",
+        "start_utc",
+        "duration",
+        "time_range",
+        "lead_slots",
+        "dp3_msin",
+    }
     assert first["dp3_msin"] == chunks[0].dp3_msin() and first["lead_slots"] == 0
     assert second["lead_slots"] == 20 and second["dp3_msin"] == chunks[1].with_lead_in(20).dp3_msin()
     code, out, _ = _run(capsys, "plan", str(ms), "--chunk-duration", "50", "--solint", "10", "--json", "--lead-in", "0")

@@ -22,8 +22,9 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> relkit.Inputs:
     """The session's simulated MS and sky model: never handed to a run, only copied."""
     root = tmp_path_factory.mktemp("reliability-sim")
     ms = root / "sim.ms"
-    subprocess.run(relkit.ddpipe_argv("simulate", str(ms), *relkit.SIMULATION), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        relkit.ddpipe_argv("simulate", str(ms), *relkit.SIMULATION), check=True, capture_output=True, timeout=120
+    )
     return relkit.Inputs(ms, root / "sim.skymodel", root / "sim.truth.h5")
 
 

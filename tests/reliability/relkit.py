@@ -150,8 +150,15 @@ def start(argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | No
     """Start a process in its own session (its own process group), output to ``log``."""
     fh = open(log, "wb")
     try:
-        return subprocess.Popen(list(argv), env=dict(env), stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+        )
     finally:
         fh.close()
 
@@ -163,8 +170,9 @@ def start_driver(args: Sequence[str], env: Mapping[str, str], log: Path, paused:
 
 def run_ddpipe(args: Sequence[str], env: Mapping[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
     """``python -m ddpipe ARGS`` to completion; stdout and stderr kept apart."""
-    return subprocess.run(ddpipe_argv(*args), env=dict(env), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ddpipe_argv(*args), env=dict(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -176,8 +184,13 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None,
-              log: Path | None = None) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> Any:
     """Poll ``predicate`` until truthy; fail (with the log's tail) on timeout or when ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while True:
@@ -254,18 +267,47 @@ def reap(tag: str) -> None:
 def start_scheduler(folder: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen, str]:
     """``dask scheduler`` on 127.0.0.1 (dashboard too); returns it and its address."""
     sched_file = folder / "scheduler.json"
-    proc = start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                  "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-                 env, folder / "scheduler.log")
-    wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc,
-             folder / "scheduler.log")
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        env,
+        folder / "scheduler.log",
+    )
+    wait_for(
+        lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the scheduler", proc, folder / "scheduler.log"
+    )
     return proc, json.loads(sched_file.read_text())["address"]
 
 
 def start_worker(address: str, name: str, folder: Path, env: Mapping[str, str], slots: bool = True) -> subprocess.Popen:
     """``dask worker`` (with its nanny) in its own process group; log in ``folder/NAME.log``."""
-    argv = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-            "--dashboard-address", "127.0.0.1:0", "--name", name, "--local-directory", str(folder / f"scratch-{name}")]
+    argv = [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        address,
+        "--nthreads",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--dashboard-address",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--local-directory",
+        str(folder / f"scratch-{name}"),
+    ]
     if slots:
         argv += ["--resources", "subprocess_slots=1"]
     return start(argv, env, folder / f"{name}.log")

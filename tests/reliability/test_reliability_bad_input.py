@@ -112,7 +112,7 @@ def _second(subtable: str, column: str) -> Callable[[Path], None]:
                     s.putcell(col, 1, s.getcell(col, 0))
         with pt.table(str(ms), readonly=False, ack=False) as t:
             ids = t.getcol(column)
-            ids[ids.size // 2:] = 1
+            ids[ids.size // 2 :] = 1
             t.putcol(column, ids)
 
     return edit
@@ -161,10 +161,10 @@ def _sky(text: str) -> Callable[..., Setup]:
 def _h5parm(damage: str) -> Callable[..., Setup]:
     def build(tmp: Path, inputs: relkit.Inputs) -> Setup:
         fake = relkit.write_fake_dp3(tmp / "bin")
-        setup = _run(tmp, inputs, dp3={"executable": str(fake)}, cluster={"n_workers": 1},
-                     chunking={"n_chunks": 2})
-        setup.env.update(REAL_DP3=relkit.real_dp3(), FAKE_DP3_MATCH="cycle_01/chunks/chunk_",
-                         FAKE_DP3_ACTION=f"h5parm-{damage}")
+        setup = _run(tmp, inputs, dp3={"executable": str(fake)}, cluster={"n_workers": 1}, chunking={"n_chunks": 2})
+        setup.env.update(
+            REAL_DP3=relkit.real_dp3(), FAKE_DP3_MATCH="cycle_01/chunks/chunk_", FAKE_DP3_ACTION=f"h5parm-{damage}"
+        )
         return setup
 
     return build
@@ -178,8 +178,24 @@ def _image_with(damage: Callable[[Path], None] | None, *extra: str) -> Callable[
         shutil.copyfile(inputs.truth, h5)
         if damage is not None:
             damage(h5)
-        args = ["image", "--ms", str(inputs.ms), "--h5parm", str(h5), "--skymodel", str(inputs.skymodel),
-                "--size", "64", "--scale", "20asec", "--niter", "0", "--name", str(tmp / "work" / "img"), *extra]
+        args = [
+            "image",
+            "--ms",
+            str(inputs.ms),
+            "--h5parm",
+            str(h5),
+            "--skymodel",
+            str(inputs.skymodel),
+            "--size",
+            "64",
+            "--scale",
+            "20asec",
+            "--niter",
+            "0",
+            "--name",
+            str(tmp / "work" / "img"),
+            *extra,
+        ]
         (tmp / "work").mkdir()
         return Setup(args, watch=[h5])
 
@@ -260,98 +276,145 @@ def _workdir_is_a_file(tmp: Path, inputs: relkit.Inputs) -> Setup:
 
 ROWS: dict[str, Row] = {
     # --- command line
-    "cli: no config argument": Row(lambda tmp, inputs: Setup(["run"]), 2,
-                                   ("the following arguments are required: config",)),
+    "cli: no config argument": Row(
+        lambda tmp, inputs: Setup(["run"]), 2, ("the following arguments are required: config",)
+    ),
     "cli: unknown option": Row(_args("--frobnicate"), 2, ("unrecognized arguments: --frobnicate",)),
     "cli: --workers not a number": Row(_args("--workers", "two"), 2, ("--workers", "invalid int value: 'two'")),
     "cli: --workers 0": Row(_args("--workers", "0"), 2, ("cluster.n_workers = 0", "must be >= 1")),
-    "cli: --restart-from bad stage": Row(_args("--restart-from", "1:dance"), 2,
-                                         ("--restart-from '1:dance'", "calibrate | image | skymodel")),
-    "cli: --restart-from bad cycle": Row(_args("--restart-from", "3:image"), 2,
-                                         ("--restart-from '3:image'", "CYCLE 1..1")),
-    "cli: --resume with nothing to resume": Row(_args("--resume"), 2,
-                                                ("--resume: no earlier run to resume in", "drop --resume")),
+    "cli: --restart-from bad stage": Row(
+        _args("--restart-from", "1:dance"), 2, ("--restart-from '1:dance'", "calibrate | image | skymodel")
+    ),
+    "cli: --restart-from bad cycle": Row(
+        _args("--restart-from", "3:image"), 2, ("--restart-from '3:image'", "CYCLE 1..1")
+    ),
+    "cli: --resume with nothing to resume": Row(
+        _args("--resume"), 2, ("--resume: no earlier run to resume in", "drop --resume")
+    ),
     "cli: --resume with --force": Row(_args("--resume", "--force"), 2, ("--resume and --force contradict",)),
-    "cli: config file missing": Row(lambda tmp, inputs: Setup(["run", str(tmp / "nope.yaml")]), 2,
-                                    ("nope.yaml does not exist", "check the path")),
+    "cli: config file missing": Row(
+        lambda tmp, inputs: Setup(["run", str(tmp / "nope.yaml")]), 2, ("nope.yaml does not exist", "check the path")
+    ),
     "cli: config is a folder": Row(lambda tmp, inputs: Setup(["run", str(tmp)]), 2, ("is a directory",)),
-    "cli: --scheduler file missing": Row(_args("--scheduler", "/nonexistent/scheduler.json"), 2,
-                                         ("scheduler file /nonexistent/scheduler.json does not exist",
-                                          "dask scheduler --scheduler-file")),
+    "cli: --scheduler file missing": Row(
+        _args("--scheduler", "/nonexistent/scheduler.json"),
+        2,
+        ("scheduler file /nonexistent/scheduler.json does not exist", "dask scheduler --scheduler-file"),
+    ),
     # --- YAML config
-    "yaml: unknown key": Row(_sections(calibration={"modee": "scalarphase"}), 2,
-                             ("unknown key 'calibration.modee'", "did you mean 'calibration.mode'")),
-    "yaml: wrong type": Row(_sections(imaging={"niter": "many"}), 2,
-                            ("imaging.niter = 'many'", "expected an integer")),
-    "yaml: negative value": Row(_sections(calibration={"solint": -2}), 2,
-                                ("calibration.solint = -2", "must be >= 1")),
+    "yaml: unknown key": Row(
+        _sections(calibration={"modee": "scalarphase"}),
+        2,
+        ("unknown key 'calibration.modee'", "did you mean 'calibration.mode'"),
+    ),
+    "yaml: wrong type": Row(_sections(imaging={"niter": "many"}), 2, ("imaging.niter = 'many'", "expected an integer")),
+    "yaml: negative value": Row(_sections(calibration={"solint": -2}), 2, ("calibration.solint = -2", "must be >= 1")),
     "yaml: zero timeout": Row(_sections(dp3={"timeout": 0}), 2, ("dp3.timeout = 0", "must be > 0")),
     "yaml: zero pixel size": Row(_sections(imaging={"scale": 0}), 2, ("imaging.scale = 0", "must be > 0")),
     "yaml: empty cycle list": Row(_sections(cycles=[]), 2, ("cycles = []", "non-empty list")),
-    "yaml: bad enum": Row(_sections(calibration={"mode": "phaseonly"}), 2,
-                          ("calibration.mode = 'phaseonly'", "scalarphase | scalaramplitude")),
-    "yaml: bad cluster mode": Row(_sections(cluster={"mode": "kubernetes"}), 2,
-                                  ("cluster.mode = 'kubernetes'", "local | address | slurm")),
-    "yaml: unknown key in a cycle": Row(_sections(cycles=[{"imaging": {"nitre": 5}}]), 2,
-                                        ("unknown key 'cycles[0].imaging.nitre'", "did you mean")),
+    "yaml: bad enum": Row(
+        _sections(calibration={"mode": "phaseonly"}),
+        2,
+        ("calibration.mode = 'phaseonly'", "scalarphase | scalaramplitude"),
+    ),
+    "yaml: bad cluster mode": Row(
+        _sections(cluster={"mode": "kubernetes"}), 2, ("cluster.mode = 'kubernetes'", "local | address | slurm")
+    ),
+    "yaml: unknown key in a cycle": Row(
+        _sections(cycles=[{"imaging": {"nitre": 5}}]), 2, ("unknown key 'cycles[0].imaging.nitre'", "did you mean")
+    ),
     "yaml: not YAML": Row(_yaml("calibration: {{mode: [scalarphase\n"), 2, ("run.yaml:", "not valid YAML")),
     "yaml: top level is a list": Row(_yaml("- inputs\n- workdir\n"), 2, ("top level must be a mapping",)),
-    "yaml: no Measurement Set": Row(_yaml("inputs: {{skymodel: {sky}}}\nworkdir: {work}\n"), 2,
-                                    ("inputs.ms is empty", "list the Measurement Set")),
-    "yaml: no sky model": Row(_yaml("inputs: {{ms: [{ms}]}}\nworkdir: {work}\n"), 2,
-                              ("inputs.skymodel is not set", "give a starting sky model")),
-    "yaml: odd image size": Row(_sections(imaging={"size": [255, 256]}), 2,
-                                ("imaging.size[0] = 255", "must be even")),
+    "yaml: no Measurement Set": Row(
+        _yaml("inputs: {{skymodel: {sky}}}\nworkdir: {work}\n"), 2, ("inputs.ms is empty", "list the Measurement Set")
+    ),
+    "yaml: no sky model": Row(
+        _yaml("inputs: {{ms: [{ms}]}}\nworkdir: {work}\n"),
+        2,
+        ("inputs.skymodel is not set", "give a starting sky model"),
+    ),
+    "yaml: odd image size": Row(_sections(imaging={"size": [255, 256]}), 2, ("imaging.size[0] = 255", "must be even")),
     # --- Measurement Sets
-    "ms: missing": Row(_sections(inputs={"ms": ["/nonexistent/obs.ms"]}), 2,
-                       ("/nonexistent/obs.ms: no such file or directory", "check the Measurement Set path")),
+    "ms: missing": Row(
+        _sections(inputs={"ms": ["/nonexistent/obs.ms"]}),
+        2,
+        ("/nonexistent/obs.ms: no such file or directory", "check the Measurement Set path"),
+    ),
     "ms: not an MS": Row(_not_an_ms, 2, ("folder.ms: is not a casacore table",)),
     "ms: no DATA column": Row(_ms_variant(_remove_data), 2, ("bad.ms: no data column 'DATA'",)),
-    "ms: data_column absent": Row(_sections(inputs={"data_column": "CORRECTED_DATA"}), 2,
-                                  ("no data column 'CORRECTED_DATA'", "it has DATA")),
+    "ms: data_column absent": Row(
+        _sections(inputs={"data_column": "CORRECTED_DATA"}), 2, ("no data column 'CORRECTED_DATA'", "it has DATA")
+    ),
     "ms: empty": Row(_ms_variant(_zero_rows), 2, ("empty.ms: the main table has zero rows",)),
     "ms: all flagged": Row(_ms_variant(_flag_all), 2, ("bad.ms", "flagged")),
     "ms: two fields": Row(_ms_variant(_second("FIELD", "FIELD_ID")), 2, ("bad.ms", "2 fields", "split it")),
     "ms: two spectral windows": Row(_ms_variant(_second_spw), 2, ("bad.ms", "2 spectral windows")),
     # --- sky models
-    "sky: missing": Row(_sections(inputs={"skymodel": "/nonexistent/sky.txt"}), 2,
-                        ("inputs.skymodel: /nonexistent/sky.txt does not exist", "check the path")),
-    "sky: bad header": Row(_sky("# (Name, Type, Ra, Dec, I) = fromat\ns1, POINT, 10deg, 50deg, 1\n"), 2,
-                           ("bad.skymodel", "FORMAT")),
-    "sky: bad coordinates": Row(_sky(HEADER + ", , P1, 108deg, 50deg\ns1, POINT, P1, 108deg, 95deg, 1.0\n"), 2,
-                                ("bad.skymodel:3", "95")),
-    "sky: unknown patch": Row(_sky(HEADER + ", , P1, 108deg, 50deg\ns1, POINT, P2, 108deg, 50deg, 1.0\n"), 2,
-                              ("bad.skymodel", "P2")),
+    "sky: missing": Row(
+        _sections(inputs={"skymodel": "/nonexistent/sky.txt"}),
+        2,
+        ("inputs.skymodel: /nonexistent/sky.txt does not exist", "check the path"),
+    ),
+    "sky: bad header": Row(
+        _sky("# (Name, Type, Ra, Dec, I) = fromat\ns1, POINT, 10deg, 50deg, 1\n"), 2, ("bad.skymodel", "FORMAT")
+    ),
+    "sky: bad coordinates": Row(
+        _sky(HEADER + ", , P1, 108deg, 50deg\ns1, POINT, P1, 108deg, 95deg, 1.0\n"), 2, ("bad.skymodel:3", "95")
+    ),
+    "sky: unknown patch": Row(
+        _sky(HEADER + ", , P1, 108deg, 50deg\ns1, POINT, P2, 108deg, 50deg, 1.0\n"), 2, ("bad.skymodel", "P2")
+    ),
     "sky: no sources": Row(_sky(HEADER), 2, ("bad.skymodel: no sources",)),
     "sky: some sources without a patch": Row(
         _sky(HEADER + ", , P1, 108deg, 50deg\ns1, POINT, P1, 108deg, 50deg, 1.0\ns2, POINT, , 109deg, 50deg, 1.0\n"),
-        2, ("bad.skymodel", "without a patch", "give every source a patch")),
+        2,
+        ("bad.skymodel", "without a patch", "give every source a patch"),
+    ),
     "sky: patch name DP3 cannot take": Row(
-        _sky(HEADER + ", , P 1, 108deg, 50deg\ns1, POINT, P 1, 108deg, 50deg, 1.0\n"), 2,
-        ("bad.skymodel", "'P 1'", "rename it")),
+        _sky(HEADER + ", , P 1, 108deg, 50deg\ns1, POINT, P 1, 108deg, 50deg, 1.0\n"),
+        2,
+        ("bad.skymodel", "'P 1'", "rename it"),
+    ),
     # --- H5parms handed to 'ddpipe image --h5parm'
     "h5parm: not an HDF5 file": Row(_image_with(_not_hdf5), 2, ("sol.h5: not an HDF5/H5parm file",)),
     "h5parm: wrong axes": Row(_image_with(_h5_edit(_swap_axes)), 2, ("sol.h5", "AXES='time,freq,dir,ant'")),
     "h5parm: missing soltab": Row(_image_with(_h5_edit(_drop_soltab)), 2, ("sol.h5", "has no soltab")),
     "h5parm: missing solset": Row(_image_with(None, "--solset", "sol001"), 2, ("sol.h5: no solset 'sol001'",)),
     "h5parm: directions not matching the facets": Row(
-        _image_with(_h5_edit(_rename_directions)), 2,
-        ("sol.h5: no solutions for the facet direction(s) P1, P2, P3 of", "sim.skymodel (it has Q1, Q2, Q3)",
-         "give the sky model it was solved with")),
+        _image_with(_h5_edit(_rename_directions)),
+        2,
+        (
+            "sol.h5: no solutions for the facet direction(s) P1, P2, P3 of",
+            "sim.skymodel (it has Q1, Q2, Q3)",
+            "give the sky model it was solved with",
+        ),
+    ),
     # --- H5parms DP3 wrote for the chunks of 'ddpipe run' (a runtime failure: exit 1)
-    "h5parm: DP3 wrote wrong axes": Row(_h5parm("wrong-axes"), 1,
-                                        ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
-                              early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
-    "h5parm: DP3 wrote no soltab": Row(_h5parm("no-soltab"), 1,
-                                       ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
-                                  early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
+    "h5parm: DP3 wrote wrong axes": Row(
+        _h5parm("wrong-axes"),
+        1,
+        ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "AXES"),
+        early=False,
+        marks=(pytest.mark.dp3, pytest.mark.slow),
+    ),
+    "h5parm: DP3 wrote no soltab": Row(
+        _h5parm("no-soltab"),
+        1,
+        ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "soltab"),
+        early=False,
+        marks=(pytest.mark.dp3, pytest.mark.slow),
+    ),
     "h5parm: DP3 wrote other directions": Row(
-        _h5parm("other-directions"), 1, ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "directions Q1, Q2, Q3",
-                                          "asked for P1, P2, P3"),
-        early=False, marks=(pytest.mark.dp3, pytest.mark.slow)),
+        _h5parm("other-directions"),
+        1,
+        ("2 of 2 chunk(s) failed", "chunk_000.partial.h5", "directions Q1, Q2, Q3", "asked for P1, P2, P3"),
+        early=False,
+        marks=(pytest.mark.dp3, pytest.mark.slow),
+    ),
     # --- environment
-    "env: DP3 not found": Row(_env(DDPIPE_DP3="/nonexistent/DP3"), 2,
-                              ("DDPIPE_DP3 = /nonexistent/DP3: does not exist", "pip install dp3")),
+    "env: DP3 not found": Row(
+        _env(DDPIPE_DP3="/nonexistent/DP3"), 2, ("DDPIPE_DP3 = /nonexistent/DP3: does not exist", "pip install dp3")
+    ),
     "env: DP3 not executable": Row(_dp3_not_executable, 2, ("dp3.executable = ", "is not an executable file")),
     "env: measures data missing": Row(_no_measures, 2, ("measures", "CASARCFILES")),
     "env: workdir is a file": Row(_workdir_is_a_file, 2, ("workdir:", "exists and is not a folder", "--workdir")),
@@ -383,7 +446,7 @@ def test_bad_input_row(name: str, inputs: relkit.Inputs, tmp_path: Path) -> None
     first = errors[0]
     # before the error only argparse's usage; after it only a runtime failure's table rows
     assert all(ln.startswith(("usage:", " ")) for ln in lines[:first]), res.stderr
-    after = lines[first + 1:]
+    after = lines[first + 1 :]
     assert not after if row.code == 2 else all(ln.startswith("  ") for ln in after), res.stderr
     message = "\n".join(lines[first:])
     for needle in row.needles:
@@ -397,9 +460,15 @@ def _validate_rows() -> list:
     """The rows refused before any work whose command is just ``ddpipe run CONFIG``."""
     config_rows = ("cli: config file missing", "cli: config is a folder")  # the other cli rows test run's options
     other_commands = ("env: measures data missing",)  # 'ddpipe simulate'; the h5parm rows run 'ddpipe image'
-    return [pytest.param(n, marks=r.marks) for n, r in ROWS.items()
-            if r.early and r.code == 2 and not n.startswith("h5parm:") and n not in other_commands
-            and (not n.startswith("cli:") or n in config_rows)]
+    return [
+        pytest.param(n, marks=r.marks)
+        for n, r in ROWS.items()
+        if r.early
+        and r.code == 2
+        and not n.startswith("h5parm:")
+        and n not in other_commands
+        and (not n.startswith("cli:") or n in config_rows)
+    ]
 
 
 @pytest.mark.parametrize("name", _validate_rows())

@@ -28,8 +28,9 @@ CHUNK = "cycle_01/chunks/chunk_002."
 
 
 def _fault_env(tag: str, real_dp3: str, tmp_path: Path, action: str = "", **extra: str) -> dict[str, str]:
-    env = relkit.tagged_env(tag, REAL_DP3=real_dp3, FAKE_DP3_MATCH=CHUNK, FAKE_DP3_ACTION=action,
-                            FAKE_DP3_PIDS=str(tmp_path / "fake-pids"))
+    env = relkit.tagged_env(
+        tag, REAL_DP3=real_dp3, FAKE_DP3_MATCH=CHUNK, FAKE_DP3_ACTION=action, FAKE_DP3_PIDS=str(tmp_path / "fake-pids")
+    )
     env.update(extra)
     return env
 
@@ -52,24 +53,34 @@ def _chunk_done(workdir: Path, stem: str, cycle: int = 1) -> bool:
 # ----------------------------------------------------------------------------- 2. DP3 fails on one chunk
 
 
-@pytest.mark.parametrize("kind, why", [
-    ("exit", "exit code 3"),
-    ("segv", "killed by SIGSEGV"),
-    ("hang", "timed out"),
-])
+@pytest.mark.parametrize(
+    "kind, why",
+    [
+        ("exit", "exit code 3"),
+        ("segv", "killed by SIGSEGV"),
+        ("hang", "timed out"),
+    ],
+)
 def test_dp3_failure_on_one_chunk_keeps_the_others_and_rerun_solves_only_it(
-        kind, why, inputs, fake_dp3, real_dp3, reference, tag, tmp_path):
+    kind, why, inputs, fake_dp3, real_dp3, reference, tag, tmp_path
+):
     before = inputs.hashes()
     work = tmp_path / "work"
-    cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3), "timeout": 6.0},
-                              cluster={"retries": 0}, **ONE_CYCLE)
+    cfg = relkit.write_config(
+        tmp_path / "run.yaml",
+        inputs,
+        work,
+        dp3={"executable": str(fake_dp3), "timeout": 6.0},
+        cluster={"retries": 0},
+        **ONE_CYCLE,
+    )
     t0 = time.monotonic()
     res = relkit.run_ddpipe(["run", str(cfg)], _fault_env(tag, real_dp3, tmp_path, kind))
     elapsed = time.monotonic() - t0
 
     assert res.returncode == 1, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
-    err = res.stderr[res.stderr.index("ddpipe run: error:"):]
+    err = res.stderr[res.stderr.index("ddpipe run: error:") :]
     assert "1 of 4 chunk(s) failed" in err
     row = next(line for line in err.splitlines() if line.strip().startswith("chunk_002"))
     log = work / "cycle_01" / "chunks" / "chunk_002.log"
@@ -82,8 +93,7 @@ def test_dp3_failure_on_one_chunk_keeps_the_others_and_rerun_solves_only_it(
     assert [p.name for p in relkit.chunk_files(work)] == ["chunk_000.h5", "chunk_001.h5", "chunk_003.h5"]
     assert not (work / "cycle_01" / "chunks" / "chunk_002.done.json").exists()
     pids = _fake_pids(tmp_path)
-    assert pids and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                            for p in pids)
+    assert pids and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
     relkit.assert_no_survivors(tag)
     kept = [p for p in (work / "cycle_01" / "chunks").iterdir() if not p.name.startswith("chunk_002")]
     stamps = relkit.mtimes(kept)
@@ -127,8 +137,9 @@ def test_driver_killed_during_calibration(inputs, fake_dp3, real_dp3, reference,
     def ready(work):
         return _fake_pids(tmp_path) and all(_chunk_done(work, f"chunk_00{i}") for i in (0, 1, 3))
 
-    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, False, ready,
-                                                {"dp3": {"executable": str(fake_dp3)}, **ONE_CYCLE})
+    work, before, cfg = _start_and_kill(
+        inputs, tag, tmp_path, env, False, ready, {"dp3": {"executable": str(fake_dp3)}, **ONE_CYCLE}
+    )
     assert not _chunk_done(work, "chunk_002")
     kept = relkit.chunk_files(work)
     stamps = relkit.mtimes(kept)
@@ -146,10 +157,10 @@ def test_driver_killed_during_calibration(inputs, fake_dp3, real_dp3, reference,
 def test_driver_killed_during_imaging(inputs, reference, tag, tmp_path):
     """SIGKILL inside cycle 1's imaging, after its dirty, PSF and model FITS are written."""
     marker = tmp_path / "paused"
-    env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual",
-                           marker)
-    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(),
-                                                ONE_CYCLE)
+    env = relkit.pause_env(
+        relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual", marker
+    )
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(), ONE_CYCLE)
     st = relkit.state(work)["stages"]
     assert "cycle_01/calibrate" in st and "cycle_01/image" not in st
     assert (work / "cycle_01" / "image-model.fits").exists()
@@ -171,8 +182,9 @@ def test_driver_killed_during_imaging(inputs, reference, tag, tmp_path):
 def test_driver_killed_during_skymodel_step(inputs, reference, tag, tmp_path):
     """SIGKILL inside cycle 1's sky-model step, as it is about to write skymodel.txt."""
     marker = tmp_path / "paused"
-    env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.sky.skymodel:write_skymodel", "cycle_01/skymodel.txt",
-                           marker)
+    env = relkit.pause_env(
+        relkit.tagged_env(tag), "ddpipe.sky.skymodel:write_skymodel", "cycle_01/skymodel.txt", marker
+    )
     work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists())
     st = relkit.state(work)["stages"]
     assert "cycle_01/image" in st and "cycle_01/skymodel" not in st
@@ -200,14 +212,18 @@ def test_torn_outputs_are_detected_and_recomputed(inputs, reference, tag, tmp_pa
     merged H5parm, half-written FITS (one recorded as finished, one not) and a stray partial
     H5parm. The rerun redoes exactly those and ends with the uninterrupted run's products."""
     marker = tmp_path / "paused"
-    env = relkit.pause_env(relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual",
-                           marker)
-    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(),
-                                                ONE_CYCLE)
+    env = relkit.pause_env(
+        relkit.tagged_env(tag), "ddpipe.imaging.imager:write_image", "cycle_01/image-residual", marker
+    )
+    work, before, cfg = _start_and_kill(inputs, tag, tmp_path, env, True, lambda w: marker.exists(), ONE_CYCLE)
     chunks = work / "cycle_01" / "chunks"
     torn_chunk = chunks / "chunk_001.h5"
-    for path in (torn_chunk, work / "cycle_01" / "solutions.h5", work / "cycle_00" / "image-image.fits",
-                 work / "cycle_01" / "image-psf.fits"):
+    for path in (
+        torn_chunk,
+        work / "cycle_01" / "solutions.h5",
+        work / "cycle_00" / "image-image.fits",
+        work / "cycle_01" / "image-psf.fits",
+    ):
         _tear(path)
     (chunks / "chunk_002.partial.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     _tear(chunks / "chunk_003.done.json")  # a torn completion record: that chunk is solved again too
@@ -244,19 +260,29 @@ def test_worker_killed_while_its_dp3_runs(inputs, fake_dp3, real_dp3, reference,
         workers = {name: relkit.start_worker(address, name, tmp_path, env) for name in ("w1", "w2")}
         procs += list(workers.values())
         work = tmp_path / "work"
-        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
-                                  cluster={"mode": "address", "address": address, "worker_wait": 60.0}, **ONE_CYCLE)
+        cfg = relkit.write_config(
+            tmp_path / "run.yaml",
+            inputs,
+            work,
+            dp3={"executable": str(fake_dp3)},
+            cluster={"mode": "address", "address": address, "worker_wait": 60.0},
+            **ONE_CYCLE,
+        )
         log = tmp_path / "driver.log"
         driver = relkit.start_driver(["run", str(cfg)], env, log)
         procs.append(driver)
         pid = relkit.wait_for(lambda: _fake_pids(tmp_path), 180, "chunk_002's DP3 to start", driver, log)[0]
         fake = psutil.Process(pid)
-        victim = next(name for name, w in workers.items()
-                      if os.getpgid(fake.ppid()) == w.pid)  # the worker that started this DP3
+        victim = next(
+            name for name, w in workers.items() if os.getpgid(fake.ppid()) == w.pid
+        )  # the worker that started this DP3
         os.killpg(workers[victim].pid, signal.SIGKILL)
         workers[victim].wait(timeout=30)
-        relkit.wait_for(lambda: not psutil.pid_exists(pid) or fake.status() == psutil.STATUS_ZOMBIE, 10,
-                        "the killed worker's DP3 to die with it")
+        relkit.wait_for(
+            lambda: not psutil.pid_exists(pid) or fake.status() == psutil.STATUS_ZOMBIE,
+            10,
+            "the killed worker's DP3 to die with it",
+        )
         procs.append(relkit.start_worker(address, "w3", tmp_path, env))
 
         assert driver.wait(timeout=240) == 0, relkit.tail(log, 60)

@@ -83,8 +83,9 @@ def test_no_worker_offers_subprocess_slots_fails_within_30_s(inputs, tag, tmp_pa
 def test_unreachable_scheduler_fails_within_the_connect_timeout(inputs, tag, tmp_path):
     before = inputs.hashes()
     address = f"tcp://127.0.0.1:{_free_port()}"
-    cfg = relkit.write_config(tmp_path / "run.yaml", inputs, tmp_path / "work", cluster={"worker_wait": 4.0},
-                              **ONE_CYCLE)
+    cfg = relkit.write_config(
+        tmp_path / "run.yaml", inputs, tmp_path / "work", cluster={"worker_wait": 4.0}, **ONE_CYCLE
+    )
     t0 = time.monotonic()
     res = relkit.run_ddpipe(["run", str(cfg), "--scheduler", address], relkit.tagged_env(tag), timeout=120)
     elapsed = time.monotonic() - t0
@@ -131,15 +132,26 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
     """The only slot worker is SIGKILLed while its DP3 runs and none comes back: the run ends
     with a clear error within cluster.no_workers_timeout (not a hang), chunks done so far kept."""
     before = inputs.hashes()
-    env = relkit.tagged_env(tag, REAL_DP3=real_dp3, FAKE_DP3_MATCH="cycle_01/chunks/chunk_001.",
-                            FAKE_DP3_ACTION="slow", FAKE_DP3_DELAY="300", FAKE_DP3_PIDS=str(tmp_path / "pids"))
+    env = relkit.tagged_env(
+        tag,
+        REAL_DP3=real_dp3,
+        FAKE_DP3_MATCH="cycle_01/chunks/chunk_001.",
+        FAKE_DP3_ACTION="slow",
+        FAKE_DP3_DELAY="300",
+        FAKE_DP3_PIDS=str(tmp_path / "pids"),
+    )
     procs: list[subprocess.Popen] = []
     try:
         address, worker = _scheduler_and_one_slot_worker(tmp_path, env, procs)
         work = tmp_path / "work"
-        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work, dp3={"executable": str(fake_dp3)},
-                                  cluster={"mode": "address", "address": address, "worker_wait": 60.0,
-                                           "no_workers_timeout": 10.0}, **ONE_CYCLE)
+        cfg = relkit.write_config(
+            tmp_path / "run.yaml",
+            inputs,
+            work,
+            dp3={"executable": str(fake_dp3)},
+            cluster={"mode": "address", "address": address, "worker_wait": 60.0, "no_workers_timeout": 10.0},
+            **ONE_CYCLE,
+        )
         log = tmp_path / "driver.log"
         driver = relkit.start_driver(["run", str(cfg)], env, log)
         procs.append(driver)
@@ -152,7 +164,7 @@ def test_all_slot_workers_lost_fails_instead_of_waiting_forever(inputs, fake_dp3
     out = log.read_text()
     assert rc == 1, out[-3000:]
     assert "Traceback" not in out
-    err = out[out.index("ddpipe run: error:"):]
+    err = out[out.index("ddpipe run: error:") :]
     assert "chunk_001" in err and "subprocess_slots" in err, err
     assert elapsed < 10 + 45
     assert all(p.exists() for p in done_before)
@@ -177,19 +189,42 @@ def test_results_lost_with_their_worker_are_taken_from_disk(inputs, tag, tmp_pat
     try:
         address, worker = _scheduler_and_one_slot_worker(tmp_path, env, procs)
         work = tmp_path / "work"
-        cfg = relkit.write_config(tmp_path / "run.yaml", inputs, work,
-                                  cluster={"mode": "address", "address": address, "worker_wait": 60.0,
-                                           "no_workers_timeout": 10.0}, **ONE_CYCLE)
+        cfg = relkit.write_config(
+            tmp_path / "run.yaml",
+            inputs,
+            work,
+            cluster={"mode": "address", "address": address, "worker_wait": 60.0, "no_workers_timeout": 10.0},
+            **ONE_CYCLE,
+        )
         out = tmp_path / "solutions.h5"
         log = tmp_path / "driver.log"
         driver = relkit.start_driver(
-            ["calibrate", "--config", str(cfg), "--ms", str(inputs.ms), "--skymodel", str(inputs.skymodel),
-             "--workdir", str(work), "--out", str(out)],
-            relkit.pause_env(env, "ddpipe.calibrate:chunk_outcome_on_disk", held_at, marker), log, paused=True)
+            [
+                "calibrate",
+                "--config",
+                str(cfg),
+                "--ms",
+                str(inputs.ms),
+                "--skymodel",
+                str(inputs.skymodel),
+                "--workdir",
+                str(work),
+                "--out",
+                str(out),
+            ],
+            relkit.pause_env(env, "ddpipe.calibrate:chunk_outcome_on_disk", held_at, marker),
+            log,
+            paused=True,
+        )
         procs.append(driver)
         relkit.wait_for(marker.exists, 180, f"the driver to settle {held_at}", driver, log)
-        relkit.wait_for(lambda: len(list(work.glob("chunks/chunk_*.done.json"))) == 4, 180,
-                        "every chunk to finish on the worker", driver, log)
+        relkit.wait_for(
+            lambda: len(list(work.glob("chunks/chunk_*.done.json"))) == 4,
+            180,
+            "every chunk to finish on the worker",
+            driver,
+            log,
+        )
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
         marker.unlink()

@@ -13,9 +13,30 @@ SMALL = ["--stations", "6", "--channels", "2", "--times", "5", "--directions", "
 
 def test_options_reach_the_ms(tmp_path, capsys):
     out = tmp_path / "cli.ms"
-    rc = main(["simulate", str(out), *SMALL, "--layout", "ska-low", "--freq-start", "100e6", "--chan-width", "1e6",
-               "--interval", "2", "--start", "2026-03-01T12:00:00", "--ra", "05:00:00", "--dec=-30:00:00",
-               "--noise", "0", "--seed", "4"])
+    rc = main(
+        [
+            "simulate",
+            str(out),
+            *SMALL,
+            "--layout",
+            "ska-low",
+            "--freq-start",
+            "100e6",
+            "--chan-width",
+            "1e6",
+            "--interval",
+            "2",
+            "--start",
+            "2026-03-01T12:00:00",
+            "--ra",
+            "05:00:00",
+            "--dec=-30:00:00",
+            "--noise",
+            "0",
+            "--seed",
+            "4",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "visibilities/s" in printed and "cli.truth.h5" in printed

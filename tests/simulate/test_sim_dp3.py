@@ -31,17 +31,48 @@ def column(ms, name: str) -> np.ndarray:
 def test_dp3_predict_agrees_with_ours(tmp_path, dp3):
     """Points and Gaussians, spectral indices (with curvature), one polarised source: < 1e-4 relative."""
     sky = random_sky(21, ndir=3, sources_per_direction=4, phase_centre=CENTRE, ref_freq=150e6)
-    extra = Source(name="pol", ra=CENTRE[0] + 0.01, dec=CENTRE[1] - 0.012, i=3.0, type="GAUSSIAN", patch="P1",
-                   q=0.4, u=-0.3, v=0.2, major_axis=90.0, minor_axis=40.0, orientation=70.0,
-                   reference_frequency=140e6, spectral_index=(-0.8, 0.3))
+    extra = Source(
+        name="pol",
+        ra=CENTRE[0] + 0.01,
+        dec=CENTRE[1] - 0.012,
+        i=3.0,
+        type="GAUSSIAN",
+        patch="P1",
+        q=0.4,
+        u=-0.3,
+        v=0.2,
+        major_axis=90.0,
+        minor_axis=40.0,
+        orientation=70.0,
+        reference_frequency=140e6,
+        spectral_index=(-0.8, 0.3),
+    )
     sky = SkyModel(sources=sky.sources + (extra,), patches=sky.patches)
     assert sum(s.type == "GAUSSIAN" for s in sky.sources) >= 2
     write_skymodel(sky, tmp_path / "in.skymodel")
-    spec = SimulationSpec(stations=12, channels=6, times=30, interval=30.0, noise=0.0, corrupt=False,
-                          skymodel=str(tmp_path / "in.skymodel"), ra=CENTRE[0], dec=CENTRE[1], seed=2)
+    spec = SimulationSpec(
+        stations=12,
+        channels=6,
+        times=30,
+        interval=30.0,
+        noise=0.0,
+        corrupt=False,
+        skymodel=str(tmp_path / "in.skymodel"),
+        ra=CENTRE[0],
+        dec=CENTRE[1],
+        seed=2,
+    )
     r = simulate(tmp_path / "pred.ms", spec)
-    dp3({**in_place(r.ms, "MODEL_DP3"), "steps": "[predict]", "predict.type": "predict",
-         "predict.sourcedb": str(r.skymodel), "predict.usebeammodel": "false"}, "predict")
+    dp3(
+        {
+            **in_place(r.ms, "MODEL_DP3"),
+            "steps": "[predict]",
+            "predict.type": "predict",
+            "predict.sourcedb": str(r.skymodel),
+            "predict.usebeammodel": "false",
+        },
+        "predict",
+    )
     ours, theirs = column(r.ms, "DATA"), column(r.ms, "MODEL_DP3")
     scale = np.abs(theirs).max()
     assert np.abs(ours - theirs).max() < 1e-4 * scale
@@ -53,11 +84,22 @@ def test_dp3_h5parmpredict_with_the_truth_gives_the_data(tmp_path, dp3):
     spec = SimulationSpec(stations=10, channels=4, times=20, directions=3, noise=0.0, amplitude_scale=0.1, seed=4)
     r = simulate(tmp_path / "corr.ms", spec)
     patches = read_skymodel(r.skymodel).patch_names()
-    dp3({**in_place(r.ms, "MODEL_DP3"), "steps": "[hp]", "hp.type": "h5parmpredict",
-         "hp.sourcedb": str(r.skymodel), "hp.usebeammodel": "false", "hp.applycal.parmdb": str(r.truth),
-         "hp.applycal.correction": "phase000", "hp.applycal.steps": "[amp,ph]",
-         "hp.applycal.amp.correction": "amplitude000", "hp.applycal.ph.correction": "phase000",
-         "hp.directions": "[" + ",".join(f"[{p}]" for p in patches) + "]"}, "h5parmpredict")
+    dp3(
+        {
+            **in_place(r.ms, "MODEL_DP3"),
+            "steps": "[hp]",
+            "hp.type": "h5parmpredict",
+            "hp.sourcedb": str(r.skymodel),
+            "hp.usebeammodel": "false",
+            "hp.applycal.parmdb": str(r.truth),
+            "hp.applycal.correction": "phase000",
+            "hp.applycal.steps": "[amp,ph]",
+            "hp.applycal.amp.correction": "amplitude000",
+            "hp.applycal.ph.correction": "phase000",
+            "hp.directions": "[" + ",".join(f"[{p}]" for p in patches) + "]",
+        },
+        "h5parmpredict",
+    )
     ours, theirs = column(r.ms, "DATA"), column(r.ms, "MODEL_DP3")
     scale = np.abs(theirs).max()
     assert np.abs(ours - theirs).max() < 1e-4 * scale
@@ -72,13 +114,26 @@ def test_ddecal_recovers_the_true_phases(tmp_path, dp3):
     r = simulate(tmp_path / "cal.ms", spec)
     patches = read_skymodel(r.skymodel).patch_names()
     h5 = tmp_path / "cal.h5"
-    dp3({"msin": str(r.ms), "msout": "", "steps": "[ddecal]", "ddecal.type": "ddecal",
-         "ddecal.mode": "scalarphase", "ddecal.solveralgorithm": "directioniterative",
-         "ddecal.sourcedb": str(r.skymodel), "ddecal.directions": "[" + ",".join(f"[{p}]" for p in patches) + "]",
-         "ddecal.solint": str(solint), "ddecal.nchan": "0", "ddecal.propagatesolutions": "true",
-         # DP3's default 50 iterations leave the cold-started first interval at ~0.1 rad from 1-rad phases
-         "ddecal.maxiter": "200",
-         "ddecal.usebeammodel": "false", "ddecal.h5parm": str(h5)}, "ddecal")
+    dp3(
+        {
+            "msin": str(r.ms),
+            "msout": "",
+            "steps": "[ddecal]",
+            "ddecal.type": "ddecal",
+            "ddecal.mode": "scalarphase",
+            "ddecal.solveralgorithm": "directioniterative",
+            "ddecal.sourcedb": str(r.skymodel),
+            "ddecal.directions": "[" + ",".join(f"[{p}]" for p in patches) + "]",
+            "ddecal.solint": str(solint),
+            "ddecal.nchan": "0",
+            "ddecal.propagatesolutions": "true",
+            # DP3's default 50 iterations leave the cold-started first interval at ~0.1 rad from 1-rad phases
+            "ddecal.maxiter": "200",
+            "ddecal.usebeammodel": "false",
+            "ddecal.h5parm": str(h5),
+        },
+        "ddecal",
+    )
     sol, truth = read_h5parm(h5), read_h5parm(r.truth)
     assert sol.directions == truth.directions
     tab = sol.soltabs["phase000"]

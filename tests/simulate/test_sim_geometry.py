@@ -16,8 +16,9 @@ from ddpipe.simulate.uvw import baselines, station_uvw
 def test_geodetic_to_itrf_matches_casacore():
     dm = measures()
     for site in SITES.values():
-        wgs = dm.position("wgs84", quantity(site.lon_deg, "deg"), quantity(site.lat_deg, "deg"),
-                          quantity(site.height, "m"))
+        wgs = dm.position(
+            "wgs84", quantity(site.lon_deg, "deg"), quantity(site.lat_deg, "deg"), quantity(site.height, "m")
+        )
         itrf = dm.measure(wgs, "itrf")
         lon, lat, r = itrf["m0"]["value"], itrf["m1"]["value"], itrf["m2"]["value"]
         want = r * np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
@@ -29,8 +30,9 @@ def test_enu_axes_point_east_north_up():
     centre = geodetic_to_itrf(site.lon_deg, site.lat_deg, site.height)
     east, north, up = enu_to_itrf(np.eye(3) * 1000.0, site.lon_deg, site.lat_deg, site.height) - centre
     lat, lon = np.radians(site.lat_deg), np.radians(site.lon_deg)
-    np.testing.assert_allclose(up / 1000, [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        up / 1000, [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], atol=1e-12
+    )
     assert north[2] > 0 and abs(east[2]) < 1e-9  # north climbs towards the pole; east stays at constant z
     np.testing.assert_allclose(np.cross(east, north) / 1e6, up / 1000, atol=1e-12)
 
@@ -86,8 +88,10 @@ def test_simulated_uvw_column_matches_mscal(tmp_path):
     from ddpipe.simulate import SimulationSpec, simulate
 
     for kind in ("lofar", "ska-low"):
-        r = simulate(tmp_path / f"{kind}.ms", SimulationSpec(stations=10, layout=kind, channels=2, times=20,
-                                                            interval=60.0, noise=0.0))
+        r = simulate(
+            tmp_path / f"{kind}.ms",
+            SimulationSpec(stations=10, layout=kind, channels=2, times=20, interval=60.0, noise=0.0),
+        )
         with pt.table(str(r.ms), ack=False) as t:
             uvw = t.getcol("UVW")
             mscal = pt.taql("select mscal.uvwj2000() as U from $t").getcol("U")

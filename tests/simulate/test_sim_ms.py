@@ -42,8 +42,15 @@ def test_ms_structure(tmp_path):
         assert not t.getcol("FLAG").any()
         np.testing.assert_allclose(t.getcol("WEIGHT_SPECTRUM"), 1 / 0.5**2)
         np.testing.assert_allclose(t.getcol("SIGMA"), 0.5)
-    for sub, rows in (("ANTENNA", 8), ("FEED", 8), ("SPECTRAL_WINDOW", 1), ("POLARIZATION", 1),
-                      ("DATA_DESCRIPTION", 1), ("FIELD", 1), ("OBSERVATION", 1)):
+    for sub, rows in (
+        ("ANTENNA", 8),
+        ("FEED", 8),
+        ("SPECTRAL_WINDOW", 1),
+        ("POLARIZATION", 1),
+        ("DATA_DESCRIPTION", 1),
+        ("FIELD", 1),
+        ("OBSERVATION", 1),
+    ):
         with pt.table(str(r.ms / sub), ack=False) as t:
             assert t.nrows() == rows, sub
     with pt.table(str(r.ms / "POLARIZATION"), ack=False) as t:
@@ -94,8 +101,9 @@ def test_data_is_the_corrupted_sky(tmp_path):
     comps = components_from_skymodel(sky, freqs, centre)
     g = evaluate_gains(read_h5parm(r.truth), c["TIME"], freqs, directions=sky.patch_names())[..., 0]
     rows = np.arange(len(c["TIME"]))
-    want = predict_rows(c["UVW"], freqs, comps,
-                        baseline_gains=g[rows, :, c["ANTENNA1"]] * np.conj(g[rows, :, c["ANTENNA2"]]))
+    want = predict_rows(
+        c["UVW"], freqs, comps, baseline_gains=g[rows, :, c["ANTENNA1"]] * np.conj(g[rows, :, c["ANTENNA2"]])
+    )
     np.testing.assert_allclose(c["DATA"], want, atol=2e-6 * np.abs(want).max())
     assert np.abs(c["DATA"][..., 1:3]).max() < 1e-6  # unpolarised sky
 

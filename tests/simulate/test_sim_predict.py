@@ -27,14 +27,24 @@ def random_sky(seed: int) -> SkyModel:
     sources = []
     for k in range(6):
         gaussian = k % 3 == 2
-        sources.append(Source(
-            name=f"s{k}", ra=CENTRE[0] + np.radians(rng.uniform(-2, 2)), dec=CENTRE[1] + np.radians(rng.uniform(-2, 2)),
-            i=rng.uniform(0.5, 5), type="GAUSSIAN" if gaussian else "POINT", patch=f"P{k % 2 + 1}",
-            q=0.3 if k == 1 else 0.0, u=-0.2 if k == 1 else 0.0, v=0.1 if k == 1 else 0.0,
-            major_axis=rng.uniform(60, 300) if gaussian else 0.0, minor_axis=rng.uniform(20, 60) if gaussian else 0.0,
-            orientation=rng.uniform(0, 180) if gaussian else 0.0, reference_frequency=150e6,
-            spectral_index=(rng.normal(-0.7, 0.2), rng.normal(0, 0.1)),
-        ))
+        sources.append(
+            Source(
+                name=f"s{k}",
+                ra=CENTRE[0] + np.radians(rng.uniform(-2, 2)),
+                dec=CENTRE[1] + np.radians(rng.uniform(-2, 2)),
+                i=rng.uniform(0.5, 5),
+                type="GAUSSIAN" if gaussian else "POINT",
+                patch=f"P{k % 2 + 1}",
+                q=0.3 if k == 1 else 0.0,
+                u=-0.2 if k == 1 else 0.0,
+                v=0.1 if k == 1 else 0.0,
+                major_axis=rng.uniform(60, 300) if gaussian else 0.0,
+                minor_axis=rng.uniform(20, 60) if gaussian else 0.0,
+                orientation=rng.uniform(0, 180) if gaussian else 0.0,
+                reference_frequency=150e6,
+                spectral_index=(rng.normal(-0.7, 0.2), rng.normal(0, 0.1)),
+            )
+        )
     return SkyModel(sources=tuple(sources))
 
 
@@ -63,23 +73,32 @@ def naive_predict(uvw: np.ndarray, freqs: np.ndarray, sky: SkyModel, centre) -> 
 
 
 def test_point_at_phase_centre_gives_its_flux():
-    src = Source(name="c", ra=CENTRE[0], dec=CENTRE[1], i=3.5, patch="P1", reference_frequency=150e6,
-                 spectral_index=(-0.8,))
+    src = Source(
+        name="c", ra=CENTRE[0], dec=CENTRE[1], i=3.5, patch="P1", reference_frequency=150e6, spectral_index=(-0.8,)
+    )
     comps = components_from_skymodel(SkyModel(sources=(src,)), FREQS, CENTRE)
     rng = np.random.default_rng(1)
     uvw_st = rng.normal(0, 5000, (4, 6, 3))
     a1, a2 = baselines(6)
     want = 3.5 * (FREQS / 150e6) ** -0.8  # I(ν) = I0 (ν/ν0)^α
-    for vis in (predict_stations(uvw_st, a1, a2, FREQS, comps),
-                predict_rows(rng.normal(0, 5000, (50, 3)), FREQS, comps)):
+    for vis in (
+        predict_stations(uvw_st, a1, a2, FREQS, comps),
+        predict_rows(rng.normal(0, 5000, (50, 3)), FREQS, comps),
+    ):
         np.testing.assert_allclose(vis[..., 0], np.broadcast_to(want, vis.shape[:2]), rtol=1e-9)
         np.testing.assert_allclose(vis[..., 3], vis[..., 0], rtol=1e-12)
         assert np.abs(vis[..., 1:3]).max() < 1e-12
 
 
 def test_lmn_convention():
-    lmn = np.stack(radec_to_lmn(np.array([CENTRE[0], CENTRE[0] + 0.01, CENTRE[0]]),
-                                np.array([CENTRE[1], CENTRE[1], CENTRE[1] + 0.01]), *CENTRE), axis=-1)
+    lmn = np.stack(
+        radec_to_lmn(
+            np.array([CENTRE[0], CENTRE[0] + 0.01, CENTRE[0]]),
+            np.array([CENTRE[1], CENTRE[1], CENTRE[1] + 0.01]),
+            *CENTRE,
+        ),
+        axis=-1,
+    )
     np.testing.assert_allclose(lmn[0], [0, 0, 1], atol=1e-15)
     assert lmn[1, 0] > 0 and abs(lmn[1, 1]) < 1e-4  # east (higher RA) → +l
     np.testing.assert_allclose(lmn[2], [0, np.sin(0.01), np.cos(0.01)], atol=1e-12)  # north → +m
@@ -136,8 +155,7 @@ def test_gaussian_taper_is_the_fourier_transform_of_the_image_gaussian():
 
 @pytest.mark.parametrize("si", [(-0.7,), (-0.7, 0.3)])
 def test_spectral_index_in_predict(si):
-    src = Source(name="c", ra=CENTRE[0], dec=CENTRE[1], i=2.0, patch="P1", reference_frequency=150e6,
-                 spectral_index=si)
+    src = Source(name="c", ra=CENTRE[0], dec=CENTRE[1], i=2.0, patch="P1", reference_frequency=150e6, spectral_index=si)
     comps = components_from_skymodel(SkyModel(sources=(src,)), FREQS, CENTRE)
     vis = predict_rows(np.zeros((1, 3)), FREQS, comps)[0, :, 0].real
     x = FREQS / 150e6

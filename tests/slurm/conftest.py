@@ -41,13 +41,13 @@ class Slurm:
 
     def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a SLURM client command (``sbatch``, ``squeue``...) against this SLURM."""
-        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check,
-                              timeout=timeout)
+        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def sbatch(self, *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
         """Submit a job; returns its id."""
-        out = subprocess.run(["sbatch", "--parsable", *argv], env=env or self.env, cwd=cwd,
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["sbatch", "--parsable", *argv], env=env or self.env, cwd=cwd, capture_output=True, text=True, timeout=60
+        )
         if out.returncode != 0:
             pytest.fail(f"sbatch {' '.join(argv)} failed: {out.stderr.strip()}")
         return out.stdout.strip().split(";")[0]
@@ -61,8 +61,7 @@ class Slurm:
                 return
             time.sleep(0.5)
         self.run("scancel", job_id, check=False)
-        pytest.fail(f"job {job_id} still queued or running after {timeout:g} s: cancelled it\n"
-                    f"{self.daemon_log_tail()}")
+        pytest.fail(f"job {job_id} still queued or running after {timeout:g} s: cancelled it\n{self.daemon_log_tail()}")
 
     def job_state(self, job_id: str) -> dict[str, str]:
         """``scontrol show job`` as key=value pairs (kept for MinJobAge after the end)."""
@@ -168,8 +167,12 @@ def _is(pid: int, name: str) -> bool:
 def _stop(state: Path, pids: dict[str, int]) -> None:
     """slurm_down.sh stops the daemons by PID; anything it missed gets SIGKILL here, also by PID."""
     if (state / "pids").exists():
-        subprocess.run(["bash", str(DOWN), str(state)], capture_output=True, timeout=120,
-                       env={**os.environ, "SLURM_CONF": str(state / "slurm.conf")})
+        subprocess.run(
+            ["bash", str(DOWN), str(state)],
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, "SLURM_CONF": str(state / "slurm.conf")},
+        )
     for name, pid in pids.items():
         if _is(pid, name):
             try:

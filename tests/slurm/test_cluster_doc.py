@@ -23,7 +23,7 @@ HEADING = "## 2. By hand: dask scheduler and dask worker"
 
 def _by_hand_commands() -> list[str]:
     text = CLUSTER_MD.read_text()
-    part = text[text.index(HEADING):]
+    part = text[text.index(HEADING) :]
     part = part[: part.index("\n## ", len(HEADING))]
     block = re.search(r"```bash\n(.*?)```", part, re.S)
     assert block, f"no bash block under '{HEADING}' in docs/cluster.md"
@@ -59,8 +59,11 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
         for cmd in cmds[:-1]:
             argv = shlex.split(cmd.rstrip("&").strip()) + ["--interface", "lo"]
             argv[0] = str(bindir / argv[0])
-            procs.append(subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            )
             if "scheduler" in argv[1]:
                 deadline = time.monotonic() + 60
                 while not (tmp_path / "scheduler.json").exists() and time.monotonic() < deadline:
@@ -68,8 +71,9 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
                 assert (tmp_path / "scheduler.json").exists(), "dask scheduler wrote no scheduler file"
                 assert json.loads((tmp_path / "scheduler.json").read_text())["address"].startswith("tcp://127.0.0.1:")
         argv = shlex.split(cmds[-1])
-        out = subprocess.run([str(bindir / argv[0]), *argv[1:]], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=240)
+        out = subprocess.run(
+            [str(bindir / argv[0]), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=240
+        )
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -84,8 +84,16 @@ def test_batch_script_runs_the_pipeline_with_slot_workers(slurm, sim_ms, tmp_pat
     config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
     t0 = time.monotonic()
-    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:10:00",
-                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    job = slurm.sbatch(
+        "--nodes=1",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=1",
+        "--time=00:10:00",
+        f"--output={tmp_path}/job-%j.out",
+        str(RUN_SCRIPT),
+        env=env,
+        cwd=tmp_path,
+    )
     slurm.wait_gone(job, timeout=240)
     log = _read_log(tmp_path / f"job-{job}.out")
     state = slurm.job_state(job)
@@ -138,11 +146,26 @@ def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms
     """Arguments replace `ddpipe run`; --scheduler is appended; the job's exit code is the command's."""
     env = _job_env(slurm, tmp_path)
     # a missing sky model is a user error (exit 2) that must come back as the job's exit code
-    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:05:00",
-                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT),
-                       "ddpipe", "calibrate", "--ms", str(sim_ms), "--skymodel", str(tmp_path / "nope.skymodel"),
-                       "--out", str(tmp_path / "sol.h5"), "--workdir", str(tmp_path / "cal"),
-                       env=env, cwd=tmp_path)
+    job = slurm.sbatch(
+        "--nodes=1",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=1",
+        "--time=00:05:00",
+        f"--output={tmp_path}/job-%j.out",
+        str(RUN_SCRIPT),
+        "ddpipe",
+        "calibrate",
+        "--ms",
+        str(sim_ms),
+        "--skymodel",
+        str(tmp_path / "nope.skymodel"),
+        "--out",
+        str(tmp_path / "sol.h5"),
+        "--workdir",
+        str(tmp_path / "cal"),
+        env=env,
+        cwd=tmp_path,
+    )
     slurm.wait_gone(job, timeout=120)
     log = _read_log(tmp_path / f"job-{job}.out")
     state = slurm.job_state(job)
@@ -156,8 +179,16 @@ def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms
 
 def test_batch_script_refuses_a_missing_config_before_starting_anything(slurm, tmp_path):
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(tmp_path / "missing.yaml"))
-    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:02:00",
-                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    job = slurm.sbatch(
+        "--nodes=1",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=1",
+        "--time=00:02:00",
+        f"--output={tmp_path}/job-%j.out",
+        str(RUN_SCRIPT),
+        env=env,
+        cwd=tmp_path,
+    )
     slurm.wait_gone(job, timeout=60)
     log = _read_log(tmp_path / f"job-{job}.out")
     assert slurm.job_state(job)["ExitCode"] == "2:0", log
@@ -172,9 +203,22 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
 
     sched_file = tmp_path / "scheduler.json"
     sched = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -182,8 +226,16 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
             time.sleep(0.2)
         assert sched_file.exists(), "dask scheduler did not start"
         env = _job_env(slurm, tmp_path, DDPIPE_SCHEDULER_FILE=str(sched_file))
-        job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:05:00",
-                           f"--output={tmp_path}/job-%j.out", str(WORKERS_SCRIPT), env=env, cwd=tmp_path)
+        job = slurm.sbatch(
+            "--nodes=1",
+            "--ntasks-per-node=2",
+            "--cpus-per-task=1",
+            "--time=00:05:00",
+            f"--output={tmp_path}/job-%j.out",
+            str(WORKERS_SCRIPT),
+            env=env,
+            cwd=tmp_path,
+        )
         with Client(scheduler_file=str(sched_file), timeout=30) as client:
             client.wait_for_workers(2, timeout=90)
             info = client.scheduler_info(n_workers=-1)["workers"]
@@ -226,7 +278,8 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
     assert len(worker_logs) == 2
     # the worker task found the orphan by its tag and stopped it
     assert f"stopping process {child_pid} left behind by the worker (SIGKILL)" in "".join(
-        p.read_text() for p in worker_logs)
+        p.read_text() for p in worker_logs
+    )
     assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
     slurm.assert_nothing_left()
 
@@ -254,10 +307,30 @@ def test_jobqueue_mode_runs_workers_as_slurm_jobs(slurm, sim_ms, tmp_path):
     # the scheduler (in the driver) and the workers listen on the loopback interface only
     env["DASK_JOBQUEUE__SLURM__INTERFACE"] = "lo"
     out = subprocess.run(
-        [sys.executable, "-m", "ddpipe", "calibrate", "--debug", "--config", str(config), "--ms", str(sim_ms),
-         "--skymodel", str(sim_ms.with_suffix(".skymodel")), "--out", str(tmp_path / "sol.h5"),
-         "--workdir", str(tmp_path / "cal"), "--n-chunks", "4"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "ddpipe",
+            "calibrate",
+            "--debug",
+            "--config",
+            str(config),
+            "--ms",
+            str(sim_ms),
+            "--skymodel",
+            str(sim_ms.with_suffix(".skymodel")),
+            "--out",
+            str(tmp_path / "sol.h5"),
+            "--workdir",
+            str(tmp_path / "cal"),
+            "--n-chunks",
+            "4",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     # the job script dask-jobqueue submitted carries the slot resource
@@ -292,8 +365,16 @@ def test_walltime_warning_shuts_down_a_run_mid_dp3(slurm, sim_ms, tmp_path):
     config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
     config.write_text(config.read_text() + f"dp3: {{executable: {fake_dp3}}}\n")
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
-    job = slurm.sbatch("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=00:10:00",
-                       f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), env=env, cwd=tmp_path)
+    job = slurm.sbatch(
+        "--nodes=1",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=1",
+        "--time=00:10:00",
+        f"--output={tmp_path}/job-%j.out",
+        str(RUN_SCRIPT),
+        env=env,
+        cwd=tmp_path,
+    )
     chunks = workdir / "cycle_01" / "chunks"
     deadline = time.monotonic() + 150
     while len(list(chunks.glob("chunk_*.log"))) < 2 and time.monotonic() < deadline:

@@ -47,13 +47,17 @@ def test_every_knob_and_sbatch_line_is_documented(script):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_no_hostnames_or_site_paths_baked_in(script):
-    code = "\n".join(line.split(" #")[0] for line in script.read_text().splitlines()
-                     if not line.lstrip().startswith("#") or line.startswith("#SBATCH"))
+    code = "\n".join(
+        line.split(" #")[0]
+        for line in script.read_text().splitlines()
+        if not line.lstrip().startswith("#") or line.startswith("#SBATCH")
+    )
     paths = set(re.findall(r"(?<![\w$}./:])/[A-Za-z][\w./-]*", code))
     allowed = {"/tmp", "/dev/null", "/proc/", "/environ"}  # system paths only (/proc/PID/environ)
     assert paths <= allowed, f"absolute paths in {script.name}: {sorted(paths - allowed)}"
-    assert not re.search(r"--(partition|account|nodelist|qos)=(?!CHANGE_ME)", script.read_text()), \
+    assert not re.search(r"--(partition|account|nodelist|qos)=(?!CHANGE_ME)", script.read_text()), (
         "site-specific #SBATCH value set; leave it commented out as CHANGE_ME"
+    )
     assert not re.search(r"tcp://(?!host:port)", code), "a scheduler address is baked in"
 
 
@@ -88,19 +92,30 @@ def test_run_script_needs_a_config_or_a_command(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing may be created before the inputs are checked"
 
 
-@pytest.mark.parametrize("knob, value", [("DDPIPE_WORKERS_PER_NODE", "two"), ("DDPIPE_THREADS_PER_WORKER", "0"),
-                                         ("DDPIPE_WORKER_WAIT", "-5"), ("DDPIPE_SCHEDULER_PORT", "x")])
+@pytest.mark.parametrize(
+    "knob, value",
+    [
+        ("DDPIPE_WORKERS_PER_NODE", "two"),
+        ("DDPIPE_THREADS_PER_WORKER", "0"),
+        ("DDPIPE_WORKER_WAIT", "-5"),
+        ("DDPIPE_SCHEDULER_PORT", "x"),
+    ],
+)
 def test_run_script_rejects_a_bad_knob_by_name(tmp_path, knob, value):
-    out = _run(SLURM_DIR / "ddpipe-run.sbatch",
-               {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path), knob: value}, "true")
+    out = _run(
+        SLURM_DIR / "ddpipe-run.sbatch", {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path), knob: value}, "true"
+    )
     assert out.returncode == 2
     assert f"{knob}={value}" in out.stderr
     assert not list(tmp_path.iterdir())
 
 
 def test_run_script_names_a_missing_command(tmp_path):
-    out = _run(SLURM_DIR / "ddpipe-run.sbatch", {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path)},
-               "no-such-ddpipe-command")
+    out = _run(
+        SLURM_DIR / "ddpipe-run.sbatch",
+        {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path)},
+        "no-such-ddpipe-command",
+    )
     assert out.returncode == 2
     assert "no-such-ddpipe-command not found on PATH" in out.stderr
 
@@ -109,8 +124,10 @@ def test_worker_script_needs_a_scheduler(tmp_path):
     out = _run(SLURM_DIR / "ddpipe-workers.sbatch", {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path)})
     assert out.returncode == 2
     assert "set DDPIPE_SCHEDULER_FILE" in out.stderr
-    out = _run(SLURM_DIR / "ddpipe-workers.sbatch", {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path),
-                                                      "DDPIPE_SCHEDULER_FILE": str(tmp_path / "nope.json")})
+    out = _run(
+        SLURM_DIR / "ddpipe-workers.sbatch",
+        {"SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path), "DDPIPE_SCHEDULER_FILE": str(tmp_path / "nope.json")},
+    )
     assert out.returncode == 2
     assert f"DDPIPE_SCHEDULER_FILE={tmp_path / 'nope.json'} does not exist" in out.stderr
 
@@ -123,8 +140,9 @@ def test_slurm_up_without_root_or_packages_says_what_to_install(tmp_path):
     (fake / "id").chmod(0o755)
     # no /usr/sbin on PATH: the daemons (slurmctld, slurmd, munged) are not found
     env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    out = subprocess.run(["bash", str(SLURM_UP), str(tmp_path / "state")], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["bash", str(SLURM_UP), str(tmp_path / "state")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 3, out.stderr
     assert "not root; run as root: apt-get install -y" in out.stderr and "slurmctld" in out.stderr
     assert not (tmp_path / "state" / "pids").exists()

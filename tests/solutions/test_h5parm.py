@@ -22,9 +22,17 @@ from ddpipe.solutions import (
 T0 = 4.87e9
 
 
-def make_solutions(seed: int = 0, ntime: int = 5, nfreq: int = 3, nant: int = 4, ndir: int = 2,
-                   pol: tuple[str, ...] | None = None, amplitude: bool = True, t0: float = T0,
-                   f0: float = 140e6) -> Solutions:
+def make_solutions(
+    seed: int = 0,
+    ntime: int = 5,
+    nfreq: int = 3,
+    nant: int = 4,
+    ndir: int = 2,
+    pol: tuple[str, ...] | None = None,
+    amplitude: bool = True,
+    t0: float = T0,
+    f0: float = 140e6,
+) -> Solutions:
     rng = np.random.default_rng(seed)
     ants = tuple(f"CS{i:03d}HBA0" for i in range(nant))
     dirs = tuple(f"[P{i + 1}]" for i in range(ndir))
@@ -34,14 +42,28 @@ def make_solutions(seed: int = 0, ntime: int = 5, nfreq: int = 3, nant: int = 4,
     freq = f0 + 1e6 * np.arange(nfreq)
 
     def tab(kind: str, values: np.ndarray) -> SolTab:
-        return SolTab(kind=kind, axes=axes, values=values, weights=rng.uniform(0.5, 1, shape).astype(np.float32),
-                      time=time, freq=freq, ant=ants, dir=dirs, pol=pol)
+        return SolTab(
+            kind=kind,
+            axes=axes,
+            values=values,
+            weights=rng.uniform(0.5, 1, shape).astype(np.float32),
+            time=time,
+            freq=freq,
+            ant=ants,
+            dir=dirs,
+            pol=pol,
+        )
 
     soltabs = {"phase000": tab("phase", rng.uniform(-np.pi, np.pi, shape))}
     if amplitude:
         soltabs["amplitude000"] = tab("amplitude", rng.uniform(0.5, 1.5, shape))
-    return Solutions(antennas=ants, antenna_positions=rng.normal(3.8e6, 1e3, (nant, 3)), directions=dirs,
-                     direction_radec=rng.uniform(0, 1, (ndir, 2)), soltabs=soltabs)
+    return Solutions(
+        antennas=ants,
+        antenna_positions=rng.normal(3.8e6, 1e3, (nant, 3)),
+        directions=dirs,
+        direction_radec=rng.uniform(0, 1, (ndir, 2)),
+        soltabs=soltabs,
+    )
 
 
 def assert_same(a: Solutions, b: Solutions) -> None:
@@ -143,8 +165,13 @@ def _corrupt(path, edit) -> None:
         (lambda fh: fh["sol000/phase000/val"].attrs.__delitem__("AXES"), "no AXES"),
         (lambda fh: fh["sol000/phase000"].__delitem__("dir"), "missing the axis dataset 'dir'"),
         (lambda fh: fh["sol000/phase000"].__delitem__("val"), "no 'val'"),
-        (lambda fh: (fh["sol000/phase000"].__delitem__("time"),
-                     fh["sol000/phase000"].create_dataset("time", data=np.zeros(2))), "time has 2 values"),
+        (
+            lambda fh: (
+                fh["sol000/phase000"].__delitem__("time"),
+                fh["sol000/phase000"].create_dataset("time", data=np.zeros(2)),
+            ),
+            "time has 2 values",
+        ),
     ],
 )
 def test_malformed_files_name_file_and_problem(tmp_path, edit, message):
@@ -175,8 +202,9 @@ def _split(sol: Solutions, axis: str, cut: int) -> tuple[Solutions, Solutions]:
             i = t.axes.index(axis)
             idx = [slice(None)] * t.values.ndim
             idx[i] = sl
-            tabs[k] = replace(t, values=t.values[tuple(idx)], weights=t.weights[tuple(idx)],
-                              **{axis: getattr(t, axis)[sl]})
+            tabs[k] = replace(
+                t, values=t.values[tuple(idx)], weights=t.weights[tuple(idx)], **{axis: getattr(t, axis)[sl]}
+            )
         return replace(sol, soltabs=tabs)
 
     return part(slice(0, cut)), part(slice(cut, None))
@@ -242,8 +270,10 @@ def test_evaluate_gains_missing_kinds_and_direction_selection():
     g = evaluate_gains(sol, sol.soltabs["phase000"].time, sol.soltabs["phase000"].freq, directions=["P2", "[P1]"])
     np.testing.assert_allclose(np.abs(g), 1.0)  # no amplitude soltab → 1
     np.testing.assert_allclose(np.angle(g[..., 0, 0]), np.angle(np.exp(1j * sol.soltabs["phase000"].values[..., 1])))
-    amp_only = replace(sol, soltabs={"amplitude000": replace(sol.soltabs["phase000"], kind="amplitude",
-                                                             values=np.full((5, 3, 4, 2), 2.0))})
+    amp_only = replace(
+        sol,
+        soltabs={"amplitude000": replace(sol.soltabs["phase000"], kind="amplitude", values=np.full((5, 3, 4, 2), 2.0))},
+    )
     np.testing.assert_allclose(evaluate_gains(amp_only, [T0], [140e6]), 2.0)  # no phase → 0
     with pytest.raises(UserError, match="no direction \\[P9\\]"):
         evaluate_gains(sol, [T0], [140e6], directions=["P9"])
@@ -252,8 +282,12 @@ def test_evaluate_gains_missing_kinds_and_direction_selection():
 def test_evaluate_gains_diagonal_pols_and_antenna_order():
     sol = make_solutions(pol=("YY", "XX"), amplitude=False, nant=3)
     tab = sol.soltabs["phase000"]
-    reordered = replace(sol, soltabs={"phase000": replace(tab, ant=tab.ant[::-1], values=tab.values[:, :, ::-1],
-                                                          weights=tab.weights[:, :, ::-1])})
+    reordered = replace(
+        sol,
+        soltabs={
+            "phase000": replace(tab, ant=tab.ant[::-1], values=tab.values[:, :, ::-1], weights=tab.weights[:, :, ::-1])
+        },
+    )
     g = evaluate_gains(reordered, tab.time, tab.freq)
     np.testing.assert_allclose(np.angle(g[..., 0]), np.angle(np.exp(1j * tab.values[..., 1])))  # XX
     np.testing.assert_allclose(np.angle(g[..., 1]), np.angle(np.exp(1j * tab.values[..., 0])))  # YY

@@ -38,9 +38,17 @@ def ms_meta(ms: Path) -> dict:
 
 
 def ddecal(ms: Path, sky: Path, h5: Path, mode: str = "scalarphase", **keys: str) -> dict[str, str]:
-    p = {"msin": str(ms), "msout": "", "steps": "[ddecal]", "ddecal.type": "ddecal", "ddecal.mode": mode,
-         "ddecal.sourcedb": str(sky), "ddecal.directions": DIRS, "ddecal.h5parm": str(h5),
-         "ddecal.usebeammodel": "false"}
+    p = {
+        "msin": str(ms),
+        "msout": "",
+        "steps": "[ddecal]",
+        "ddecal.type": "ddecal",
+        "ddecal.mode": mode,
+        "ddecal.sourcedb": str(sky),
+        "ddecal.directions": DIRS,
+        "ddecal.h5parm": str(h5),
+        "ddecal.usebeammodel": "false",
+    }
     p.update({k.replace("__", "."): v for k, v in keys.items()})
     return p
 
@@ -48,8 +56,7 @@ def ddecal(ms: Path, sky: Path, h5: Path, mode: str = "scalarphase", **keys: str
 def test_read_what_ddecal_writes(real_ms, foursources, dp3, tmp_path):
     ms = real_ms("tDDECal")
     meta = ms_meta(ms)
-    dp3(ddecal(ms, foursources, tmp_path / "diag.h5", mode="diagonal", ddecal__solint="2", ddecal__nchan="4"),
-        "diag")
+    dp3(ddecal(ms, foursources, tmp_path / "diag.h5", mode="diagonal", ddecal__solint="2", ddecal__nchan="4"), "diag")
     sol = read_h5parm(tmp_path / "diag.h5")
     assert sol.antennas == meta["names"]
     np.testing.assert_allclose(sol.antenna_positions, meta["positions"], atol=1.0)  # DP3 stores float32
@@ -72,10 +79,12 @@ def test_merged_chunks_equal_one_solve(real_ms, foursources, dp3, tmp_path):
     """Solving slots 0-1 and 2-5 apart and merging gives the solutions of one run over all six."""
     ms = real_ms("tDDECal")
     dp3(ddecal(ms, foursources, tmp_path / "all.h5", ddecal__solint="2"), "all")
-    dp3(ddecal(ms, foursources, tmp_path / "c0.h5", ddecal__solint="2", msin__starttimeslot="0",
-               msin__ntimes="2"), "c0")
-    dp3(ddecal(ms, foursources, tmp_path / "c1.h5", ddecal__solint="2", msin__starttimeslot="2",
-               msin__ntimes="4"), "c1")
+    dp3(
+        ddecal(ms, foursources, tmp_path / "c0.h5", ddecal__solint="2", msin__starttimeslot="0", msin__ntimes="2"), "c0"
+    )
+    dp3(
+        ddecal(ms, foursources, tmp_path / "c1.h5", ddecal__solint="2", msin__starttimeslot="2", msin__ntimes="4"), "c1"
+    )
     whole = read_h5parm(tmp_path / "all.h5")
     merged = merge_along_time([read_h5parm(tmp_path / "c1.h5"), read_h5parm(tmp_path / "c0.h5")])
     a, b = whole.soltabs["phase000"], merged.soltabs["phase000"]
@@ -97,14 +106,27 @@ def known_solutions(meta: dict, seed: int, ndir: int, pol: bool) -> Solutions:
     dirs = tuple(f"[{p}]" for p in PATCHES[:ndir])
 
     def tab(kind: str, values: np.ndarray) -> SolTab:
-        return SolTab(kind=kind, axes=axes, values=values, weights=np.ones(shape, np.float32), time=time,
-                      freq=freq, ant=meta["names"], dir=dirs, pol=("XX", "YY") if pol else None)
+        return SolTab(
+            kind=kind,
+            axes=axes,
+            values=values,
+            weights=np.ones(shape, np.float32),
+            time=time,
+            freq=freq,
+            ant=meta["names"],
+            dir=dirs,
+            pol=("XX", "YY") if pol else None,
+        )
 
     return Solutions(
-        antennas=meta["names"], antenna_positions=meta["positions"], directions=dirs,
+        antennas=meta["names"],
+        antenna_positions=meta["positions"],
+        directions=dirs,
         direction_radec=np.zeros((ndir, 2)),
-        soltabs={"phase000": tab("phase", rng.uniform(-np.pi, np.pi, shape)),
-                 "amplitude000": tab("amplitude", rng.uniform(0.6, 1.4, shape))},
+        soltabs={
+            "phase000": tab("phase", rng.uniform(-np.pi, np.pi, shape)),
+            "amplitude000": tab("amplitude", rng.uniform(0.6, 1.4, shape)),
+        },
     )
 
 
@@ -113,17 +135,36 @@ def test_applycal_applies_what_evaluate_gains_says(real_ms, dp3, tmp_path):
     meta = ms_meta(ms)
     sol = known_solutions(meta, seed=7, ndir=1, pol=True)
     write_h5parm(tmp_path / "known.h5", sol)
-    dp3({"msin": str(ms), "msout": ".", "msout.datacolumn": "CORR_DP3", "steps": "[ac]", "ac.type": "applycal",
-         "ac.parmdb": str(tmp_path / "known.h5"), "ac.steps": "[amp,ph]", "ac.amp.correction": "amplitude000",
-         "ac.ph.correction": "phase000", "ac.direction": "[CygA]"}, "applycal")
+    dp3(
+        {
+            "msin": str(ms),
+            "msout": ".",
+            "msout.datacolumn": "CORR_DP3",
+            "steps": "[ac]",
+            "ac.type": "applycal",
+            "ac.parmdb": str(tmp_path / "known.h5"),
+            "ac.steps": "[amp,ph]",
+            "ac.amp.correction": "amplitude000",
+            "ac.ph.correction": "phase000",
+            "ac.direction": "[CygA]",
+        },
+        "applycal",
+    )
     with pt.table(str(ms), ack=False) as t:
         corrected = t.getcol("CORR_DP3")
     g = evaluate_gains(sol, meta["TIME"], meta["freqs"])[..., 0, :]  # (row, chan, ant, pol)
     it = np.arange(len(meta["TIME"]))
     gp = g[it, :, meta["ANTENNA1"]]  # (row, chan, pol)
     gq = g[it, :, meta["ANTENNA2"]]
-    denom = np.stack([gp[..., 0] * np.conj(gq[..., 0]), gp[..., 0] * np.conj(gq[..., 1]),
-                      gp[..., 1] * np.conj(gq[..., 0]), gp[..., 1] * np.conj(gq[..., 1])], axis=-1)
+    denom = np.stack(
+        [
+            gp[..., 0] * np.conj(gq[..., 0]),
+            gp[..., 0] * np.conj(gq[..., 1]),
+            gp[..., 1] * np.conj(gq[..., 0]),
+            gp[..., 1] * np.conj(gq[..., 1]),
+        ],
+        axis=-1,
+    )
     want = meta["DATA"] / denom
     ok = ~meta["FLAG"]
     assert ok.sum() > 1000
@@ -137,13 +178,23 @@ def test_h5parmpredict_corrupts_like_our_predict(real_ms, foursources, dp3, tmp_
     sol = known_solutions(meta, seed=8, ndir=4, pol=False)
     sol = replace(sol, soltabs={"phase000": sol.soltabs["phase000"]})  # scalarphase-like
     write_h5parm(tmp_path / "known.h5", sol)
-    dp3({"msin": str(ms), "msout": ".", "msout.datacolumn": "PRED_DP3", "steps": "[hp]", "hp.type": "h5parmpredict",
-         "hp.sourcedb": str(foursources), "hp.applycal.parmdb": str(tmp_path / "known.h5"),
-         "hp.applycal.correction": "phase000", "hp.usebeammodel": "false"}, "h5parmpredict")
+    dp3(
+        {
+            "msin": str(ms),
+            "msout": ".",
+            "msout.datacolumn": "PRED_DP3",
+            "steps": "[hp]",
+            "hp.type": "h5parmpredict",
+            "hp.sourcedb": str(foursources),
+            "hp.applycal.parmdb": str(tmp_path / "known.h5"),
+            "hp.applycal.correction": "phase000",
+            "hp.usebeammodel": "false",
+        },
+        "h5parmpredict",
+    )
     with pt.table(str(ms), ack=False) as t:
         dp3_model = t.getcol("PRED_DP3")
-    comps = components_from_skymodel(read_skymodel(foursources), meta["freqs"], meta["centre"],
-                                     directions=PATCHES)
+    comps = components_from_skymodel(read_skymodel(foursources), meta["freqs"], meta["centre"], directions=PATCHES)
     g = evaluate_gains(sol, meta["TIME"], meta["freqs"], directions=PATCHES)[..., 0]  # (row, chan, ant, dir)
     rows = np.arange(len(meta["TIME"]))
     bl_gains = g[rows, :, meta["ANTENNA1"]] * np.conj(g[rows, :, meta["ANTENNA2"]])  # (row, chan, dir)
