@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     t0 = time.perf_counter()
-    local = make_image([ms], params, work / "inproc", solutions=sol, facet_directions=dirs, nthreads=2)
+    local = make_image([ms], params, work / "inproc", solutions=sol, facet_directions=dirs)
     t_local = time.perf_counter() - t0
     print(f"in-process, 2 threads:          {t_local:7.1f} s ({local.n_major} major cycles)", flush=True)
 

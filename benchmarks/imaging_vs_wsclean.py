@@ -221,7 +221,7 @@ def _run(args, work: Path, version: str) -> int:
         params = dataclasses.replace(base, niter=niter)
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            results[label] = make_image([ms], params, work / f"dd-{label}", nthreads=2)
+            results[label] = make_image([ms], params, work / f"dd-{label}")
             times.setdefault(f"ddpipe {label}", []).append(time.perf_counter() - t0)
             times.setdefault(f"ddpipe-cli {label}", []).append(
                 _ddpipe_cli(ms, work / f"ddcli-{label}", size, scale, niter, args.mgain)[0]

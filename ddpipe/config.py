@@ -141,6 +141,8 @@ class ImagingConfig:
     facet_smearing: float = _c(min=0, max=0.1)
     row_block: int = _c(min=1)
     cache_mb: float = _c(min=0)
+    threads: int = _c(min=1)
+    wgridder_accuracy: float = _c(min_exclusive=0, max=0.1)
 
 
 @dataclass(frozen=True)

@@ -67,14 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODE",
         help="natural | uniform | briggs R (e.g. --weight briggs -0.5)",
     )
-    g.add_argument("--threads", "-j", type=int, default=2, metavar="N", help="gridding/FFT threads (default 2)")
+    g.add_argument(
+        "--threads", "-j", type=int, metavar="N", help="gridding/FFT/CLEAN threads (imaging.threads, default 2)"
+    )
     g.add_argument(
         "--wgridder-accuracy",
         "-wgridder-accuracy",
         type=float,
-        default=1e-4,
         metavar="EPS",
-        help="w-gridder accuracy (default 1e-4, as WSClean)",
+        help="w-gridder accuracy (imaging.wgridder_accuracy, default 1e-4 as WSClean)",
     )
     g.add_argument("--row-block", type=int, metavar="ROWS", help="rows read at a time (bounds memory)")
     g.add_argument(
@@ -173,7 +174,18 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
         elif len(args.weight) != 1:
             raise UserError(f"--weight {' '.join(args.weight)}: only briggs takes a value")
         out["weight"] = mode
-    for key in ("niter", "gain", "mgain", "auto_threshold", "multiscale", "row_block", "facet_smearing", "cache_mb"):
+    for key in (
+        "niter",
+        "gain",
+        "mgain",
+        "auto_threshold",
+        "multiscale",
+        "row_block",
+        "facet_smearing",
+        "cache_mb",
+        "threads",
+        "wgridder_accuracy",
+    ):
         value = getattr(args, key)
         if value is not None:
             out[key] = value
@@ -223,8 +235,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.h5parm}: no solutions for the facet direction(s) {', '.join(missing)} of "
                 f"{args.skymodel} (it has {', '.join(have)}); give the sky model it was solved with"
             )
-    if args.threads < 1:
-        raise UserError(f"--threads {args.threads}: must be at least 1")
     result = make_image(
         list(cfg.inputs.ms),
         params,
@@ -233,8 +243,6 @@ def run(args: argparse.Namespace) -> int:
         solutions=solutions,
         facet_directions=directions,
         mask=args.fits_mask,
-        epsilon=args.wgridder_accuracy,
-        nthreads=args.threads,
     )
     bmaj, bmin, bpa = result.beam
     for name, path in result.paths.items():

@@ -42,6 +42,7 @@ from ddpipe.imaging.multiscale import MultiscaleCleaner
 from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, scatter_level, split_model
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
+from ddpipe.sky.skymodel import write_skymodel
 
 if TYPE_CHECKING:
     from ddpipe.solutions.types import Solutions
@@ -97,9 +98,6 @@ def make_image(
     solutions: Solutions | None = None,
     facet_directions: Sequence[tuple[str, float, float]] | None = None,
     mask: np.ndarray | str | Path | None = None,
-    epsilon: float = 1e-4,
-    nthreads: int = 2,
-    cache_mb: float | None = None,
     client: Any = None,
     no_workers_timeout: float = 120.0,
     n_ranges: int | None = None,
@@ -111,8 +109,9 @@ def make_image(
     ms_paths
         Measurement Sets (sub-bands of one observation, one phase centre).
     params
-        Imaging settings (size, scale, weighting, CLEAN, ``facet_smearing``: how far each
-        facet averages its visibilities, see :mod:`ddpipe.imaging.averaging`).
+        Imaging settings: size, scale, weighting, CLEAN, ``facet_smearing`` (how far each
+        facet averages, :mod:`ddpipe.imaging.averaging`), ``threads``, ``wgridder_accuracy``,
+        ``cache_mb`` (memory for the prepared data between passes); docs/configuration.md.
     prefix
         Output name prefix (WSClean's ``-name``); its folder is created.
     data_column
@@ -127,32 +126,19 @@ def make_image(
     mask
         Where CLEAN may put components: ``(ny, nx)`` bool array or a FITS file
         (non-zero = allowed) of the image's size.
-    epsilon
-        Gridder accuracy.
-    nthreads
-        Threads for gridding and FFTs.
-    cache_mb
-        Override ``params.cache_mb``: keep the prepared visibilities in memory between
-        major cycles when they fit in this many MiB (per worker with ``client``); larger
-        data are streamed from disk on every pass, a quarter of this at a time. With
-        facets, each facet's per-sample corrections are kept too when they also fit (8
-        bytes per visibility and facet).
     client
         A ``distributed.Client``: the passes over the data run as Dask tasks on its
-        workers (one per row range, each holding a ``subprocess_slots``); the minor
-        cycles stay here. None: everything in this process.
+        workers (one per row range, each holding a ``subprocess_slots``, with the worker's
+        threads); the minor cycles stay here. None: everything in this process.
     no_workers_timeout
         With ``client``: seconds without a worker offering ``subprocess_slots`` before failing.
     n_ranges
         With ``client``: row ranges per MS (default: one per worker offering the slot when
-        imaging starts). The pipeline gives its configured worker count, so that the split
-        does not depend on how many workers are connected. Images of different splits (or
-        in-process, one range per MS while it fits ``cache_mb``) agree to the gridder's
-        accuracy, about 1e-5 of the peak: ducc0 rounds each call's sum its own way.
+        imaging starts). Images of different splits agree to the gridder's accuracy (about
+        1e-5 of the peak: ducc0 rounds each call's sum its own way), so the pipeline gives
+        its configured worker count, not the number connected.
 
-    Returns
-    -------
-    ImageResult
+    Returns an :class:`ImageResult`.
 
     Raises
     ------
@@ -160,9 +146,67 @@ def make_image(
         Unusable input (MS, sizes, mask, directions) or nothing unflagged to image.
     """
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     if not ms_paths:
         raise UserError("no Measurement Set given to image; pass at least one --ms")
+    setup = _setup(ms_paths, params, data_column, solutions, facet_directions)
+    clean_mask = _load_mask(mask, setup.shape)
+    engine = _engine(setup, params, client, n_ranges, no_workers_timeout)
+    timings = {"setup": time.perf_counter() - t_start}
+    log.info(
+        "imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s; %d row range(s) %s",
+        len(setup.descs),
+        setup.shape[1],
+        setup.shape[0],
+        params.scale,
+        params.weight,
+        f", {len(setup.facets)} facets with DD corrections" if setup.spec.facets else "",
+        len(engine.ranges),
+        "on the Dask cluster" if client is not None else "in-process",
+    )
+    try:
+        images = _deconvolve(setup, params, _Residuals(setup, engine), clean_mask, timings)
+    finally:
+        engine.close()
+    return _write_products(setup, params, images, Path(prefix), timings, t_start)
+
+
+def _engine(setup: _Setup, params: ImagingConfig, client: Any, n_ranges: int | None, timeout: float) -> Any:
+    """The passes over the data: on the Dask cluster with ``client``, else in this process."""
+    budget = int(params.cache_mb * 2**20)
+    if client is None:
+        return LocalEngine(setup.descs, setup.spec, setup.gains, params.row_block, budget)
+    return DaskEngine(
+        client,
+        setup.descs,
+        setup.spec,
+        setup.gains,
+        params.row_block,
+        budget,
+        n_ranges=n_ranges,
+        no_workers_timeout=timeout,
+    )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every step of one image shares: the data, the pixel grid and the facets."""
+
+    descs: tuple[MSDescription, ...]
+    shape: tuple[int, int]  # (ny, nx)
+    cell: float  # radians
+    facets: tuple[Facet, ...]
+    labels: np.ndarray | None  # facet index per pixel
+    gains: tuple[GainTable | None, ...]  # per MS; None without solutions
+    spec: PassSpec
+
+
+def _setup(
+    ms_paths: Sequence[str | Path],
+    params: ImagingConfig,
+    data_column: str,
+    solutions: Solutions | None,
+    facet_directions: Sequence[tuple[str, float, float]] | None,
+) -> _Setup:
     nx, ny = check_field(ImagingConfig, "size", params.size, "imaging.size", source="make_image")
     shape = (ny, nx)
     cell = math.radians(params.scale / 3600.0)
@@ -174,8 +218,6 @@ def make_image(
                 f"{d.path}: phase centre differs from {descs[0].path}'s; "
                 "image Measurement Sets of one pointing together (or phase-shift them first)"
             )
-    clean_mask = _load_mask(mask, shape)
-    facets: tuple[Facet, ...] = ()
     use_solutions = solutions is not None and params.facets
     if solutions is not None and not params.facets:
         log.info("imaging.facets is false: solutions are not applied")
@@ -184,66 +226,46 @@ def make_image(
             (n.strip("[]"), float(rd[0]), float(rd[1]))
             for n, rd in zip(solutions.directions, solutions.direction_radec)
         ]
-    if facet_directions:
-        facets = make_facets(facet_directions, centre)
+    facets = make_facets(facet_directions, centre) if facet_directions else ()
     labels = facet_labels(facets, shape, cell) if facets else None
-    gains = tuple(
-        GainTable(solutions, [f.name for f in facets], d.antenna_names, d.freq) if use_solutions else None
-        for d in descs
-    )
+    names = [f.name for f in facets]
+    gains = tuple(GainTable(solutions, names, d.antenna_names, d.freq) if use_solutions else None for d in descs)
+    accuracy = dict(epsilon=params.wgridder_accuracy, nthreads=params.threads)
     if use_solutions:
-        boxes = facet_boxes(labels, [f.name for f in facets])
+        boxes = facet_boxes(labels, names)
         spec = PassSpec(
             shape,
             cell,
             boxes,
             True,
-            epsilon,
-            nthreads,
             neighbours=neighbour_pairs(labels),
             centres=facet_centres(labels, boxes, cell),
             max_loss=params.facet_smearing,
+            **accuracy,
         )
     else:
-        spec = PassSpec.plain(shape, cell, epsilon=epsilon, nthreads=nthreads)
-    budget = int((params.cache_mb if cache_mb is None else cache_mb) * 2**20)
-    if client is not None:
-        engine = DaskEngine(
-            client,
-            descs,
-            spec,
-            gains,
-            params.row_block,
-            budget,
-            n_ranges=n_ranges,
-            no_workers_timeout=no_workers_timeout,
+        spec = PassSpec.plain(shape, cell, **accuracy)
+    return _Setup(descs, shape, cell, facets, labels, gains, spec)
+
+
+class _Residuals:
+    """One pass over the data: the residual image (and PSF) of a model; remembers how the
+    facets couple, measured in the first (dirty) pass."""
+
+    def __init__(self, setup: _Setup, engine: Any):
+        self.setup, self.engine = setup, engine
+        self.measured: dict[str, Any] = {}
+        self.empty = (
+            f"{', '.join(d.path for d in setup.descs)}: every visibility is flagged or has zero weight "
+            f"(column {setup.descs[0].data_column}); there is nothing to image"
         )
-    else:
-        engine = LocalEngine(descs, spec, gains, params.row_block, budget)
-    timings["setup"] = time.perf_counter() - t_start
-    log.info(
-        "imaging %d MS, %dx%d pixels of %.3g arcsec, %s weighting%s; %d row range(s) %s",
-        len(descs),
-        nx,
-        ny,
-        params.scale,
-        params.weight,
-        f", {len(facets)} facets with DD corrections" if use_solutions else "",
-        len(engine.ranges),
-        "on the Dask cluster" if client is not None else "in-process",
-    )
-    empty = (
-        f"{', '.join(d.path for d in descs)}: every visibility is flagged or has zero weight (column "
-        f"{descs[0].data_column}); there is nothing to image"
-    )
 
-    measured: dict[str, object] = {}  # facet coupling and scatter, from the dirty pass
-
-    def residual_of(model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
-        comps = split_model(model, spec, labels) if model is not None else None
-        total = engine.run_pass(comps, psf_shape)
-        if spec.facets and np.any(total.wsum > 0):
-            dead = [facets[f].name for f in np.flatnonzero(total.wsum <= 0)]
+    def __call__(self, model: np.ndarray | None, psf_shape: tuple[int, int] | None = None):
+        s = self.setup
+        comps = split_model(model, s.spec, s.labels) if model is not None else None
+        total = self.engine.run_pass(comps, psf_shape)
+        if s.spec.facets and np.any(total.wsum > 0):
+            dead = [s.facets[f].name for f in np.flatnonzero(total.wsum <= 0)]
             if dead:
                 raise UserError(
                     f"facet {dead[0]!r}"
@@ -253,96 +275,114 @@ def make_image(
                     "that direction"
                 )
         try:
-            residual, psf_img = finish(total, spec, labels, empty)
+            residual, psf_img = finish(total, s.spec, s.labels, self.empty)
         except ValueError:
-            raise UserError(empty) from None
+            raise UserError(self.empty) from None
         if total.coupling is not None:
-            measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total))
+            self.measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total))
         return residual, psf_img
 
-    try:
-        t0 = time.perf_counter()
-        if params.weight == "natural":  # no pass over the data; samples off the uv grid still drop out
-            factor = natural_factor(shape)
-        else:
-            dens, total = engine.density()
-            factor = weighting.finish(dens, total, params.weight, params.robust, grid=weighting.grid_shape(shape))
-        engine.set_factor(factor)
-        timings["weights"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        # CLEAN gets a PSF twice the image size: with a clipped PSF Hogbom can diverge
-        psf_shape = (2 * ny, 2 * nx) if params.niter > 0 else shape
-        dirty, psf2 = residual_of(None, psf_shape)
-        timings["dirty"] = time.perf_counter() - t0
-        oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
-        psf = psf2[oy : oy + ny, ox : ox + nx]  # the image-sized PSF that is written out
-        t0 = time.perf_counter()
-        beam = fit_beam(psf, cell)
-        timings["beam"] = time.perf_counter() - t0
-        log.info("restoring beam %.2f x %.2f arcsec, PA %.1f deg", beam.bmaj * 3600, beam.bmin * 3600, beam.bpa)
+@dataclass(frozen=True)
+class _Images:
+    dirty: np.ndarray
+    psf: np.ndarray
+    beam: Any  # ddpipe.imaging.beam.Beam
+    cleaned: Any  # ddpipe.imaging.cycles.CleanResult
 
-        cleaner = None
-        if params.multiscale and params.niter > 0:
-            cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=nthreads)
-        mgain, coupling = params.mgain, None
-        if measured:
-            cmat, scatter = measured["coupling"], measured["scatter"]
-            coupling = (labels, cmat)
-            off = cmat[~np.eye(len(facets), dtype=bool)]
-            # the minor cycle cannot know the scattered part of a component's response in the
-            # other facets: cleaning a fraction g of the peak leaves errors up to scatter * g of it,
-            # which stay below half the (1 - g) of it cleaned to while g <= 1 / (1 + 2 scatter)
-            mgain = min(params.mgain, 1.0 / (1.0 + 2.0 * scatter))
-            log.info(
-                "DD facets: a component keeps %.2f (median; %.2f to %.2f) of its PSF coherent in the other "
-                "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
-                float(np.median(off)),
-                float(off.min()),
-                float(off.max()),
-                scatter,
-                mgain,
-                f" (asked {params.mgain:g})" if mgain < params.mgain else "",
-            )
-        settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
-        cleaned = clean_cycles(
-            dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask, cleaner=cleaner, coupling=coupling
-        )
-    finally:
-        engine.close()
-    model, residual, n_iter, n_major = cleaned.model, cleaned.residual, cleaned.n_iter, cleaned.n_major
-    timings["minor"] = cleaned.seconds_minor
-    timings["major"] = cleaned.seconds_major
+
+def _deconvolve(
+    setup: _Setup, params: ImagingConfig, residual_of: _Residuals, clean_mask: np.ndarray | None, timings: dict
+) -> _Images:
+    """Weights, the dirty image and PSF, the restoring beam, then the major/minor cycles."""
+    ny, nx = shape = setup.shape
+    t0 = time.perf_counter()
+    if params.weight == "natural":  # no pass over the data; samples off the uv grid still drop out
+        factor = natural_factor(shape)
+    else:
+        dens, total = residual_of.engine.density()
+        factor = weighting.finish(dens, total, params.weight, params.robust, grid=weighting.grid_shape(shape))
+    residual_of.engine.set_factor(factor)
+    timings["weights"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    restored = restore(model, residual, beam, cell, nthreads=nthreads)
+    # CLEAN gets a PSF twice the image size: with a clipped PSF Hogbom can diverge
+    psf_shape = (2 * ny, 2 * nx) if params.niter > 0 else shape
+    dirty, psf2 = residual_of(None, psf_shape)
+    timings["dirty"] = time.perf_counter() - t0
+    oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
+    psf = psf2[oy : oy + ny, ox : ox + nx]  # the image-sized PSF that is written out
+    t0 = time.perf_counter()
+    beam = fit_beam(psf, setup.cell)
+    timings["beam"] = time.perf_counter() - t0
+    log.info("restoring beam %.2f x %.2f arcsec, PA %.1f deg", beam.bmaj * 3600, beam.bmin * 3600, beam.bpa)
+
+    cleaner = None
+    if params.multiscale and params.niter > 0:
+        cleaner = MultiscaleCleaner(psf2, params.multiscale_scales, shape, nthreads=params.threads)
+    mgain, coupling = _major_gain(setup, params, residual_of.measured)
+    settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
+    cleaned = clean_cycles(
+        dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask, cleaner=cleaner, coupling=coupling
+    )
+    timings["minor"] = cleaned.seconds_minor
+    timings["major"] = cleaned.seconds_major
+    return _Images(dirty, psf, beam, cleaned)
+
+
+def _major_gain(setup: _Setup, params: ImagingConfig, measured: Mapping[str, Any]) -> tuple[float, Any]:
+    """The major-cycle gain and the facet coupling the minor cycle may use (DD facets only)."""
+    if not measured:
+        return params.mgain, None
+    cmat, scatter = measured["coupling"], measured["scatter"]
+    off = cmat[~np.eye(len(setup.facets), dtype=bool)]
+    # the minor cycle cannot know the scattered part of a component's response in the
+    # other facets: cleaning a fraction g of the peak leaves errors up to scatter * g of it,
+    # which stay below half the (1 - g) of it cleaned to while g <= 1 / (1 + 2 scatter)
+    mgain = min(params.mgain, 1.0 / (1.0 + 2.0 * scatter))
+    log.info(
+        "DD facets: a component keeps %.2f (median; %.2f to %.2f) of its PSF coherent in the other "
+        "facets and scatters up to %.3g of its peak there; major-cycle gain %.2g%s",
+        float(np.median(off)),
+        float(off.min()),
+        float(off.max()),
+        scatter,
+        mgain,
+        f" (asked {params.mgain:g})" if mgain < params.mgain else "",
+    )
+    return mgain, (setup.labels, cmat)
+
+
+def _write_products(
+    setup: _Setup, params: ImagingConfig, images: _Images, prefix: Path, timings: dict, t_start: float
+) -> ImageResult:
+    """Restore, write the five FITS images and the components' sky model, and sum up."""
+    cleaned, beam = images.cleaned, images.beam
+    model, residual = cleaned.model, cleaned.residual
+    t0 = time.perf_counter()
+    restored = restore(model, residual, beam, setup.cell, nthreads=params.threads)
     timings["restore"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    geom = _geometry(descs, shape, cell)
-    prefix = Path(prefix)
+    geom = _geometry(setup.descs, setup.shape, setup.cell)
     extra = {
         "DDPNITER": params.niter,
-        "DDPMINOR": n_iter,
-        "DDPMAJOR": n_major,
+        "DDPMINOR": cleaned.n_iter,
+        "DDPMAJOR": cleaned.n_major,
         "DDPWEIGH": params.weight if params.weight != "briggs" else f"briggs({params.robust:g})",
     }
     out = {}
     for name, img, unit in (
-        ("dirty", dirty, "JY/BEAM"),
-        ("psf", psf, "JY/BEAM"),
+        ("dirty", images.dirty, "JY/BEAM"),
+        ("psf", images.psf, "JY/BEAM"),
         ("model", model, "JY/PIXEL"),
         ("residual", residual, "JY/BEAM"),
         ("image", restored, "JY/BEAM"),
     ):
         out[name] = write_image(f"{prefix}-{name}.fits", img, geom, bunit=unit, beam=beam, extra=extra)
-    ref_freq = geom.freq
-    components = model_to_skymodel(model, cell, centre, ref_freq, facets=facets, labels=labels)
-    sky_path = None
-    if components.sources:
-        from ddpipe.sky.skymodel import write_skymodel
-
-        sky_path = write_skymodel(components, Path(f"{prefix}-sources.txt"))
+    centre = setup.descs[0].phase_centre
+    components = model_to_skymodel(model, setup.cell, centre, geom.freq, facets=setup.facets, labels=setup.labels)
+    sky_path = write_skymodel(components, Path(f"{prefix}-sources.txt")) if components.sources else None
     timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
@@ -355,8 +395,8 @@ def make_image(
         peak=peak,
         dynamic_range=peak / rms if rms > 0 else math.inf,
         n_components=int(np.count_nonzero(model)),
-        n_iterations=n_iter,
-        n_major=n_major,
+        n_iterations=cleaned.n_iter,
+        n_major=cleaned.n_major,
         components=components,
         skymodel=sky_path,
         timings=timings,

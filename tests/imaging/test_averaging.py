@@ -173,7 +173,8 @@ def test_facet_image_does_not_depend_on_how_the_rows_are_split(long_ms, tmp_path
         row_block=3001,
     )
     one = make_image([long_ms.ms], p, tmp_path / "one", solutions=sol, facet_directions=dirs)
-    many = make_image([long_ms.ms], p, tmp_path / "many", solutions=sol, facet_directions=dirs, cache_mb=0.05)
+    p_small = dataclasses.replace(p, cache_mb=0.05)
+    many = make_image([long_ms.ms], p_small, tmp_path / "many", solutions=sol, facet_directions=dirs)
     peak = np.abs(read_image(one.dirty)[0]).max()
     for name in ("dirty", "residual", "image"):
         a, b = read_image(one.paths[name])[0], read_image(many.paths[name])[0]

@@ -105,8 +105,8 @@ def test_dirty_image_of_a_real_ms_matches_the_dft_at_its_sources(real_ms_readonl
     from ddpipe.imaging import make_image
 
     ms = real_ms_readonly[key]
-    params = imaging_params(size=(size, size), scale=scale, weight="natural", niter=0)
-    res = make_image([ms], params, tmp_path / "img", data_column=column, epsilon=1e-6)
+    params = imaging_params(size=(size, size), scale=scale, weight="natural", niter=0, wgridder_accuracy=1e-6)
+    res = make_image([ms], params, tmp_path / "img", data_column=column)
     dirty, header = read_image(res.dirty)
     wcs = WCS(header).celestial
     with pt.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:

@@ -103,7 +103,7 @@ def test_streaming_from_disk_in_small_blocks_gives_the_same_image(sim_points, tm
     p = imaging_params(**{**PARAMS, "niter": 200})
     a = make_image([sim_points.ms], p, tmp_path / "a")
     b = make_image(
-        [sim_points.ms], imaging_params(**{**PARAMS, "niter": 200, "row_block": 700}), tmp_path / "b", cache_mb=0
+        [sim_points.ms], imaging_params(**{**PARAMS, "niter": 200, "row_block": 700, "cache_mb": 0}), tmp_path / "b"
     )
     peak = np.abs(read_image(a.dirty)[0]).max()
     for k in ("dirty", "residual", "image"):
