@@ -209,7 +209,7 @@ class Pipeline:
 
     def _run_locked(self) -> None:
         from ddpipe.cluster import open_cluster
-        from ddpipe.report import write_report, write_summary
+        from ddpipe.report import write_failed_report, write_report, write_summary
 
         cfg = self.cfg
         first = cfg.cycles[0]
@@ -245,12 +245,20 @@ class Pipeline:
                         self.summary.reference_quality = self._quality(self.workdir / "reference" / key / "image", None)
                 if client is None and not self._cycle_done(cyc, sky):
                     client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
-                sky = self.cycle(cyc, sky, client, ref_dr)
+                try:
+                    sky = self.cycle(cyc, sky, client, ref_dr)
+                except Exception as exc:  # the report shows what finished and why this cycle did not
+                    write_failed_report(self.workdir, self.summary, cyc.index, exc, **self._report_args())
+                    raise
         t = time.monotonic()
-        self.summary.report = str(write_report(self.workdir, self.summary))
+        self.summary.report = str(write_report(self.workdir, self.summary, **self._report_args()))
         self.summary.timings["report"] = time.monotonic() - t
         self.summary.timings["total"] = time.monotonic() - self._t0
         write_summary(self.workdir, self.summary)
+
+    def _report_args(self) -> dict[str, Any]:
+        """The report's inputs beyond the summary: the true gains, when the run started (epoch s)."""
+        return {"true_gains": self.cfg.inputs.true_gains, "started": time.time() - (time.monotonic() - self._t0)}
 
     # -- one cycle --
     def _cycle_dir(self, cyc: CycleConfig) -> Path:
@@ -332,21 +340,25 @@ class Pipeline:
         t = time.monotonic()
 
         def solve() -> tuple[list[Path], dict[str, Any]]:
-            res = calibrate(
-                cfg.inputs.ms,
-                str(sky),
-                directions,
-                cyc.calibration,
-                cfg.chunking,
-                cfg.dp3,
-                cdir,
-                client,
-                data_column=cfg.inputs.data_column,
-                retries=cfg.cluster.retries,
-                force=self.force,
-                no_workers_timeout=cfg.cluster.no_workers_timeout,
-                on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)),
-            )
+            from distributed import performance_report
+
+            (self.workdir / "report").mkdir(parents=True, exist_ok=True)
+            with performance_report(filename=str(self.workdir / "report" / f"dask-calibrate-{name}.html")):
+                res = calibrate(
+                    cfg.inputs.ms,
+                    str(sky),
+                    directions,
+                    cyc.calibration,
+                    cfg.chunking,
+                    cfg.dp3,
+                    cdir,
+                    client,
+                    data_column=cfg.inputs.data_column,
+                    retries=cfg.cluster.retries,
+                    force=self.force,
+                    no_workers_timeout=cfg.cluster.no_workers_timeout,
+                    on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)),
+                )
             return [res.solutions], dict(
                 chunks=len(res.chunks),
                 reused=res.reused,
