@@ -145,6 +145,7 @@ def plot_stage_times(rows: Sequence[tuple[str, float]]) -> Figure:
     ax.invert_yaxis()
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:.1f} s", va="center", fontsize=7)
+    ax.set_xlim(0, max(float(vals.max()) if vals.size else 1.0, 1e-3) * 1.15)  # room for the labels
     ax.set_xlabel("wall time (s)")
     ax.set_title("wall time per stage", fontsize=10)
     return fig

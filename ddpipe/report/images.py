@@ -92,9 +92,7 @@ def draw_facets(ax, polygons: Sequence[FacetPolygon], colour: str = FACET_COLOUR
         verts = np.degrees(p.vertices)
         ra0 = math.degrees(p.ra)
         verts[:, 0] = (verts[:, 0] - ra0 + 180.0) % 360.0 + ra0 - 180.0  # no jump across RA 0
-        ax.add_patch(
-            Polygon(verts, closed=True, fill=False, ec=colour, lw=0.9, ls="--", transform=world, gid="facet")
-        )
+        ax.add_patch(Polygon(verts, closed=True, fill=False, ec=colour, lw=0.9, ls="--", transform=world, gid="facet"))
         ax.annotate(
             p.name,
             (ra0, math.degrees(p.dec)),

@@ -86,7 +86,7 @@ def _sky_section(page: _Page, label: str, tag: str, restored: str | Path, sol: S
     resid = SkyImage.read(res) if res.is_file() else None
     polys = safe_facets(img, _directions(sol)) if sol is not None else ()
     facets = (
-        f" Dashed: the {len(polys)} facets (Voronoi cells of the direction centres, +) each corrected "
+        f" Dashed: the {len(polys)} facets (Voronoi cells of the direction centres, named there) each corrected "
         "with its own direction's solutions."
         if polys
         else ""
