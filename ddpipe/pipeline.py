@@ -340,10 +340,9 @@ class Pipeline:
         t = time.monotonic()
 
         def solve() -> tuple[list[Path], dict[str, Any]]:
-            from distributed import performance_report
+            from ddpipe.report import dask_performance_report
 
-            (self.workdir / "report").mkdir(parents=True, exist_ok=True)
-            with performance_report(filename=str(self.workdir / "report" / f"dask-calibrate-{name}.html")):
+            with dask_performance_report(self.workdir / "report" / f"dask-calibrate-{name}.html"):
                 res = calibrate(
                     cfg.inputs.ms,
                     str(sky),

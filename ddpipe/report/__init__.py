@@ -8,6 +8,7 @@
 - :mod:`ddpipe.report.page`: the HTML page.
 """
 
+from ddpipe.report.cluster import dask_performance_report
 from ddpipe.report.page import RunFailure, write_failed_report, write_report, write_summary
 
-__all__ = ["RunFailure", "write_failed_report", "write_report", "write_summary"]
+__all__ = ["RunFailure", "dask_performance_report", "write_failed_report", "write_report", "write_summary"]

@@ -4,15 +4,20 @@ cycle, with the chunks reused from an earlier run marked, and the wall time of e
 from __future__ import annotations
 
 import json
+import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+from distributed import performance_report
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+
+log = logging.getLogger(__name__)
 
 #: the lane of the chunks solved in an earlier run
 REUSED_LANE = "reused (earlier run)"
@@ -149,3 +154,26 @@ def plot_stage_times(rows: Sequence[tuple[str, float]]) -> Figure:
     ax.set_xlabel("wall time (s)")
     ax.set_title("wall time per stage", fontsize=10)
     return fig
+
+
+@contextmanager
+def dask_performance_report(path: Path) -> Iterator[None]:
+    """Save Dask's performance report (:class:`distributed.performance_report`) of what runs inside to
+    ``path``. A report that cannot be made is logged, never raised: the work inside matters more,
+    and its own error is the one to see."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = performance_report(filename=str(path))
+    try:
+        report.__enter__()
+    except Exception as exc:
+        log.warning("no Dask performance report %s: %s", path, exc)
+        report = None
+    try:
+        yield
+    finally:
+        if report is not None:
+            try:
+                report.__exit__(None, None, None)
+            except Exception as exc:
+                log.warning("no Dask performance report %s: %s", path, exc)

@@ -14,7 +14,7 @@ from conftest import write_sky_fits
 from matplotlib.patches import Ellipse
 
 from ddpipe.imaging.coords import lm_to_radec
-from ddpipe.report.cluster import ChunkRecord, plot_gantt, read_chunk_records, worker_overlaps
+from ddpipe.report.cluster import ChunkRecord, dask_performance_report, plot_gantt, read_chunk_records, worker_overlaps
 from ddpipe.report.convergence import convergence_rows, convergence_table, plot_convergence
 from ddpipe.report.images import SkyImage, brightest_per_direction, image_facets, plot_cutouts, plot_sky
 from ddpipe.report.solutions import continuous_phase, plot_solutions, station_groups
@@ -212,3 +212,15 @@ def test_convergence_plot_and_table_hold_the_summary_figures():
     assert list(visible[0].get_lines()[0].get_ydata()) == [12.0, 200.0, 280.0]
     table = convergence_table(rows)
     assert table.count("<tr>") == 4 and "<td>280</td>" in table and "<td>0.080</td>" in table
+
+
+def test_a_performance_report_that_cannot_be_made_does_not_stop_the_work(tmp_path, caplog):
+    # no Dask client at all: the report is skipped with a warning, the work inside runs, its error propagates
+    ran = []
+    with dask_performance_report(tmp_path / "report" / "dask.html"):
+        ran.append(True)
+    assert ran and not (tmp_path / "report" / "dask.html").exists()
+    assert "no Dask performance report" in caplog.text
+    with pytest.raises(ZeroDivisionError):
+        with dask_performance_report(tmp_path / "report" / "dask.html"):
+            1 / 0
