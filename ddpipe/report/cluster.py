@@ -113,7 +113,8 @@ def plot_gantt(records: Sequence[ChunkRecord], origin: float | None = None) -> F
     ax.set_xlabel("seconds since the run started" if origin is not None else "seconds since the first chunk started")
     ax.set_title(f"DP3 chunk tasks per worker ({len(records)} chunks; hatched: reused, not run)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(handles=[Patch(color=colour[c], label=f"cycle {c}") for c in cycles], fontsize=8, loc="upper right")
+    handles = [Patch(color=colour[c], label=f"cycle {c}") for c in cycles]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the bars
     return fig
 
 
