@@ -8,9 +8,11 @@ one run:
 1. ddpipe with 1 worker and with 2 workers (1 thread each, subprocess_slots=1):
    wall time, sum of DP3 process times, efficiency = sum(DP3) / (workers × wall),
    and Dask overhead per task (1-worker wall − sum(DP3), per task).
-2. The same with the resource switched off and 3 threads per worker, i.e. what
-   a user gets without the slot: peak concurrent DP3 processes and their peak
-   total memory (RSS sampled every 50 ms), next to the slotted run's.
+2. The same with the resource made moot and 3 threads per worker, i.e. what
+   a user gets without the slot: each worker offers as many subprocess_slots as
+   it has threads, so the scheduler packs chunk tasks by threads alone. Peak
+   concurrent DP3 processes and their peak total memory (RSS sampled every
+   50 ms), next to the slotted run's.
 3. The alternative a user would pick instead: one plain DP3 ddecal over the
    whole MS with numthreads = all cores. Ratio ddpipe(2 workers) / plain DP3
    (target ≤ 1.0), and whether the solutions are identical (propagatesolutions
@@ -75,7 +77,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from ddpipe.calibrate import calibrate
-    from ddpipe.cluster import local_cluster
+    from ddpipe.cluster import SLOT, ClusterHandle, local_cluster
     from ddpipe.config import load_config
     from ddpipe.dp3.parsets import ddecal_parset, dp3_argv
     from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
@@ -97,24 +99,34 @@ def main() -> int:
     dirs = [f"P{i + 1}" for i in range(sim.ndirections)]
     ncores = os.cpu_count() or 2
 
+    def unslotted_cluster(workers: int, threads: int):
+        """Workers offering one subprocess_slots per thread: the slot no longer limits anything."""
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            resources={SLOT: threads},
+            host="127.0.0.1",
+            dashboard_address=None,
+            local_directory=str(root / "dask-noslot"),
+        )
+        return ClusterHandle(Client(cluster), cluster, "local")
+
     def ddpipe_run(workers: int, threads: int, slots: bool, tag: str):
-        ccfg = dataclasses.replace(base.cluster, n_workers=workers, threads_per_worker=threads)
-        h = local_cluster(ccfg, root / f"dask-{tag}")
+        ccfg = dataclasses.replace(base.cluster, n_workers=workers, threads_per_worker=threads, retries=0)
+        h = local_cluster(ccfg, root / f"dask-{tag}") if slots else unslotted_cluster(workers, threads)
+        run_cfg = dataclasses.replace(
+            base,
+            inputs=dataclasses.replace(base.inputs, ms=(str(sim.ms),)),
+            cluster=ccfg,
+            calibration=cal,
+            chunking=chunking,
+        )
         try:
             with DP3Sampler() as s:
                 t0 = time.perf_counter()
-                res = calibrate(
-                    [str(sim.ms)],
-                    str(sim.skymodel),
-                    dirs,
-                    cal,
-                    chunking,
-                    base.dp3,
-                    root / tag,
-                    h.client,
-                    retries=0,
-                    use_slots=slots,
-                )
+                res = calibrate(run_cfg, str(sim.skymodel), dirs, root / tag, h.client)
                 wall = time.perf_counter() - t0
         finally:
             h.close()

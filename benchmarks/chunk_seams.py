@@ -102,9 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         def solve(name: str, cal, lead: int, extra: dict, n_chunks: int):
             chunking = dataclasses.replace(cfg.chunking, duration=0.0, n_chunks=n_chunks, lead_in=lead)
             dp3 = dataclasses.replace(cfg.dp3, extra={**cfg.dp3.extra, **extra})
-            return calibrate(
-                [str(ms)], sky, dirs, cal, chunking, dp3, work / f"{name}-{n_chunks}", handle.client, retries=0
+            run_cfg = dataclasses.replace(
+                cfg,
+                inputs=dataclasses.replace(cfg.inputs, ms=(str(ms),)),
+                cluster=dataclasses.replace(cfg.cluster, retries=0),
+                calibration=cal,
+                chunking=chunking,
+                dp3=dp3,
             )
+            return calibrate(run_cfg, sky, dirs, work / f"{name}-{n_chunks}", handle.client)
 
         lead_one = None
         for name, (cal, lead, extra) in list(settings.items()) + [("warm", (None, None, None))]:

@@ -110,7 +110,15 @@ def main(argv: list[str] | None = None) -> int:
 
         def solve(name, cal, extra=None):
             dp3 = dataclasses.replace(cfg.dp3, extra={**cfg.dp3.extra, **(extra or {})})
-            res = calibrate([str(ms)], sky, dirs, cal, chunking, dp3, work / name, handle.client, retries=0)
+            run_cfg = dataclasses.replace(
+                cfg,
+                inputs=dataclasses.replace(cfg.inputs, ms=(str(ms),)),
+                cluster=dataclasses.replace(cfg.cluster, retries=0),
+                calibration=cal,
+                chunking=chunking,
+                dp3=dp3,
+            )
+            res = calibrate(run_cfg, sky, dirs, work / name, handle.client)
             return res, sum(o.seconds for o in res.chunks)
 
         chain, t_chain = solve("chain", dataclasses.replace(fast, solves=(fast, slow)))

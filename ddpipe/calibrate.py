@@ -22,10 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from distributed import as_completed
+
 from ddpipe.cluster import SLOT_RESOURCES, SlotWatch
-from ddpipe.config import CalibrationConfig, ChunkingConfig, DP3Config
+from ddpipe.config import CalibrationConfig, ChunkingConfig, Config, DP3Config
+from ddpipe.dp3.parsets import chain_steps, ddecal_chain_parset, dp3_argv, format_parset
+from ddpipe.dp3.runner import DP3Error, dp3_environment, find_dp3, run_dp3, worker_address, worker_threads
 from ddpipe.errors import PipelineError, UserError
 from ddpipe.fileio import atomic_write
+from ddpipe.ms.chunks import plan_chunks
+from ddpipe.ms.inspect import inspect_ms, require_unflagged
+from ddpipe.solutions.h5parm import merge_along_freq, merge_along_time, read_h5parm, write_h5parm
+from ddpipe.solutions.merge import chain_soltabs, drop_times_before
+from ddpipe.solutions.types import Solutions
 from ddpipe.state import sha256_file
 
 log = logging.getLogger(__name__)
@@ -176,11 +185,6 @@ def plan_jobs(
 
     Chunk files go to ``out_dir/chunks``. Pure apart from reading the MS metadata.
     """
-    from ddpipe.dp3.parsets import chain_steps, ddecal_chain_parset
-    from ddpipe.dp3.runner import find_dp3
-    from ddpipe.ms.chunks import plan_chunks
-    from ddpipe.ms.inspect import inspect_ms, require_unflagged
-
     for k, solve in enumerate(cal.chain):
         if len(solve.solutions_per_direction) > len(directions):
             key = f"calibration.solves[{k}]" if cal.solves else "calibration"
@@ -308,11 +312,6 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     The H5parm is written as ``.partial.h5``, read back, moved into place, and the
     completion record is written last.
     """
-    from ddpipe.dp3.parsets import chain_steps, dp3_argv, format_parset
-    from ddpipe.dp3.runner import DP3Error, dp3_environment, run_dp3, worker_address, worker_threads
-    from ddpipe.solutions.h5parm import read_h5parm, write_h5parm
-    from ddpipe.solutions.merge import chain_soltabs, drop_times_before
-
     if chunk_is_done(job):
         return ChunkOutcome(job.stem, str(job.h5_path), reused=True, log_path=str(job.log_path))
     Path(job.directory).mkdir(parents=True, exist_ok=True)
@@ -323,24 +322,60 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
     for stale in (*partials, job.done_path):
         stale.unlink(missing_ok=True)
     nthreads = worker_threads()
-    argv = dp3_argv(list(job.executable), parset, numthreads=nthreads)
     started = time.time()
     worker = worker_address()
     try:
-        run = run_dp3(argv, log_path=job.log_path, timeout=job.timeout, env=dp3_environment())
+        run = run_dp3(
+            dp3_argv(list(job.executable), parset, numthreads=nthreads),
+            log_path=job.log_path,
+            timeout=job.timeout,
+            env=dp3_environment(),
+        )
     except DP3Error as exc:
-        raise ChunkFailed(
-            f"{job.stem}: {exc}",
-            ChunkFailure(
-                job.stem,
-                str(exc.log_path),
-                exc.returncode,
-                exc.signal_name,
-                exc.timed_out,
-                tuple(exc.tail),
-                worker,
-            ),
-        ) from None
+        failure = ChunkFailure(
+            job.stem, str(exc.log_path), exc.returncode, exc.signal_name, exc.timed_out, tuple(exc.tail), worker
+        )
+        raise ChunkFailed(f"{job.stem}: {exc}", failure) from None
+    _write_chunk_h5parm(job, parset, steps, partials, worker)
+    iterations, maxiter = _chunk_iterations(job, parset, steps)
+    outcome = ChunkOutcome(
+        job.stem,
+        str(job.h5_path),
+        False,
+        run.seconds,
+        started,
+        time.time(),
+        worker,
+        nthreads,
+        log_path=str(job.log_path),
+        iterations=iterations,
+        maxiter=maxiter,
+    )
+    record = {
+        "stem": job.stem,
+        "ms": job.ms,
+        "start_slot": job.start_slot,
+        "n_slots": job.n_slots,
+        "parset_hash": job.parset_hash,
+        "h5_sha256": sha256_file(job.h5_path),
+        "dp3_seconds": run.seconds,
+        "started": started,
+        "finished": outcome.finished,
+        "worker": worker,
+        "numthreads": nthreads,
+        "lead_slots": job.lead_slots,
+        "iterations": [list(i) for i in iterations],
+        "maxiter": list(maxiter),
+    }
+    atomic_write(job.done_path, json.dumps(record, indent=1))
+    return outcome
+
+
+def _write_chunk_h5parm(
+    job: ChunkJob, parset: dict[str, str], steps: Sequence[str], partials: Sequence[Path], worker: str
+) -> None:
+    """Check what DP3 wrote (one H5parm per solve) and put the chunk's solutions in place:
+    the lead-in's intervals dropped, the solves' soltabs side by side."""
     asked = tuple(re.findall(r"\[([^\[\]]+)\]", parset.get(f"{steps[0]}.directions", "")))
     partial = partials[0]
     try:
@@ -371,44 +406,20 @@ def run_chunk(job: ChunkJob) -> ChunkOutcome:
         write_h5parm(job.h5_path, sol)
         for p in partials:
             p.unlink()
+
+
+def _chunk_iterations(
+    job: ChunkJob, parset: dict[str, str], steps: Sequence[str]
+) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """DDECal's iterations per interval of the chunk's own time (not the lead-in's), per solve,
+    from DP3's log, and each solve's maxiter."""
     found = dp3_iterations(_read_text(job.log_path))
     iterations, maxiter = [], []
     for k, s in enumerate(steps):
         own = -(-job.n_slots // max(1, int(parset.get(f"{s}.solint", "1") or 1)))  # after the lead-in's
         iterations.append(tuple(found[k][-own:]) if k < len(found) else ())
         maxiter.append(int(parset.get(f"{s}.maxiter", "0") or 0))
-    iterations, maxiter = tuple(iterations), tuple(maxiter)
-    finished = time.time()
-    record = {
-        "stem": job.stem,
-        "ms": job.ms,
-        "start_slot": job.start_slot,
-        "n_slots": job.n_slots,
-        "parset_hash": job.parset_hash,
-        "h5_sha256": sha256_file(job.h5_path),
-        "dp3_seconds": run.seconds,
-        "started": started,
-        "finished": finished,
-        "worker": worker,
-        "numthreads": nthreads,
-        "lead_slots": job.lead_slots,
-        "iterations": [list(i) for i in iterations],
-        "maxiter": list(maxiter),
-    }
-    atomic_write(job.done_path, json.dumps(record, indent=1))
-    return ChunkOutcome(
-        job.stem,
-        str(job.h5_path),
-        False,
-        run.seconds,
-        started,
-        finished,
-        worker,
-        nthreads,
-        log_path=str(job.log_path),
-        iterations=iterations,
-        maxiter=maxiter,
-    )
+    return tuple(iterations), tuple(maxiter)
 
 
 def _read_text(path: Path) -> str:
@@ -495,87 +506,100 @@ class _Progress:
 
 
 def calibrate(
-    ms_paths: Sequence[str],
+    cfg: Config,
     skymodel: str,
     directions: Sequence[str],
-    cal: CalibrationConfig,
-    chunking: ChunkingConfig,
-    dp3: DP3Config,
     out_dir: Path,
     client: Any,
     *,
     out_h5: Path | None = None,
-    data_column: str = "DATA",
-    retries: int = 1,
     force: bool = False,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
-    use_slots: bool = True,
-    no_workers_timeout: float | None = None,
 ) -> CalibrationResult:
     """Solve every chunk of every MS on the Dask cluster behind ``client`` and merge the H5parms.
+
+    ``cfg`` gives the Measurement Sets and data column (``inputs``), the solves
+    (``calibration``: a cycle's, in the pipeline), ``chunking``, ``dp3``, and the task
+    retries and ``no_workers_timeout`` (``cluster``): when no worker offering
+    ``subprocess_slots`` has been connected for that long, the unfinished chunks fail
+    instead of waiting forever (a scheduler started elsewhere does not know it).
+    ``force`` solves again the chunks an earlier run finished; ``on_chunk`` is called in
+    the driver with each chunk's outcome as it finishes (the pipeline records it in
+    ``state.json``). The merged solutions go to ``out_h5`` (default
+    ``out_dir/solutions.h5``).
 
     Raises
     ------
     CalibrationFailed
         When any chunk failed (after retries), with a table of the failed chunks;
         the finished chunks stay on disk and are reused by the next run.
-
-    ``on_chunk`` is called in the driver with each chunk's outcome as it finishes
-    (the pipeline records it in ``state.json``). ``use_slots=False`` drops the
-    ``subprocess_slots`` request: only for measuring what the slot buys
-    (benchmarks/calibration_scaling.py), never for real runs. When no worker offering
-    ``subprocess_slots`` has been connected for ``no_workers_timeout`` seconds, the
-    unfinished chunks fail instead of waiting forever (a scheduler started elsewhere
-    does not know ddpipe's cluster.no_workers_timeout).
     """
-    from distributed import as_completed
-
-    from ddpipe.solutions.h5parm import merge_along_freq, merge_along_time, read_h5parm, write_h5parm
-
     t0 = time.monotonic()
+    ms_paths, cal = cfg.inputs.ms, cfg.calibration
     out_dir = Path(out_dir).resolve()
-    jobs = plan_jobs(ms_paths, skymodel, directions, cal, chunking, dp3, out_dir, data_column)
+    jobs = plan_jobs(ms_paths, skymodel, directions, cal, cfg.chunking, cfg.dp3, out_dir, cfg.inputs.data_column)
     Path(jobs[0].directory).mkdir(parents=True, exist_ok=True)
     if force:
         for j in jobs:
             j.done_path.unlink(missing_ok=True)
     # each chunk's record and H5parm are checked (and hashed) once
-    outcomes: dict[str, ChunkOutcome] = {j.stem: o for j in jobs if (o := _reused_outcome(j)) is not None}
-    todo = [j for j in jobs if j.stem not in outcomes]
+    reused = {j.stem: o for j in jobs if (o := _reused_outcome(j)) is not None}
+    todo = [j for j in jobs if j.stem not in reused]
     log.info(
         "calibrate: %d chunk(s) over %d MS(s), %d reused from an earlier run, %d to solve",
         len(jobs),
         len(ms_paths),
-        len(outcomes),
+        len(reused),
         len(todo),
     )
-    failures: dict[str, ChunkFailure] = {}
     # every task up front; the scheduler paces them by the subprocess_slots resource
     futures = {
         client.submit(
-            run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES) if use_slots else None, retries=retries, pure=False
+            run_chunk, j, key=j.key, resources=dict(SLOT_RESOURCES), retries=cfg.cluster.retries, pure=False
         ): j
         for j in todo
     }
     submitted_at = time.time()  # every task is with the scheduler from here on
-    progress = _Progress(len(jobs), len(outcomes))
-    pending = as_completed(list(futures))
-    watch = SlotWatch(client, no_workers_timeout if use_slots else None)
+    collector = _Collector(len(jobs), reused, SlotWatch(client, cfg.cluster.no_workers_timeout), on_chunk)
+    collector.wait(futures, todo)
+    if collector.failures:
+        raise CalibrationFailed(failure_table(collector.failures, len(jobs)))
+    t_solve = time.monotonic() - t0
 
-    def settle(job: ChunkJob, fut: Any | None) -> None:
+    out_h5 = Path(out_h5).resolve() if out_h5 else out_dir / "solutions.h5"
+    merged = merge_chunks(jobs, len(ms_paths), out_h5)
+    wall = time.monotonic() - t0
+    ordered = tuple(collector.outcomes[j.stem] for j in jobs)
+    log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall, sum(o.seconds for o in ordered))
+    _log_iterations(ordered, cal)
+    return CalibrationResult(
+        out_h5, ordered, wall, tuple(merged.directions), {"solve": t_solve, "merge": wall - t_solve}, submitted_at
+    )
+
+
+class _Collector:
+    """Settles the chunk tasks in the driver as they finish: an outcome or a failure each."""
+
+    def __init__(self, total: int, reused: dict[str, ChunkOutcome], watch: SlotWatch, on_chunk: Any):
+        self.outcomes: dict[str, ChunkOutcome] = dict(reused)
+        self.failures: dict[str, ChunkFailure] = {}
+        self.progress = _Progress(total, len(reused))
+        self.watch, self.on_chunk = watch, on_chunk
+
+    def settle(self, job: ChunkJob, fut: Any | None) -> None:
         # The chunk's outcome comes from its completion record on disk, never from the
         # worker's memory: a worker that died after its chunk finished took the task's
         # return value with it, and fetching that (Future.result) waits for a recomputation
         # that needs a worker, forever when none is left.
         outcome = chunk_outcome_on_disk(job)
         if outcome is not None:
-            outcomes[job.stem] = outcome
-            progress.update(outcome)
-            if on_chunk is not None:
-                on_chunk(outcome)
+            self.outcomes[job.stem] = outcome
+            self.progress.update(outcome)
+            if self.on_chunk is not None:
+                self.on_chunk(outcome)
             return
         if fut is None:  # no slot worker left to run it
-            failures[job.stem] = ChunkFailure(job.stem, str(job.log_path), error=watch.reason())
+            self.failures[job.stem] = ChunkFailure(job.stem, str(job.log_path), error=self.watch.reason())
             return
         if fut.status == "error":
             exc = fut.exception()  # held by the scheduler, not by a worker
@@ -589,40 +613,44 @@ def calibrate(
                 error=f"finished on its worker but {job.done_path} is not there for the driver "
                 "(is the workdir on a file system the workers share?)",
             )
-        failures[job.stem] = failure
-        progress.update(None, failed=job.stem)
+        self.failures[job.stem] = failure
+        self.progress.update(None, failed=job.stem)
 
-    while not pending.is_empty():
-        batch = pending.next_batch(block=False) if pending.has_ready() else []
-        if not batch and watch.expired():
-            # finished chunks whose results died with their worker are on disk: keep them
-            for job in todo:
-                if job.stem not in outcomes and job.stem not in failures:
-                    settle(job, None)
-            break
-        if not batch:
-            time.sleep(0.1)
-        for fut in batch:
-            settle(futures[fut], fut)
+    def wait(self, futures: dict[Any, ChunkJob], todo: Sequence[ChunkJob]) -> None:
+        """Until every task settled, or no slot worker has been there for the watch's timeout."""
+        pending = as_completed(list(futures))
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False) if pending.has_ready() else []
+            if not batch and self.watch.expired():
+                # finished chunks whose results died with their worker are on disk: keep them
+                for job in todo:
+                    if job.stem not in self.outcomes and job.stem not in self.failures:
+                        self.settle(job, None)
+                break
+            if not batch:
+                time.sleep(0.1)
+            for fut in batch:
+                self.settle(futures[fut], fut)
+                fut.release()
+        for fut in futures:  # after an early end, let the scheduler forget the rest
             fut.release()
-    for fut in futures:  # after an early end, let the scheduler forget the rest
-        fut.release()
-    if failures:
-        raise CalibrationFailed(failure_table(failures, len(jobs)))
-    t_solve = time.monotonic() - t0
 
-    # merge: along time per MS, then along frequency across sub-band MSs
+
+def merge_chunks(jobs: Sequence[ChunkJob], n_ms: int, out_h5: Path) -> Solutions:
+    """The chunks' H5parms merged along time per MS, then along frequency across sub-band MSs,
+    written to ``out_h5`` afresh (an earlier, possibly torn, file is never merged into)."""
     per_ms = []
-    for m in range(len(ms_paths)):
+    for m in range(n_ms):
         parts = [read_h5parm(j.h5_path) for j in sorted(jobs, key=lambda j: j.chunk_index) if j.ms_index == m]
         per_ms.append(merge_along_time(parts))
     merged = per_ms[0] if len(per_ms) == 1 else merge_along_freq(per_ms)
-    out_h5 = Path(out_h5).resolve() if out_h5 else out_dir / "solutions.h5"
-    out_h5.unlink(missing_ok=True)  # written afresh: an earlier, possibly torn, file is never merged into
+    out_h5.unlink(missing_ok=True)
     write_h5parm(out_h5, merged)
-    wall = time.monotonic() - t0
-    ordered = tuple(outcomes[j.stem] for j in jobs)
-    log.info("calibrate: solutions in %s (%.1f s; DP3 total %.1f s)", out_h5, wall, sum(o.seconds for o in ordered))
+    return merged
+
+
+def _log_iterations(ordered: Sequence[ChunkOutcome], cal: CalibrationConfig) -> None:
+    """DDECal's iterations per solve; a warning when many intervals stopped at maxiter."""
     for k, (its, solve) in enumerate(zip(iteration_summary(ordered), cal.chain)):
         if not its:
             continue
@@ -645,9 +673,6 @@ def calibrate(
                 key,
                 key,
             )
-    return CalibrationResult(
-        out_h5, ordered, wall, tuple(merged.directions), {"solve": t_solve, "merge": wall - t_solve}, submitted_at
-    )
 
 
 def failure_table(failures: dict[str, ChunkFailure], total: int) -> str:

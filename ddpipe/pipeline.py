@@ -21,7 +21,7 @@ import logging
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -344,18 +344,12 @@ class Pipeline:
 
             with dask_performance_report(self.workdir / "report" / f"dask-calibrate-{name}.html"):
                 res = calibrate(
-                    cfg.inputs.ms,
+                    replace(cfg, calibration=cyc.calibration),
                     str(sky),
                     directions,
-                    cyc.calibration,
-                    cfg.chunking,
-                    cfg.dp3,
                     cdir,
                     client,
-                    data_column=cfg.inputs.data_column,
-                    retries=cfg.cluster.retries,
                     force=self.force,
-                    no_workers_timeout=cfg.cluster.no_workers_timeout,
                     on_chunk=lambda o: state.record_chunk(f"{name}/{o.stem}", asdict(o)),
                 )
             return [res.solutions], dict(

@@ -78,24 +78,9 @@ def run(args: argparse.Namespace) -> int:
     validate(cfg, "calibrate")
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    ms_paths = list(cfg.inputs.ms)
     skymodel, directions = require_directions(cfg.inputs.skymodel, cfg.calibration.n_directions, workdir)
     with open_cluster(cfg.cluster, workdir) as handle:
-        result = calibrate(
-            ms_paths,
-            skymodel,
-            directions,
-            cfg.calibration,
-            cfg.chunking,
-            cfg.dp3,
-            workdir,
-            handle.client,
-            out_h5=Path(args.out),
-            data_column=cfg.inputs.data_column,
-            retries=cfg.cluster.retries,
-            no_workers_timeout=cfg.cluster.no_workers_timeout,
-            force=args.force,
-        )
+        result = calibrate(cfg, skymodel, directions, workdir, handle.client, out_h5=Path(args.out), force=args.force)
     print(
         f"{result.solutions}: {len(result.chunks)} chunk(s) ({result.reused} reused), "
         f"{len(result.directions)} direction(s), {result.wall_seconds:.1f} s"

@@ -29,9 +29,12 @@ DIRS = ("P1", "P2", "P3")
 
 
 def _run(sim, cfg, client, out_dir, **kw):
-    return calibrate(
-        [str(sim.ms)], str(sim.skymodel), DIRS, cfg.calibration, cfg.chunking, cfg.dp3, out_dir, client, retries=0, **kw
+    cfg = dataclasses.replace(
+        cfg,
+        inputs=dataclasses.replace(cfg.inputs, ms=(str(sim.ms),)),
+        cluster=dataclasses.replace(cfg.cluster, retries=0),
     )
+    return calibrate(cfg, str(sim.skymodel), DIRS, out_dir, client, **kw)
 
 
 def test_solutions_match_truth(small_sim, cfg, cluster2, tmp_path):

@@ -209,22 +209,16 @@ def test_imaging_tasks_and_dp3_never_share_a_worker_slot(sim_dd, in_process, tmp
 
     ms, sol, dirs = _facet_inputs(sim_dd)
     corrupted, _ = sim_dd
-    cfg = load_config(None, {"chunking": {"duration": 0.0, "n_chunks": 4}, "calibration": {"solint": 2}})
+    cfg = load_config(
+        None,
+        {"inputs": {"ms": [str(ms)]}, "chunking": {"duration": 0.0, "n_chunks": 4}, "calibration": {"solint": 2}},
+    )
     cluster, client = _local_cluster()
     errors = []
 
     def solve():
         try:
-            calibrate(
-                [str(ms)],
-                str(corrupted.skymodel),
-                [n for n, _, _ in dirs],
-                cfg.calibration,
-                cfg.chunking,
-                cfg.dp3,
-                tmp_path / "cal",
-                client,
-            )
+            calibrate(cfg, str(corrupted.skymodel), [n for n, _, _ in dirs], tmp_path / "cal", client)
         except Exception as exc:  # reported below
             errors.append(exc)
 
