@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import casacore
+import psutil
+from distributed import get_worker
+
 from ddpipe.errors import PipelineError, UserError
 from ddpipe.fileio import atomic_write
 
@@ -83,8 +87,6 @@ def find_dp3(configured: str | None = None) -> list[str]:
 
 def casacore_data_dir() -> Path:
     """python-casacore's bundled measures data (``<site-packages>/casacore/data``)."""
-    import casacore
-
     return Path(casacore.__file__).resolve().parent / "data"
 
 
@@ -140,8 +142,6 @@ def dp3_environment(
 def worker_threads() -> int:
     """Thread count of the current Dask worker (``get_worker().state.nthreads``); 1 outside one."""
     try:
-        from distributed import get_worker
-
         return max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError, AttributeError):
         return 1
@@ -150,8 +150,6 @@ def worker_threads() -> int:
 def worker_address() -> str:
     """Address of the current Dask worker; ``"local"`` outside one."""
     try:
-        from distributed import get_worker
-
         return get_worker().address
     except (ImportError, ValueError):
         return "local"
@@ -291,8 +289,6 @@ def _read_log(path: Path) -> str:
 
 def _group_alive(pgid: int) -> list[int]:
     """Pids of live (non-zombie) processes in process group ``pgid``."""
-    import psutil
-
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -416,7 +412,6 @@ def run_dp3(
     command = shlex.join(argv)
     run_env = dict(env) if env is not None else dp3_environment()
     log.debug("running %s (log %s)", command, log_path)
-    timed_out = False
     start = time.monotonic()
     with open(log_path, "wb") as fh:
         fh.write((command + "\n").encode())
@@ -433,19 +428,31 @@ def run_dp3(
             )
         except OSError as exc:
             raise UserError(f"cannot start DP3 ({argv[0]}): {exc.strerror}; {INSTALL_HINT}") from None
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _terminate(proc, KILL_GRACE)
-            returncode = proc.returncode
-        except BaseException:  # e.g. KeyboardInterrupt or a Dask cancel: leave nothing running
-            _terminate(proc, KILL_GRACE)
-            raise
-        else:
-            # DP3 exited; make sure no child it left in its group survives.
-            _kill_group(proc.pid, signal.SIGKILL, wait=2.0)
+        returncode, timed_out = _wait(proc, timeout)
     seconds = time.monotonic() - start
+    _raise_if_failed(argv, returncode, timed_out, log_path, timeout)
+    log.debug("DP3 finished in %.1f s: %s", seconds, log_path)
+    return DP3Run(argv=tuple(argv), seconds=seconds, log_path=log_path, returncode=returncode)
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int | None, bool]:
+    """DP3's exit code, and whether it was killed for running past ``timeout``; its whole
+    process group is gone either way."""
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _terminate(proc, KILL_GRACE)
+        return proc.returncode, True
+    except BaseException:  # e.g. KeyboardInterrupt or a Dask cancel: leave nothing running
+        _terminate(proc, KILL_GRACE)
+        raise
+    # DP3 exited; make sure no child it left in its group survives.
+    _kill_group(proc.pid, signal.SIGKILL, wait=2.0)
+    return returncode, False
+
+
+def _raise_if_failed(argv: list[str], returncode: int | None, timed_out: bool, log_path: Path, timeout: float) -> None:
+    """:class:`DP3Error` for a timeout, a non-zero exit, or parset keys DP3 did not use."""
     reason = None
     unused = None if timed_out else unused_keys(_read_log(log_path))
     if unused is not None:
@@ -463,5 +470,3 @@ def run_dp3(
         )
         log.warning("%s", err.summary)
         raise err
-    log.debug("DP3 finished in %.1f s: %s", seconds, log_path)
-    return DP3Run(argv=tuple(argv), seconds=seconds, log_path=log_path, returncode=returncode)
