@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from casacore import tables as pt
 
 from ddpipe.errors import UserError
+from ddpipe.ms.inspect import inspect_ms
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class MSDescription:
     corr_index: tuple[int, int] = (0, 0)  # positions of the two parallel hands in the corr axis
     weight_column: str = "WEIGHT_SPECTRUM"
     time_range: tuple[float, float] = (0.0, 0.0)  # MJD seconds
-    time_step: float = 1.0  # seconds between time slots (the smallest; 1 for a single slot)
+    time_step: float = 1.0  # seconds between time slots: the MS's INTERVAL (MSInfo.interval)
     n_slots: int = 1  # time slots from the first to the last
     #: slots per group (a power of two, at most :data:`MAX_SLOT_GROUP`, at least 8 groups when the MS
     #: has the slots): per-facet averaging never spans two groups, and row ranges start on a group
@@ -69,10 +71,6 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
     UserError
         What :func:`~ddpipe.ms.inspect.inspect_ms` refuses, or no parallel-hand correlations.
     """
-    from casacore import tables as pt
-
-    from ddpipe.ms.inspect import inspect_ms
-
     info = inspect_ms(path, data_column=data_column, flag_stats=False)
     p = Path(info.path)
     with pt.table(str(p), ack=False) as t:
@@ -93,11 +91,9 @@ def describe_ms(path: str | Path, data_column: str = "DATA") -> MSDescription:
                 f"{p}: correlations {', '.join(corr)} have no parallel hands (XX/YY, RR/LL or I) to form Stokes I from"
             )
         idx = (corr.index(single[0]),) * 2
-    steps = np.diff(np.unique(times))
-    steps = steps[steps > 1e-6]
-    time_step = float(steps.min()) if steps.size else 1.0
-    slots = np.rint((times - times.min()) / time_step).astype(np.int64)
-    n_slots = int(slots.max()) + 1
+    # the slot grid everywhere in ddpipe (and DP3's msin.ntimes): time_first + k * interval
+    time_step, n_slots = float(info.interval), int(info.n_slots)
+    slots = np.rint((times - info.time_first) / time_step).astype(np.int64)
     group = MAX_SLOT_GROUP
     while group > 1 and n_slots < 8 * group:
         group //= 2
@@ -168,8 +164,6 @@ def iter_blocks(
     start, stop
         Rows ``[start, stop)`` only (default: all).
     """
-    from casacore import tables as pt
-
     col = column or desc.data_column
     i0, i1 = desc.corr_index
     # read only the two parallel hands: (blc, trc, inc) over (chan, corr)
