@@ -1,8 +1,10 @@
 """The ``ddpipe`` command line: argparse subcommands, one module each.
 
 Each subcommand lives in ``ddpipe/commands/<name>.py`` and defines ``HELP`` (one
-line), ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports stay
-inside ``run`` so that ``ddpipe --help`` is instant.
+line), ``add_arguments(parser)`` and ``run(args) -> int``. ``--help`` imports every
+command module, so their heavy imports stay inside ``run`` and ``ddpipe --help``
+starts at once: the one place in ddpipe where imports are inside functions (every
+other module imports at its top).
 
 Errors: a :class:`ddpipe.errors.DdpipeError` becomes one line on stderr and its
 exit code (2 for user error); anything else is an internal error (exit 1). A

@@ -7,6 +7,7 @@ one worker even though it cannot see their CPU and memory load.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import shlex
 import time
@@ -14,6 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+import dask
+from dask.utils import parse_timedelta
+from dask_jobqueue import SLURMCluster
+from distributed import Client, LocalCluster
 
 from ddpipe.config import ClusterConfig
 from ddpipe.errors import UserError
@@ -66,8 +72,6 @@ def worker_slots(client: Any) -> dict[str, float]:
 
 
 def _accepts_n_workers(client: Any) -> bool:
-    import inspect
-
     try:
         return "n_workers" in inspect.signature(client.scheduler_info).parameters
     except (TypeError, ValueError):
@@ -149,9 +153,6 @@ def _memory_limit(value: str) -> str | int:
 
 def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
     """A ``LocalCluster`` of ``n_workers`` processes, each with one ``subprocess_slots``."""
-    import dask
-    from distributed import Client, LocalCluster
-
     scratch = Path(workdir).resolve() / "dask-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     with dask.config.set(_dask_settings(cfg)):
@@ -184,9 +185,6 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
 
 def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
     """Connect to a running scheduler (``tcp://host:port`` or a scheduler-file path)."""
-    import dask
-    from distributed import Client
-
     target = cfg.address
     check_address(cfg)
     is_file = scheduler_file(target) is not None
@@ -262,8 +260,6 @@ def check_lifetime(cfg: ClusterConfig) -> None:
     s = cfg.slurm
     if not s.lifetime:
         return
-    from dask.utils import parse_timedelta
-
     try:
         life, wall = parse_timedelta(s.lifetime), _walltime_seconds(s.walltime)
     except (ValueError, TypeError, KeyError):
@@ -302,10 +298,6 @@ def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
 
 def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
     """Workers as SLURM jobs through dask-jobqueue, each with ``--resources subprocess_slots=1``."""
-    import dask
-    from dask_jobqueue import SLURMCluster
-    from distributed import Client
-
     kwargs = slurm_cluster_kwargs(cfg, workdir)
     Path(kwargs["log_directory"]).mkdir(parents=True, exist_ok=True)
     with dask.config.set(_dask_settings(cfg)):

@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.wcs import WCS
 
+from ddpipe.imaging.fitsio import read_image
 from ddpipe.imaging.stats import mad_rms
+from ddpipe.sky.skymodel import read_skymodel
 
 #: the noise is measured this many restoring-beam FWHM away from every known source
 FAR_BEAMS = 5.0
@@ -112,45 +115,51 @@ def image_figures(
         ``name, true_jy, measured_jy, ratio, snr, modelled``) and the medians and minima of
         ``ratio`` over the sources above :data:`MIN_SNR` σ, modelled and unmodelled apart.
     """
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    from ddpipe.sky.skymodel import read_skymodel
-
-    with fits.open(restored) as hd:
-        image = np.asarray(hd[0].data, dtype=np.float64)
-        header = hd[0].header.copy()
-    with fits.open(residual) as hd:
-        resid = np.asarray(hd[0].data, dtype=np.float64)
-    while image.ndim > 2:
-        image = image[0]
-    while resid.ndim > 2:
-        resid = resid[0]
+    image, header = read_image(restored)
+    resid, _ = read_image(residual)
     wcs = WCS(header).celestial
     cell = abs(float(header["CDELT2"]))  # degrees
     bmaj = float(header.get("BMAJ", 3 * cell))
-    freq = float(header.get("CRVAL3", 0.0)) if str(header.get("CTYPE3", "")).upper() == "FREQ" else 0.0
     known = read_skymodel(true_skymodel) if true_skymodel else (read_skymodel(components) if components else None)
-    ny, nx = image.shape
-    far = np.ones(image.shape, dtype=bool)
     pix = np.zeros((0, 2))
     if known is not None and known.sources:
         ra = np.degrees([s.ra for s in known.sources])
         dec = np.degrees([s.dec for s in known.sources])
         pix = np.column_stack(wcs.world_to_pixel_values(ra, dec))  # (x, y), 0-based
-        radius = FAR_BEAMS * bmaj / cell
-        for x, y in pix:  # each disk within its own box: hundreds of CLEAN components cost nothing
-            x0, x1 = max(int(np.floor(x - radius)), 0), min(int(np.ceil(x + radius)) + 1, nx)
-            y0, y1 = max(int(np.floor(y - radius)), 0), min(int(np.ceil(y + radius)) + 1, ny)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            yy, xx = np.mgrid[y0:y1, x0:x1]
-            far[y0:y1, x0:x1] &= (xx - x) ** 2 + (yy - y) ** 2 > radius**2
+    far = _far_mask(image.shape, pix, FAR_BEAMS * bmaj / cell)
     rms = mad_rms(resid, far) if far.any() else mad_rms(resid)
     out: dict[str, Any] = {"rms_far_jy": rms, "far_beams": FAR_BEAMS}
     if not true_skymodel or known is None:
         return out
     start = {s.name for s in read_skymodel(start_skymodel).sources} if start_skymodel else None
+    out["sources"] = _source_fluxes(image, header, known, pix, rms, start)
+    out.update(_ratio_summary(out["sources"], start))
+    return out
+
+
+def _far_mask(shape: tuple[int, ...], pix: np.ndarray, radius: float) -> np.ndarray:
+    """True more than ``radius`` pixels from every ``(x, y)`` in ``pix``."""
+    ny, nx = shape
+    far = np.ones(shape, dtype=bool)
+    for x, y in pix:  # each disk within its own box: hundreds of CLEAN components cost nothing
+        x0, x1 = max(int(np.floor(x - radius)), 0), min(int(np.ceil(x + radius)) + 1, nx)
+        y0, y1 = max(int(np.floor(y - radius)), 0), min(int(np.ceil(y + radius)) + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        far[y0:y1, x0:x1] &= (xx - x) ** 2 + (yy - y) ** 2 > radius**2
+    return far
+
+
+def _source_fluxes(
+    image: np.ndarray, header: Any, known: Any, pix: np.ndarray, rms: float, start: set[str] | None
+) -> list[dict[str, Any]]:
+    """Per known source in the image: the restored image at its true position against a
+    perfect image's there."""
+    ny, nx = image.shape
+    cell = abs(float(header["CDELT2"]))  # degrees
+    bmaj = float(header.get("BMAJ", 3 * cell))
+    freq = float(header.get("CRVAL3", 0.0)) if str(header.get("CTYPE3", "")).upper() == "FREQ" else 0.0
     beam_cov = _gaussian_cov(bmaj / cell, float(header.get("BMIN", bmaj)) / cell, float(header.get("BPA", 0.0)))
     sources = []
     for s, (x, y) in zip(known.sources, pix):
@@ -169,7 +178,13 @@ def image_figures(
                 "modelled": None if start is None else s.name in start,
             }
         )
-    out["sources"] = sources
+    return sources
+
+
+def _ratio_summary(sources: list[dict[str, Any]], start: set[str] | None) -> dict[str, Any]:
+    """Median and minimum flux ratio over the sources above :data:`MIN_SNR` σ: modelled and
+    unmodelled apart when the starting sky model is known, else ``all``."""
+    out: dict[str, Any] = {}
     for label, want in (("modelled", True), ("unmodelled", False)):
         r = [
             e["ratio"]

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ddpipe.cluster import check_address, check_lifetime
 from ddpipe.config import Config
+from ddpipe.dp3.runner import find_dp3
 from ddpipe.errors import UserError
+from ddpipe.ms.inspect import inspect_ms, require_unflagged
+from ddpipe.sky.directions import plan_directions
+from ddpipe.sky.skymodel import read_skymodel
+from ddpipe.solutions.h5parm import read_h5parm
 
 #: what each command needs: "run" everything; "calibrate" the data, sky model, DP3 and cluster;
 #: "image" the data alone
@@ -32,9 +38,6 @@ def validate(cfg: Config, stage: str = "run") -> None:
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: one of {STAGES}")  # a caller's bug
-    from ddpipe.cluster import check_address, check_lifetime
-    from ddpipe.ms.inspect import inspect_ms, require_unflagged
-
     ins = cfg.inputs
     if stage == "run":
         workdir = Path(cfg.workdir)
@@ -58,8 +61,6 @@ def validate(cfg: Config, stage: str = "run") -> None:
     if not Path(ins.skymodel).is_file():
         raise UserError(f"inputs.skymodel: {ins.skymodel} does not exist; check the path")
     _check_directions(ins.skymodel, cfg.cycles[0].calibration.n_directions)
-    from ddpipe.dp3.runner import find_dp3
-
     find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
     check_address(cfg.cluster)
     check_lifetime(cfg.cluster)
@@ -69,15 +70,10 @@ def validate(cfg: Config, stage: str = "run") -> None:
 
 def _check_directions(skymodel: str, n_directions: int) -> None:
     """The directions DP3 will get: a bad sky model fails now (its own one line)."""
-    from ddpipe.sky.directions import plan_directions
-
     plan_directions(skymodel, n_directions)
 
 
 def _check_truth(cfg: Config) -> None:
-    from ddpipe.sky.skymodel import read_skymodel
-    from ddpipe.solutions.h5parm import read_h5parm
-
     ins = cfg.inputs
     for key, path, read in (
         ("inputs.true_gains", ins.true_gains, read_h5parm),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 from ddpipe.errors import UserError
 
@@ -52,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COL",
         help="column to image (default: the config's inputs.data_column, DATA)",
     )
-    g = parser.add_argument_group("image")
+    _add_image_arguments(parser.add_argument_group("image"))
+    _add_deconvolution_arguments(parser.add_argument_group("deconvolution"))
+    _add_facet_arguments(parser.add_argument_group("direction-dependent facets"))
+
+
+def _add_image_arguments(g: Any) -> None:  # an argparse argument group
     g.add_argument("--size", "-size", nargs="+", type=int, metavar="N", help="width [height] in pixels (even, >= 32)")
     g.add_argument(
         "--scale",
@@ -84,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MIB",
         help="memory kept between major cycles: prepared data and facet corrections (default 4096)",
     )
-    c = parser.add_argument_group("deconvolution")
+
+
+def _add_deconvolution_arguments(c: Any) -> None:  # an argparse argument group
     c.add_argument("--niter", "-niter", type=int, metavar="N", help="CLEAN components at most (0: dirty image only)")
     c.add_argument("--gain", "-gain", type=float, metavar="G", help="minor-cycle loop gain")
     c.add_argument(
@@ -110,7 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--fits-mask", "-fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero"
     )
-    f = parser.add_argument_group("direction-dependent facets")
+
+
+def _add_facet_arguments(f: Any) -> None:  # an argparse argument group
     f.add_argument("--h5parm", metavar="SOL", help="H5parm with per-direction solutions to correct facet by facet")
     f.add_argument("--solset", default="sol000", help="solset in the H5parm (default sol000)")
     f.add_argument(

@@ -18,6 +18,11 @@ H5ParmPredict, ApplyCal, msin/msout). Notes that shaped them:
   supported) sourcedb directory and DP3 fails.
 - The beam model stays off (``usebeammodel=false``): the arrays simulated here are
   not real LOFAR/SKA/MWA stations.
+
+The in-place builders (:func:`predict_parset`, :func:`h5parmpredict_parset`,
+:func:`applycal_parset`) share four parameters: ``ms``, the Measurement Set updated in
+place; ``data_column``, the column read (``msin.datacolumn``); and ``start_slot`` and
+``n_slots``, which restrict the run to a chunk of time slots (omitted when None).
 """
 
 from __future__ import annotations
@@ -365,8 +370,6 @@ def predict_parset(
 
     Parameters
     ----------
-    ms
-        Measurement Set, updated in place.
     skymodel
         makesourcedb text sky model (``.skymodel`` / ``.txt``).
     out_column
@@ -375,10 +378,6 @@ def predict_parset(
         Patch names to predict (``predict.sources``); None for all.
     operation
         ``replace`` writes the model; ``add`` / ``subtract`` combine it with ``data_column``.
-    data_column
-        Column read (``msin.datacolumn``).
-    start_slot, n_slots
-        Restrict to a chunk of time slots; omitted when None.
     """
     p = _msin(ms, data_column, start_slot, n_slots)
     p.update(_msout_inplace(out_column))
@@ -420,8 +419,6 @@ def h5parmpredict_parset(
 
     Parameters
     ----------
-    ms
-        Measurement Set, updated in place.
     skymodel
         makesourcedb text sky model whose patches are the H5parm's directions.
     h5parm
@@ -435,10 +432,6 @@ def h5parmpredict_parset(
         directions of the H5parm.
     operation
         ``replace`` | ``add`` | ``subtract``.
-    data_column
-        Column read.
-    start_slot, n_slots
-        Restrict to a chunk of time slots; omitted when None.
     """
     p = _msin(ms, data_column, start_slot, n_slots)
     p.update(_msout_inplace(out_column))
@@ -474,8 +467,6 @@ def applycal_parset(
 
     Parameters
     ----------
-    ms
-        Measurement Set, updated in place.
     h5parm
         Solutions (``applycal.parmdb``).
     mode
@@ -487,10 +478,6 @@ def applycal_parset(
         None when the H5parm has a single direction.
     invert
         True corrects the data (divides by the gains); False corrupts it.
-    data_column
-        Column read.
-    start_slot, n_slots
-        Restrict to a chunk of time slots; omitted when None.
     """
     p = _msin(ms, data_column, start_slot, n_slots)
     p.update(_msout_inplace(out_column))

@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from distributed import wait
 
+from ddpipe.cluster import SLOT_RESOURCES, SlotWatch, worker_slots
 from ddpipe.dp3.runner import worker_address, worker_threads
+from ddpipe.errors import PipelineError
 from ddpipe.imaging import weighting
 from ddpipe.imaging.facets import GainTable
 from ddpipe.imaging.msdata import MSDescription
@@ -254,8 +257,6 @@ class DaskEngine:
         n_ranges: int | None = None,
         no_workers_timeout: float = 120.0,
     ):
-        from ddpipe.cluster import worker_slots
-
         self.client, self.descs, self.spec = client, tuple(descs), spec
         self.no_workers_timeout = no_workers_timeout
         self.npol = n_pols(gains)
@@ -277,8 +278,6 @@ class DaskEngine:
         self._n = 0
 
     def _submit(self, fn, job: RangeJob, *args: Any):
-        from ddpipe.cluster import SLOT_RESOURCES
-
         self._n += 1
         where = self._where.get(job.key)
         # back to the worker that holds the range's rows; anywhere else if it is gone or busy
@@ -295,11 +294,6 @@ class DaskEngine:
         )
 
     def _gather(self, futures: list) -> list:
-        from distributed import wait
-
-        from ddpipe.cluster import SlotWatch
-        from ddpipe.errors import PipelineError
-
         watch = SlotWatch(self.client, self.no_workers_timeout)
         while True:  # never block on a result no worker is left to compute
             try:

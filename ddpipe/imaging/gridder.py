@@ -84,6 +84,17 @@ def grid(
         mask=mask,
         npix_x=ny,
         npix_y=nx,
+        **_conventions(cell, offset, epsilon, do_wgridding, nthreads),
+    )
+
+
+def _conventions(
+    cell: float, offset: tuple[float, float], epsilon: float, do_wgridding: bool, nthreads: int
+) -> dict[str, object]:
+    """ducc0 wgridder arguments that :func:`grid` and :func:`degrid` share: pixel size, accuracy,
+    the sign conventions under which ddpipe's images match WSClean's, and the image centre
+    ``offset`` pixels ``(dy, dx)`` from the phase centre."""
+    return dict(
         pixsize_x=cell,
         pixsize_y=cell,
         epsilon=epsilon,
@@ -182,17 +193,7 @@ def degrid(
         uvw=uvw if swapped else swap_uvw(uvw),
         freq=np.ascontiguousarray(freq, dtype=np.float64),
         dirty=np.ascontiguousarray(image),
-        pixsize_x=cell,
-        pixsize_y=cell,
-        epsilon=epsilon,
-        do_wgridding=do_wgridding,
-        nthreads=nthreads,
-        flip_u=True,
-        flip_v=False,
-        flip_w=False,
-        divide_by_n=False,
-        center_x=-offset[0] * cell,
-        center_y=offset[1] * cell,
+        **_conventions(cell, offset, epsilon, do_wgridding, nthreads),
         **kw,
     )
 
@@ -202,21 +203,9 @@ def dft_image(
 ) -> np.ndarray:
     """Exact (slow) adjoint DFT at given directions, for tests and spot checks.
 
-    Parameters
-    ----------
-    uvw
-        ``(row, 3)`` metres.
-    freq
-        ``(chan,)`` Hz.
-    vis, weight
-        ``(row, chan)``.
-    l, m
-        ``(npoint,)`` direction cosines.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(npoint,)`` float64: Σ w Re(V e^{-2πi(ul+vm+w(n−1))}).
+    ``uvw`` is ``(row, 3)`` in metres, ``freq`` ``(chan,)`` in Hz, ``vis`` and ``weight``
+    ``(row, chan)``, ``l`` and ``m`` ``(npoint,)`` direction cosines. Returns ``(npoint,)``
+    float64: Σ w Re(V e^{-2πi(ul+vm+w(n−1))}).
     """
     c = 299792458.0
     n = np.sqrt(1.0 - l**2 - m**2) - 1.0

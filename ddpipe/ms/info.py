@@ -11,7 +11,10 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import astropy.units as u
 import numpy as np
+from astropy.coordinates import Angle
+from astropy.time import Time
 
 from ddpipe.errors import UserError
 
@@ -201,8 +204,6 @@ def require_unflagged(info: MSInfo) -> None:
 
 def mjd_seconds_to_iso(t: float, precision: int = 3) -> str:
     """casacore MJD seconds (UTC) → ISO 8601 string with ``precision`` decimals of seconds."""
-    from astropy.time import Time
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ERFA "dubious year" for simulated far-future dates
         return str(Time(t / 86400.0, format="mjd", scale="utc", precision=precision).isot)
@@ -210,9 +211,6 @@ def mjd_seconds_to_iso(t: float, precision: int = 3) -> str:
 
 def radec_to_sexagesimal(ra: float, dec: float) -> tuple[str, str]:
     """(RA, Dec) radians → (``hh:mm:ss.ssss``, ``±dd:mm:ss.sss``)."""
-    import astropy.units as u
-    from astropy.coordinates import Angle
-
     ra_s = Angle(ra * u.rad).wrap_at(360 * u.deg).to_string(unit=u.hour, sep=":", precision=4, pad=True)
     dec_s = Angle(dec * u.rad).to_string(unit=u.deg, sep=":", precision=3, pad=True, alwayssign=True)
     return str(ra_s), str(dec_s)

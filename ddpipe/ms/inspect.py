@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import casacore.tables as pt
 import numpy as np
 
 from ddpipe.errors import UserError
@@ -92,8 +93,6 @@ def inspect_ms(path: str | os.PathLike[str], data_column: str = "DATA", flag_sta
         data column, has no rows, has more than one field or spectral window,
         or has no OBSERVATION row.
     """
-    import casacore.tables as pt
-
     p = Path(path).expanduser()
     ms = str(p.resolve()) if p.exists() else os.path.abspath(p)
     _check_path(ms)
@@ -136,8 +135,6 @@ def _fingerprint(ms: str) -> tuple:
 
 
 def _check_path(ms: str) -> None:
-    import casacore.tables as pt
-
     if not os.path.exists(ms):
         raise UserError(f"{ms}: no such file or directory; check the Measurement Set path")
     if not os.path.isdir(ms):
@@ -216,8 +213,6 @@ def _is_complex(t: Any, col: str) -> bool:
 
 
 def _open_subtable(t: Any, ms: str, name: str) -> Any:
-    import casacore.tables as pt
-
     try:
         return pt.table(t.getkeyword(name), readonly=True, ack=False)
     except RuntimeError as exc:

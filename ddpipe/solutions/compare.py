@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ddpipe.sky.directions import angular_separation
+from ddpipe.solutions.gains import evaluate_gains
+from ddpipe.solutions.h5parm import read_h5parm
+
 
 def gain_errors(solutions: str | Path, truth: str | Path) -> dict[str, Any]:
     """The RMS phase (relative to the first station) and relative amplitude error of the
@@ -18,10 +22,6 @@ def gain_errors(solutions: str | Path, truth: str | Path) -> dict[str, Any]:
     "true_direction", "offset_deg"}}}``, evaluated on the truth's times and
     frequencies; ``{}`` when the two share no antennas.
     """
-    from ddpipe.sky.directions import angular_separation
-    from ddpipe.solutions.gains import evaluate_gains
-    from ddpipe.solutions.h5parm import read_h5parm
-
     sol, tru = read_h5parm(solutions), read_h5parm(truth)
     if tuple(sol.antennas) != tuple(tru.antennas):
         return {}
