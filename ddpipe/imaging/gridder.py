@@ -10,12 +10,35 @@ DFT with DP3's convention, V = Σ I exp(+2πi (u l + v m + w (n − 1))).
 Images are *not* divided by n: a point source of S Jy gives S at its pixel in
 the (normalised) dirty image, and degridding a model with S in one pixel gives
 visibilities of amplitude S, as DP3 predicts a point source.
+
+The transforms share their arguments: ``uvw`` ``(row, 3)`` float64 baseline
+coordinates in metres (MS convention; ``swapped=True`` when it is already
+:func:`swap_uvw`'s output), ``freq`` ``(chan,)`` float64 channel frequencies in
+Hz, a :class:`Sampling`, and ``offset`` ``(dy, dx)`` pixels: the image is centred
+``dy, dx`` pixels away from the phase centre (a facet's box), its pixels on the
+same grid as the full image's (pixel ``[i, j]`` is pixel
+``[i + dy + (NY − ny)/2, j + dx + (NX − nx)/2]`` of a full ``(NY, NX)`` image);
+exact, w-term included.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import ducc0.wgridder.experimental as _wg
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the sky is sampled and transformed: pixel size ``cell`` (radians, direction cosines), the
+    w-gridder's accuracy ``epsilon`` and threads, and whether the w-term is applied (``wterm``; a PSF
+    and the facet responses are 2-D). Every transform below takes one."""
+
+    cell: float
+    epsilon: float = 1e-4
+    nthreads: int = 2
+    wterm: bool = True
 
 
 def swap_uvw(uvw: np.ndarray) -> np.ndarray:
@@ -33,42 +56,15 @@ def grid(
     vis: np.ndarray,
     weight: np.ndarray,
     shape: tuple[int, int],
-    cell: float,
+    sampling: Sampling,
     *,
-    epsilon: float = 1e-4,
-    nthreads: int = 2,
-    do_wgridding: bool = True,
     offset: tuple[int, int] = (0, 0),
     swapped: bool = False,
 ) -> np.ndarray:
-    """Weighted adjoint transform (gridding + FFT + w-correction) of visibilities.
-
-    Parameters
-    ----------
-    uvw
-        ``(row, 3)`` float64 baseline coordinates in metres (MS convention).
-    freq
-        ``(chan,)`` float64 channel frequencies in Hz.
-    vis
-        ``(row, chan)`` complex64 or complex128 visibilities.
-    weight
-        ``(row, chan)`` real, same precision as ``vis``; zero excludes a sample.
-    shape
-        ``(ny, nx)`` image size, both even and at least 32.
-    cell
-        Pixel size in radians (direction cosines).
-    offset
-        ``(dy, dx)`` pixels: the image is centred ``dy, dx`` pixels away from the phase
-        centre (a facet's box), its pixels on the same grid as the full image's (pixel
-        ``[i, j]`` is pixel ``[i + dy + (NY − ny)/2, j + dx + (NX − nx)/2]`` of a full
-        ``(NY, NX)`` image); exact, w-term included.
-    swapped
-        ``uvw`` is already :func:`swap_uvw`'s output.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(ny, nx)`` real image Σ w Re(V e^{-2πi(ul+vm+w(n-1))}), not normalised.
+    """Weighted adjoint transform (gridding + FFT + w-correction) of ``(row, chan)`` complex64 or
+    complex128 visibilities ``vis`` with real ``weight`` of the same precision (zero excludes a
+    sample): the ``shape`` ``(ny, nx)`` (both even, at least 32) real image
+    Σ w Re(V e^{-2πi(ul+vm+w(n-1))}), not normalised. Shared arguments: see the module docstring.
     """
     ny, nx = shape
     real = np.float32 if vis.dtype == np.complex64 else np.float64
@@ -84,22 +80,21 @@ def grid(
         mask=mask,
         npix_x=ny,
         npix_y=nx,
-        **_conventions(cell, offset, epsilon, do_wgridding, nthreads),
+        **_conventions(sampling, offset),
     )
 
 
-def _conventions(
-    cell: float, offset: tuple[float, float], epsilon: float, do_wgridding: bool, nthreads: int
-) -> dict[str, object]:
+def _conventions(sampling: Sampling, offset: tuple[float, float]) -> dict[str, object]:
     """ducc0 wgridder arguments that :func:`grid` and :func:`degrid` share: pixel size, accuracy,
     the sign conventions under which ddpipe's images match WSClean's, and the image centre
     ``offset`` pixels ``(dy, dx)`` from the phase centre."""
+    cell = sampling.cell
     return dict(
         pixsize_x=cell,
         pixsize_y=cell,
-        epsilon=epsilon,
-        do_wgridding=do_wgridding,
-        nthreads=nthreads,
+        epsilon=sampling.epsilon,
+        do_wgridding=sampling.wterm,
+        nthreads=sampling.nthreads,
         flip_u=True,
         flip_v=False,
         flip_w=False,
@@ -110,14 +105,7 @@ def _conventions(
 
 
 def psf_image(
-    uvw: np.ndarray,
-    freq: np.ndarray,
-    weight: np.ndarray,
-    shape: tuple[int, int],
-    cell: float,
-    *,
-    epsilon: float = 1e-4,
-    nthreads: int = 2,
+    uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray, shape: tuple[int, int], sampling: Sampling
 ) -> np.ndarray:
     """The (unnormalised, 2-D) PSF Σ w cos(2π(ul + vm)), float32, of ``shape`` ``(py, px)``, both even.
 
@@ -126,6 +114,7 @@ def psf_image(
     the right one two columns wider, for the mirror of column 0): the gridder's
     buffers are a quadrant's, a quarter of the whole PSF's; the rest is mirrored.
     """
+    flat = replace(sampling, wterm=False)
     py, px = shape
     hy, hx = py // 2 + 2, px // 2
     upper = np.empty((hy, px + 2), dtype=np.float32)  # rows [0, hy), columns [0, px + 2)
@@ -137,10 +126,7 @@ def psf_image(
             ones,
             weight,
             (hy, width),
-            cell,
-            epsilon=epsilon,
-            nthreads=nthreads,
-            do_wgridding=False,
+            flat,
             offset=(hy // 2 - py // 2, x0 + width // 2 - px // 2),
         )
     out = np.empty(shape, dtype=np.float32)
@@ -153,38 +139,16 @@ def degrid(
     uvw: np.ndarray,
     freq: np.ndarray,
     image: np.ndarray,
-    cell: float,
+    sampling: Sampling,
     *,
-    epsilon: float = 1e-4,
-    nthreads: int = 2,
-    do_wgridding: bool = True,
     mask: np.ndarray | None = None,
     offset: tuple[int, int] = (0, 0),
     swapped: bool = False,
 ) -> np.ndarray:
-    """Predict visibilities of a model image (forward transform, DP3 sign convention).
-
-    Parameters
-    ----------
-    uvw
-        ``(row, 3)`` float64, metres.
-    freq
-        ``(chan,)`` float64, Hz.
-    image
-        ``(ny, nx)`` float32 or float64 model, Jy per pixel.
-    cell
-        Pixel size in radians.
-    mask
-        Optional ``(row, chan)`` bool; False rows/channels are returned as 0 and cost nothing.
-    offset
-        ``(dy, dx)`` pixels of the image centre from the phase centre (see :func:`grid`).
-    swapped
-        ``uvw`` is already :func:`swap_uvw`'s output.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(row, chan)`` complex of the image's precision: Σ I exp(+2πi(ul+vm+w(n−1))).
+    """Predict visibilities of a ``(ny, nx)`` float32 or float64 model ``image`` (Jy per pixel;
+    forward transform, DP3 sign convention): ``(row, chan)`` complex of the image's precision,
+    Σ I exp(+2πi(ul+vm+w(n−1))). ``mask``: optional ``(row, chan)`` bool; False samples are
+    returned as 0 and cost nothing. Shared arguments: see the module docstring.
     """
     kw = {}
     if mask is not None:
@@ -193,7 +157,7 @@ def degrid(
         uvw=uvw if swapped else swap_uvw(uvw),
         freq=np.ascontiguousarray(freq, dtype=np.float64),
         dirty=np.ascontiguousarray(image),
-        **_conventions(cell, offset, epsilon, do_wgridding, nthreads),
+        **_conventions(sampling, offset),
         **kw,
     )
 

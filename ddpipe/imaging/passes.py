@@ -14,7 +14,8 @@ on its Voronoi cell) and the PSF.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -58,6 +59,10 @@ class PassSpec:
     def averaged(self) -> bool:
         """Facet passes average per facet (Stokes I data only; see :func:`grid_rows`)."""
         return self.facets and self.max_loss > 0 and len(self.centres) == len(self.boxes)
+
+    @property
+    def sampling(self) -> gridder.Sampling:
+        return gridder.Sampling(self.cell, self.epsilon, self.nthreads)
 
     @classmethod
     def plain(cls, shape: tuple[int, int], cell: float, **kw) -> "PassSpec":
@@ -144,8 +149,7 @@ def grid_rows(
     want_psf
         ``(py, px)`` of the PSF to grid (2-D, no w-term), or None.
     """
-    kw = dict(epsilon=spec.epsilon, nthreads=spec.nthreads)
-    uvw, freq, cell = prep.uvw, prep.freq, spec.cell
+    uvw, freq, sampling = prep.uvw, prep.freq, spec.sampling
     ws = stokes_weight(prep.weight)
     images, wsum = [], np.zeros(len(spec.boxes))
     if gains is None and prep.npol == 1 and len(spec.boxes) == 1:
@@ -153,13 +157,13 @@ def grid_rows(
         box = spec.boxes[0]
         v = prep.vis[..., 0]
         if components and 0 in components:
-            mv = gridder.degrid(uvw, freq, _box_model(box, components[0]), cell, mask=ws > 0, offset=box.offset, **kw)
+            mv = gridder.degrid(uvw, freq, _box_model(box, components[0]), sampling, mask=ws > 0, offset=box.offset)
             v = np.subtract(v, mv, out=mv)
-        images.append(gridder.grid(uvw, freq, v, ws, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
+        images.append(gridder.grid(uvw, freq, v, ws, box.shape, sampling, offset=box.offset).astype(np.float64))
         wsum[0] = float(ws.sum(dtype=np.float64))
         del v
     elif gains is not None and prep.npol == 1 and spec.averaged:
-        _grid_averaged(prep, spec, gains, components, ws, images, wsum, kw)
+        _grid_averaged(prep, spec, gains, components, ws, images, wsum)
     else:
         res = prep.vis
         if components:
@@ -167,24 +171,24 @@ def grid_rows(
             res = res.copy()
             for d, comps in components.items():
                 box = spec.boxes[d]
-                mv = gridder.degrid(uvw, freq, _box_model(box, comps), cell, mask=sel, offset=box.offset, **kw)
+                mv = gridder.degrid(uvw, freq, _box_model(box, comps), sampling, mask=sel, offset=box.offset)
                 res -= mv[..., None] if gains is None else corrupt(mv, *gains.pick(d))
         for f, box in enumerate(spec.boxes):
             if gains is None:
                 v, w = _stokes(res, prep.weight)
             else:
                 v, w = _stokes(*correct(res, prep.weight, *gains.pick(f)))
-            images.append(gridder.grid(uvw, freq, v, w, box.shape, cell, offset=box.offset, **kw).astype(np.float64))
+            images.append(gridder.grid(uvw, freq, v, w, box.shape, sampling, offset=box.offset).astype(np.float64))
             wsum[f] = float(w.sum(dtype=np.float64))
     out = PassPartial(images, wsum)
     if want_psf is not None:
-        out.psf = gridder.psf_image(uvw, freq, ws, want_psf, cell, **kw)  # float32: it is twice the image
+        out.psf = gridder.psf_image(uvw, freq, ws, want_psf, sampling)  # float32: it is twice the image
         out.psf_wsum = float(ws.sum(dtype=np.float64))
         if gains is not None:
             # the time slots measured are the same whatever the ranges: about 16 of them
             every = max(1, prep.n_slots // COUPLING_SLOTS)
             out.coupling = facet_coupling(gains, ws, len(spec.boxes), np.flatnonzero(prep.step % every == 0))
-            out.responses, out.response_wsum = facet_response(prep, spec, gains, ws, **kw)
+            out.responses, out.response_wsum = facet_response(prep, spec, gains, ws)
     return out
 
 
@@ -221,7 +225,6 @@ def _grid_averaged(
     ws: np.ndarray,
     images: list,
     wsum: np.ndarray,
-    kw: dict,
 ) -> None:
     """The facet pass with per-facet averaging: predict each facet's model at its averaged samples,
     expand, corrupt and subtract sample by sample; then average the residual, corrected, per facet
@@ -231,11 +234,9 @@ def _grid_averaged(
     GIL), each gridder call with its share of the threads: the per-sample NumPy work, one thread
     each, then overlaps the gridding instead of leaving cores idle.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     n = len(spec.boxes)
-    workers = max(1, min(kw["nthreads"], n, _MAX_FACET_THREADS))
-    kw = dict(kw, nthreads=max(1, kw["nthreads"] // workers))
+    workers = max(1, min(spec.nthreads, n, _MAX_FACET_THREADS))
+    sampling = replace(spec.sampling, nthreads=max(1, spec.nthreads // workers))
     res = prep.vis[..., 0]
     lock = threading.Lock()
 
@@ -246,7 +247,7 @@ def _grid_averaged(
             return
         box = spec.boxes[d]
         mv = gridder.degrid(
-            avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), spec.cell, offset=box.offset, swapped=True, **kw
+            avg.vuw, _ONE_CHANNEL, _box_model(box, components[d]), sampling, offset=box.offset, swapped=True
         )
         avg.subtract_expanded(mv, h, res, lock)
 
@@ -264,10 +265,9 @@ def _grid_averaged(
             v[:, None],
             avg.weight[:, None],
             box.shape,
-            spec.cell,
+            sampling,
             offset=box.offset,
             swapped=True,
-            **kw,
         ).astype(np.float64)
 
     with ThreadPoolExecutor(workers) as pool:
@@ -290,9 +290,7 @@ RESPONSE_EVERY = 4
 COUPLING_SLOTS = 16
 
 
-def facet_response(
-    prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray, *, epsilon: float, nthreads: int
-) -> tuple[dict, float]:
+def facet_response(prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray) -> tuple[dict, float]:
     """How a facet-``d`` point source at the centre of a ``response_size``² image appears in facet
     ``f``'s corrected image: ``{(f, d): Σ w G_d conj(G_f) e^{...}, "psf": Σ w e^{...}}`` and Σ w
     (2-D, unnormalised), for every neighbour pair.
@@ -310,12 +308,8 @@ def facet_response(
     sel = np.flatnonzero(prep.step % RESPONSE_EVERY == 0)  # the same slots whatever the ranges
     t, p, q = tidx[sel], a1[sel], a2[sel]
     uvw, w = prep.uvw[sel], ws[sel]
-    kw = dict(do_wgridding=False, epsilon=epsilon, nthreads=nthreads)
-    out = {
-        "psf": gridder.grid(uvw, prep.freq, np.ones(w.shape, np.complex64), w, (n, n), spec.cell, **kw).astype(
-            np.float64
-        )
-    }
+    flat = replace(spec.sampling, wterm=False)
+    out = {"psf": gridder.grid(uvw, prep.freq, np.ones(w.shape, np.complex64), w, (n, n), flat).astype(np.float64)}
     for f, d in spec.neighbours:
         if (f, d) in out:
             continue
@@ -323,7 +317,7 @@ def facet_response(
         ratio = np.ascontiguousarray(ratio.transpose(2, 0, 1))
         v = ratio[p, t] * np.conj(ratio[q, t])
         v[~np.isfinite(v)] = 0
-        img = gridder.grid(uvw, prep.freq, v.astype(np.complex64), w, (n, n), spec.cell, **kw).astype(np.float64)
+        img = gridder.grid(uvw, prep.freq, v.astype(np.complex64), w, (n, n), flat).astype(np.float64)
         out[(f, d)] = img
         out[(d, f)] = np.roll(img[::-1, ::-1], 1, axis=(0, 1))
     return out, float(w.sum(dtype=np.float64))

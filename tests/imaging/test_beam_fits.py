@@ -66,7 +66,9 @@ def test_fit_of_a_real_psf_does_not_depend_on_a_coarse_pixel_scale():
     for arcsec, n in ((5.0, 256), (20.0, 64)):  # 9 vs 2.2 pixels across the lobe
         cell = math.radians(arcsec / 3600)
         w = np.ones((len(uvw), 1), np.float32)
-        psf = gridder.grid(uvw, freq, np.ones((len(uvw), 1), np.complex64), w, (n, n), cell, do_wgridding=False)
+        psf = gridder.grid(
+            uvw, freq, np.ones((len(uvw), 1), np.complex64), w, (n, n), gridder.Sampling(cell, wterm=False)
+        )
         beams.append(fit_beam(psf / psf[n // 2, n // 2], cell))
     fine, coarse = beams
     assert coarse.bmaj == pytest.approx(fine.bmaj, rel=0.01)

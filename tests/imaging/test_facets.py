@@ -207,12 +207,14 @@ def test_coupling_is_one_and_scatter_zero_for_alike_gains_and_drops_for_unrelate
     unrelated = np.exp(1j * rng.uniform(-np.pi, np.pi, (1, 1, nant, 2, 1)))
     unrelated = np.broadcast_to(unrelated, (len(utimes), nchan, nant, 2, 1)).astype(np.complex64)
     index = np.stack([tidx, prep.ant1, prep.ant2])
-    spec = PassSpec((128, 128), math.radians(40 / 3600), (), True, neighbours=((0, 1), (1, 0)), response_size=64)
+    spec = PassSpec(
+        (128, 128), math.radians(40 / 3600), (), True, 1e-5, 1, neighbours=((0, 1), (1, 0)), response_size=64
+    )
     levels = {}
     for name, table in (("alike", alike), ("unrelated", unrelated)):
         gains = RowGains(table, index)
         total = PassPartial([], np.full(2, float(ws.sum())), psf_wsum=float(ws.sum()))
-        total.responses, total.response_wsum = facet_response(prep, spec, gains, ws, epsilon=1e-5, nthreads=1)
+        total.responses, total.response_wsum = facet_response(prep, spec, gains, ws)
         c = coupling_matrix(facet_coupling(gains, ws, 2))
         levels[name] = (float(c[0, 1]), scatter_level(total))
         # the pair the other way round is the same response mirrored through the centre

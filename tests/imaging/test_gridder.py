@@ -36,7 +36,7 @@ def test_grid_matches_dft_with_w_terms():
     vis = np.stack([3.0 * np.exp(2j * np.pi * (uvw @ [l0, m0, n0 - 1]) * f / C) for f in freq], 1)
     vis += 0.3 * (rng.normal(size=vis.shape) + 1j * rng.normal(size=vis.shape))
     weight = rng.uniform(0.2, 2.0, vis.shape)
-    img = gridder.grid(uvw, freq, vis.astype(np.complex64), weight.astype(np.float32), shape, cell)
+    img = gridder.grid(uvw, freq, vis.astype(np.complex64), weight.astype(np.float32), shape, gridder.Sampling(cell))
     ys, xs = np.mgrid[y0 - 6 : y0 + 7, x0 - 6 : x0 + 7]
     ll, mm = coords.pixel_to_lm(xs.ravel(), ys.ravel(), shape, cell)
     ref = _dft_points(uvw, freq, vis, weight, ll, mm).reshape(ys.shape)
@@ -52,8 +52,8 @@ def test_psf_from_two_quadrants_is_the_whole_psf(shape):
     freq = np.array([1.40e8, 1.41e8])
     w = rng.random((20_000, 2)).astype(np.float32)
     cell = math.radians(20 / 3600)
-    want = gridder.grid(uvw, freq, np.ones(w.shape, np.complex64), w, shape, cell, do_wgridding=False)
-    got = gridder.psf_image(uvw, freq, w, shape, cell)
+    want = gridder.grid(uvw, freq, np.ones(w.shape, np.complex64), w, shape, gridder.Sampling(cell, wterm=False))
+    got = gridder.psf_image(uvw, freq, w, shape, gridder.Sampling(cell))
     assert got.shape == shape and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5 * want.max())
 
@@ -68,7 +68,7 @@ def test_degrid_is_the_dp3_sign_prediction():
     l0, m0 = coords.pixel_to_lm(25, 40, shape, cell)
     n0 = math.sqrt(1 - l0**2 - m0**2)
     expect = 2.0 * np.exp(2j * np.pi * (uvw @ [l0, m0, n0 - 1]) * freq[0] / C)
-    got = gridder.degrid(uvw, freq, model, cell, epsilon=1e-7)[:, 0]
+    got = gridder.degrid(uvw, freq, model, gridder.Sampling(cell, epsilon=1e-7))[:, 0]
     assert np.abs(got - expect).max() < 1e-5
 
 
