@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ddpipe.imaging.hogbom import hogbom
+from ddpipe.imaging.hogbom import MinorResult, hogbom
 from ddpipe.imaging.multiscale import MultiscaleCleaner
 from ddpipe.imaging.stats import mad_rms
 
@@ -96,36 +96,11 @@ def clean_cycles(
         if peak <= stop:
             t_minor += time.perf_counter() - t0
             break
-        if reached is not None and peak > OVERSHOOT * reached and mgain > MIN_MGAIN:
-            # the exact residual is well above where the minor cycle believed it had cleaned to:
-            # its PSF model of the image is off (with facets: the response in other facets),
-            # so clean less deep before the next major cycle
-            new = max(MIN_MGAIN, 1.0 - 2.0 * (1.0 - mgain))
-            log.info(
-                "major cycle %d: peak %.4g Jy/beam after cleaning to %.4g; major-cycle gain %.2g -> %.2g",
-                n_major + 1,
-                peak,
-                reached,
-                mgain,
-                new,
-            )
-            mgain = new
+        mgain = _major_gain(mgain, peak, reached, n_major + 1)
         minor_stop = max(stop, (1.0 - mgain) * peak)
-        budget = settings.niter - n_iter
-        if cleaner is not None:
-            res = cleaner.clean(residual, model, gain=settings.gain, stop=minor_stop, max_iter=budget, mask=mask)
-        else:
-            res = hogbom(
-                residual,
-                psf2,
-                model,
-                gain=settings.gain,
-                stop=minor_stop,
-                max_iter=budget,
-                mask=mask,
-                update_residual=False,
-                coupling=coupling,
-            )
+        res = _minor_cycle(
+            residual, psf2, model, settings, minor_stop, settings.niter - n_iter, mask, cleaner, coupling
+        )
         n_iter += res.n_iter
         reached = minor_stop if res.reached_stop else None
         t_minor += time.perf_counter() - t0
@@ -145,3 +120,48 @@ def clean_cycles(
         t_major += time.perf_counter() - t0
         n_major += 1
     return CleanResult(model, residual, n_iter, n_major, t_minor, t_major)
+
+
+def _major_gain(mgain: float, peak: float, reached: float | None, major: int) -> float:
+    """The major-cycle gain for the next minor cycle: lowered when the exact residual's ``peak`` is well
+    above the level ``reached`` the last minor cycle believed it had cleaned to. Then the minor cycle's
+    PSF model of the image is off (with facets: the response in other facets), so it cleans less deep."""
+    if reached is None or peak <= OVERSHOOT * reached or mgain <= MIN_MGAIN:
+        return mgain
+    new = max(MIN_MGAIN, 1.0 - 2.0 * (1.0 - mgain))
+    log.info(
+        "major cycle %d: peak %.4g Jy/beam after cleaning to %.4g; major-cycle gain %.2g -> %.2g",
+        major,
+        peak,
+        reached,
+        mgain,
+        new,
+    )
+    return new
+
+
+def _minor_cycle(
+    residual: np.ndarray,
+    psf2: np.ndarray,
+    model: np.ndarray,
+    settings: CleanSettings,
+    stop: float,
+    budget: int,
+    mask: np.ndarray | None,
+    cleaner: MultiscaleCleaner | None,
+    coupling: tuple[np.ndarray, np.ndarray] | None,
+) -> MinorResult:
+    """One minor cycle down to ``stop`` (at most ``budget`` components), multiscale or Hogbom."""
+    if cleaner is not None:
+        return cleaner.clean(residual, model, gain=settings.gain, stop=stop, max_iter=budget, mask=mask)
+    return hogbom(
+        residual,
+        psf2,
+        model,
+        gain=settings.gain,
+        stop=stop,
+        max_iter=budget,
+        mask=mask,
+        update_residual=False,
+        coupling=coupling,
+    )

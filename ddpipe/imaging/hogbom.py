@@ -55,8 +55,7 @@ def hogbom(
     Parameters
     ----------
     residual
-        ``(ny, nx)`` float32 residual image (Jy/beam); updated in place when
-        ``update_residual`` (else left stale: the caller recomputes it in a major cycle).
+        ``(ny, nx)`` float32 residual image (Jy/beam), updated in place.
     psf
         ``(py, px)`` PSF with its peak (1) on ``(py//2, px//2)``; twice the image size
         covers every offset between two pixels (a clipped PSF can make CLEAN diverge).
@@ -66,17 +65,15 @@ def hogbom(
         Loop gain.
     stop
         Stop when the |peak| inside the mask is at or below this level.
-    max_iter
-        Components at most.
-    mask
-        ``(ny, nx)`` bool, True where components are allowed; None for everywhere.
+    max_iter, mask
+        Components at most; ``(ny, nx)`` bool, True where they may go (None: everywhere).
     max_candidates
         Longest candidate list; beyond it the level is raised and the loop repeats.
     convolver
         A :class:`KernelConvolver` for ``psf`` (made on demand).
     update_residual
-        Bring the whole residual up to date at the end (False: the caller recomputes
-        it in a major cycle).
+        Bring the whole residual up to date at the end (False: left stale, the caller
+        recomputes it in a major cycle).
     coupling
         ``(labels, C)``: ``labels (ny, nx)`` int facet index and ``C (nf, nf)``; a
         component in facet ``d`` is subtracted from facet ``f`` with ``C[f, d]`` × its
@@ -84,16 +81,11 @@ def hogbom(
         corrections a component reaches other facets through the ratio of the two
         directions' gains, which keeps only that fraction of its PSF coherent).
 
-    Returns
-    -------
-    MinorResult
+    Returns a :class:`MinorResult`.
     """
-    ny, nx = residual.shape
-    py, px = psf.shape
-    cy, cx = py // 2, px // 2
+    nx = residual.shape[1]
     psf = np.asarray(psf, dtype=np.float32)
     n_done = 0
-    peak = 0.0
     while True:
         absr = np.abs(residual)
         if mask is not None:
@@ -102,29 +94,17 @@ def hogbom(
         if peak <= stop or n_done >= max_iter:
             return MinorResult(n_done, peak, peak <= stop)
         idx, level = _candidates(absr, stop, max_candidates)
-        ys, xs = np.divmod(idx, nx)
         reg = None if coupling is None else coupling[0].ravel()[idx]
-        vals = residual.ravel()[idx].astype(np.float32)
-        amps = np.zeros(len(idx), dtype=np.float64)
-        while n_done < max_iter:
-            k = int(np.argmax(np.abs(vals)))
-            v = float(vals[k])
-            peak = abs(v)
-            if peak <= level:
-                break
-            a = gain * v
-            amps[k] += a
-            dy = ys - ys[k] + cy
-            dx = xs - xs[k] + cx
-            ok = (dy >= 0) & (dy < py) & (dx >= 0) & (dx < px)
-            if reg is not None:
-                scale = coupling[1][reg, reg[k]]
-                vals[ok] -= np.float32(a) * scale[ok] * psf[dy[ok], dx[ok]]
-            elif ok.all():
-                vals -= np.float32(a) * psf[dy, dx]
-            else:
-                vals[ok] -= np.float32(a) * psf[dy[ok], dx[ok]]
-            n_done += 1
+        amps, n, peak = _clean_list(
+            residual.ravel()[idx].astype(np.float32),
+            np.divmod(idx, nx),
+            psf,
+            gain=gain,
+            level=level,
+            budget=max_iter - n_done,
+            scales=None if coupling is None else (reg, coupling[1]),
+        )
+        n_done += n
         delta = np.zeros_like(model)
         delta.ravel()[idx] = amps
         model += delta
@@ -132,16 +112,69 @@ def hogbom(
         if update_residual or capped:
             if convolver is None:
                 convolver = KernelConvolver(psf, residual.shape, dtype=np.float32)
-            if coupling is None:
-                residual -= convolver(delta).astype(residual.dtype, copy=False)
-            else:
-                labels, cmat = coupling
-                for d in np.unique(reg[amps != 0]):
-                    part = convolver(np.where(labels == d, delta, 0))
-                    residual -= (cmat[labels, d] * part).astype(residual.dtype, copy=False)
+            _subtract(residual, delta, convolver, coupling, None if reg is None else np.unique(reg[amps != 0]))
         if not capped:
             # pixels that rose above the level while cleaning wait for the next major cycle
             return MinorResult(n_done, peak, peak <= stop)
+
+
+def _clean_list(
+    vals: np.ndarray,
+    yx: tuple[np.ndarray, np.ndarray],
+    psf: np.ndarray,
+    *,
+    gain: float,
+    level: float,
+    budget: int,
+    scales: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, int, float]:
+    """The Hogbom loop on a candidate list (values ``vals`` at pixels ``yx``, updated in place) down
+    to ``level`` or ``budget`` components: (amplitude per candidate, components, last |peak|).
+    ``scales`` is ``(facet index per candidate, C)`` as in :func:`hogbom`'s ``coupling``."""
+    ys, xs = yx
+    py, px = psf.shape
+    cy, cx = py // 2, px // 2
+    amps = np.zeros(len(vals), dtype=np.float64)
+    n = 0
+    peak = 0.0
+    while n < budget:
+        k = int(np.argmax(np.abs(vals)))
+        v = float(vals[k])
+        peak = abs(v)
+        if peak <= level:
+            break
+        a = gain * v
+        amps[k] += a
+        dy = ys - ys[k] + cy
+        dx = xs - xs[k] + cx
+        ok = (dy >= 0) & (dy < py) & (dx >= 0) & (dx < px)
+        if scales is not None:
+            reg, cmat = scales
+            vals[ok] -= np.float32(a) * cmat[reg, reg[k]][ok] * psf[dy[ok], dx[ok]]
+        elif ok.all():
+            vals -= np.float32(a) * psf[dy, dx]
+        else:
+            vals[ok] -= np.float32(a) * psf[dy[ok], dx[ok]]
+        n += 1
+    return amps, n, peak
+
+
+def _subtract(
+    residual: np.ndarray,
+    delta: np.ndarray,
+    convolver: KernelConvolver,
+    coupling: tuple[np.ndarray, np.ndarray] | None,
+    facets: np.ndarray | None,
+) -> None:
+    """``residual -= PSF * delta`` in place; with ``coupling``, each of ``facets``' components reaches
+    facet ``f`` scaled by ``C[f, d]``."""
+    if coupling is None:
+        residual -= convolver(delta).astype(residual.dtype, copy=False)
+        return
+    labels, cmat = coupling
+    for d in facets:
+        part = convolver(np.where(labels == d, delta, 0))
+        residual -= (cmat[labels, d] * part).astype(residual.dtype, copy=False)
 
 
 def hogbom_reference(
