@@ -325,8 +325,6 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
 @contextmanager
 def open_cluster(cfg: ClusterConfig, workdir: Path) -> Iterator[ClusterHandle]:
     """Start or connect to the configured cluster; always close what was started."""
-    import distributed  # noqa: F401  (imported here so its loggers exist before quieting them)
-
     quiet_dask_logs()
     if cfg.mode == "local":
         handle = local_cluster(cfg, workdir)

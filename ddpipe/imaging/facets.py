@@ -11,15 +11,14 @@ gains, V = G_p M G_qᴴ, and the facets are summed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ddpipe.errors import UserError
 from ddpipe.imaging.coords import pixel_grid_lmn, pixel_to_lm, radec_to_lmn
-
-if TYPE_CHECKING:
-    from ddpipe.solutions.types import Solutions
+from ddpipe.solutions.gains import diagonal_pols, evaluate_gains
+from ddpipe.solutions.types import Solutions
 
 
 @dataclass(frozen=True)
@@ -132,8 +131,6 @@ class GainTable:
     @property
     def scalar(self) -> bool:
         """True when every soltab gives both parallel hands the same gain (Stokes I can be corrected alone)."""
-        from ddpipe.solutions.gains import diagonal_pols
-
         for name, st in self.solutions.soltabs.items():
             if "pol" not in st.axes:
                 continue
@@ -153,8 +150,6 @@ class GainTable:
             int: each row's time index and its two antennas' indices in ``gains``
             (see :meth:`pick`).
         """
-        from ddpipe.solutions.gains import evaluate_gains
-
         a1 = self._antmap[ant1]
         a2 = self._antmap[ant2]
         if (a1 < 0).any() or (a2 < 0).any():

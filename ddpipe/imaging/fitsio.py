@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
 from ddpipe.fileio import atomic_write
 from ddpipe.imaging.beam import Beam
@@ -141,8 +142,6 @@ def write_image(
 
 def read_image(path: str | Path) -> tuple[np.ndarray, "object"]:
     """Read a 2-D image (``(ny, nx)`` float64) and its header from a FITS file with ≥ 2 axes."""
-    from astropy.io import fits
-
     with fits.open(path) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float64)
         header = hdul[0].header.copy()

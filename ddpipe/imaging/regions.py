@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from ddpipe.errors import UserError
+from ddpipe.fileio import atomic_write
 from ddpipe.imaging.coords import lm_to_pixel, lm_to_radec, pixel_to_lm
 from ddpipe.imaging.facets import Facet
 
@@ -333,8 +334,6 @@ def parse_ds9_polygons(text: str) -> list[tuple[str, np.ndarray]]:
 
 def write_ds9(path: str | Path, polygons: Sequence[FacetPolygon], comments: Sequence[str] = ()) -> Path:
     """Write :func:`format_ds9` to ``path`` atomically (its folder is created); returns the path."""
-    from ddpipe.fileio import atomic_write
-
     text = format_ds9(polygons, comments)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

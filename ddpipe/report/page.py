@@ -4,6 +4,7 @@ captions, the convergence over the cycles, the cluster at work, and what failed,
 from __future__ import annotations
 
 import html
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,8 +359,6 @@ Every figure is also a PNG beside this page.</p>
 
 def write_summary(workdir: Path, run: Any) -> Path:
     """``summary.json`` in the workdir and beside the HTML page (written last, complete)."""
-    import json
-
     text = json.dumps(run.to_json(), indent=1)
     (Path(workdir) / "report").mkdir(parents=True, exist_ok=True)
     atomic_write(Path(workdir) / "report" / "summary.json", text)
