@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_config
 from report_browser import Chromium
+from reportkit import run_config
 
 from ddpipe.cli import main
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_sky_fits
 from matplotlib.patches import Ellipse
+from reportkit import write_sky_fits
 
 from ddpipe.imaging.coords import lm_to_radec
 from ddpipe.report.cluster import ChunkRecord, dask_performance_report, plot_gantt, read_chunk_records, worker_overlaps
