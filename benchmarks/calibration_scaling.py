@@ -79,7 +79,7 @@ def main() -> int:
     from ddpipe.calibrate import calibrate
     from ddpipe.cluster import SLOT, ClusterHandle, local_cluster
     from ddpipe.config import load_config
-    from ddpipe.dp3.parsets import ddecal_parset, dp3_argv
+    from ddpipe.dp3.parsets import MsView, ddecal_parset, dp3_argv
     from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
     from ddpipe.simulate.run import simulate
     from ddpipe.simulate.spec import SimulationSpec
@@ -148,7 +148,7 @@ def main() -> int:
 
     # the alternative: one DP3 over the whole MS with all cores
     parset = ddecal_parset(
-        str(sim.ms), skymodel=str(sim.skymodel), directions=dirs, h5parm=str(root / "plain.h5"), cal=cal
+        MsView(str(sim.ms)), skymodel=str(sim.skymodel), directions=dirs, h5parm=str(root / "plain.h5"), cal=cal
     )
     with DP3Sampler() as sp:
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ from distributed import as_completed
 
 from ddpipe.cluster import SLOT_RESOURCES, SlotWatch
 from ddpipe.config import CalibrationConfig, ChunkingConfig, Config, DP3Config
-from ddpipe.dp3.parsets import chain_steps, ddecal_chain_parset, dp3_argv, format_parset
+from ddpipe.dp3.parsets import MsView, chain_steps, ddecal_chain_parset, dp3_argv, format_parset
 from ddpipe.dp3.runner import DP3Error, dp3_environment, find_dp3, run_dp3, worker_address, worker_threads
 from ddpipe.errors import PipelineError, UserError
 from ddpipe.fileio import atomic_write
@@ -216,14 +216,16 @@ def plan_jobs(
             solved = c.with_lead_in(-(-chunking.lead_in * shortest // longest) * longest)
             lead = c.start_slot - solved.start_slot
             parset = ddecal_chain_parset(
-                str(Path(ms).resolve()),
+                MsView(
+                    str(Path(ms).resolve()),
+                    data_column=data_column,
+                    start_time=solved.dp3_starttime,
+                    n_slots=solved.n_slots,
+                ),
                 skymodel=str(Path(skymodel).resolve()),
                 directions=list(directions),
                 h5parms=[str(h) for h in h5_tmp],
                 cal=cal,
-                start_time=solved.dp3_starttime,
-                n_slots=solved.n_slots,
-                data_column=data_column,
                 extra=dp3.extra,
             )
             items = tuple((str(k), str(v)) for k, v in parset.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ddpipe.dp3.parsets import (
     MODE_SOLTABS,
+    MsView,
     applycal_parset,
     ddecal_parset,
     dp3_argv,
@@ -17,6 +18,7 @@ __all__ = [
     "MODE_SOLTABS",
     "DP3Error",
     "DP3Run",
+    "MsView",
     "applycal_parset",
     "ddecal_parset",
     "dp3_argv",

@@ -19,16 +19,17 @@ H5ParmPredict, ApplyCal, msin/msout). Notes that shaped them:
 - The beam model stays off (``usebeammodel=false``): the arrays simulated here are
   not real LOFAR/SKA/MWA stations.
 
-The in-place builders (:func:`predict_parset`, :func:`h5parmpredict_parset`,
-:func:`applycal_parset`) share four parameters: ``ms``, the Measurement Set updated in
-place; ``data_column``, the column read (``msin.datacolumn``); and ``start_slot`` and
-``n_slots``, which restrict the run to a chunk of time slots (omitted when None).
+Every builder takes an :class:`MsView` first: the Measurement Set, the column read
+and the chunk of time slots of the run (its ``msin`` keys). The in-place builders
+(:func:`predict_parset`, :func:`h5parmpredict_parset`, :func:`applycal_parset`) write
+into that same MS.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
 
 from ddpipe.config import CalibrationConfig
@@ -127,33 +128,62 @@ def directions_value(directions: Sequence[str | Sequence[str]], what: str = "dir
     return "[" + ",".join(parts) + "]"
 
 
-def _slots(start_slot: int | None, n_slots: int | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if start_slot is not None:
-        if isinstance(start_slot, bool) or not isinstance(start_slot, int) or start_slot < 0:
-            raise ValueError(f"start_slot = {start_slot!r}: expected an integer >= 0 (first time slot of the chunk)")
-        out["msin.starttimeslot"] = str(start_slot)
-    if n_slots is not None:
-        if isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots < 1:
-            raise ValueError(f"n_slots = {n_slots!r}: expected an integer >= 1 (time slots in the chunk)")
-        out["msin.ntimes"] = str(n_slots)
-    return out
+@dataclass(frozen=True)
+class MsView:
+    """Which rows of which Measurement Set a DP3 run reads: its ``msin`` keys.
 
+    Checked when made: a bad chunk or path is a caller's bug (``ValueError``), a bad
+    column name a :class:`~ddpipe.errors.UserError`.
 
-def _msin(
-    ms: PathLike, data_column: str, start_slot: int | None, n_slots: int | None, start_time: str | None = None
-) -> dict[str, str]:
-    out = {"msin": _path(ms, "msin"), "msin.datacolumn": _column(data_column, "data_column")}
-    if start_time is not None:
-        if start_slot is not None:
+    Attributes
+    ----------
+    ms
+        Measurement Set path (``msin``; absolute recommended: DP3 may run in another folder).
+    data_column
+        Column read (``msin.datacolumn``).
+    start_slot, n_slots
+        The chunk: ``msin.starttimeslot`` / ``msin.ntimes``; omitted when None.
+    start_time
+        Instead of ``start_slot``: ``msin.starttime`` (UTC, as
+        :attr:`~ddpipe.ms.chunks.Chunk.dp3_starttime` gives it), which is right on an
+        MS with gaps in time too.
+    """
+
+    ms: PathLike
+    data_column: str = "DATA"
+    start_slot: int | None = None
+    n_slots: int | None = None
+    start_time: str | None = None
+
+    def __post_init__(self) -> None:
+        _path(self.ms, "msin")
+        _column(self.data_column, "data_column")
+        if self.start_time is not None and self.start_slot is not None:
             raise ValueError("give either start_slot or start_time for a chunk, not both")
-        out["msin.starttime"] = str(start_time)
-    out.update(_slots(start_slot, n_slots))
-    return out
+        start, n = self.start_slot, self.n_slots
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+            raise ValueError(f"start_slot = {start!r}: expected an integer >= 0 (first time slot of the chunk)")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"n_slots = {n!r}: expected an integer >= 1 (time slots in the chunk)")
+
+    def dp3_msin(self) -> dict[str, str]:
+        """The ``msin`` keys, in parset order: ``msin``, ``msin.datacolumn``, then the chunk's."""
+        out = {"msin": os.fspath(self.ms), "msin.datacolumn": self.data_column}
+        if self.start_time is not None:
+            out["msin.starttime"] = str(self.start_time)
+        if self.start_slot is not None:
+            out["msin.starttimeslot"] = str(self.start_slot)
+        if self.n_slots is not None:
+            out["msin.ntimes"] = str(self.n_slots)
+        return out
 
 
-def _msout_inplace(out_column: str) -> dict[str, str]:
-    return {"msout": ".", "msout.datacolumn": _column(out_column, "out_column")}
+def _inplace_step(msin: MsView, out_column: str, step: str) -> dict[str, str]:
+    """The first keys of a one-step run ``step`` (also its type) writing ``out_column`` of ``msin``'s MS."""
+    p = msin.dp3_msin()
+    p.update({"msout": ".", "msout.datacolumn": _column(out_column, "out_column")})
+    p.update({"steps": f"[{step}]", f"{step}.type": step})
+    return p
 
 
 def _mode(mode: str) -> tuple[str, ...]:
@@ -198,24 +228,20 @@ def _operation(operation: str) -> str:
 
 
 def ddecal_parset(
-    ms: PathLike,
+    msin: MsView,
     *,
     skymodel: PathLike,
     directions: Sequence[str | Sequence[str]],
     h5parm: PathLike,
     cal: CalibrationConfig,
-    start_slot: int | None = None,
-    start_time: str | None = None,
-    n_slots: int | None = None,
-    data_column: str = "DATA",
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
     """Parset of one solve-only DDECal run (one time chunk) writing an H5parm.
 
     Parameters
     ----------
-    ms
-        Measurement Set (absolute path recommended: DP3 may run in another folder).
+    msin
+        The MS, column and chunk that are calibrated.
     skymodel
         makesourcedb text sky model, read directly by DP3 (name must end in
         ``.skymodel`` or ``.txt``).
@@ -226,13 +252,6 @@ def ddecal_parset(
         Output H5parm path.
     cal
         Calibration settings of the cycle (mode, solint, nchan, solver...).
-    start_slot, n_slots
-        The chunk: ``msin.starttimeslot`` / ``msin.ntimes``; omitted when None.
-    start_time
-        Instead of ``start_slot``: ``msin.starttime`` (UTC, as :meth:`Chunk.dp3_starttime`
-        gives it), which is right on an MS with gaps in time too.
-    data_column
-        Column that is calibrated (``msin.datacolumn``).
     extra
         Extra keys (the config's ``dp3.extra``) added last; they may override any key.
 
@@ -241,7 +260,7 @@ def ddecal_parset(
     dict[str, str]
         DP3 keys in a fixed order.
     """
-    p = _msin(ms, data_column, start_slot, n_slots, start_time)
+    p = msin.dp3_msin()
     p.update({"msout": "", "steps": "[ddecal]"})
     p.update(_solve_keys("ddecal", cal, h5parm, skymodel=skymodel, directions=directions))
     _add_extra(p, extra, ("ddecal",))
@@ -254,15 +273,12 @@ def chain_steps(n: int) -> tuple[str, ...]:
 
 
 def ddecal_chain_parset(
-    ms: PathLike,
+    msin: MsView,
     *,
     skymodel: PathLike,
     directions: Sequence[str | Sequence[str]],
     h5parms: Sequence[PathLike],
     cal: CalibrationConfig,
-    start_time: str | None = None,
-    n_slots: int | None = None,
-    data_column: str = "DATA",
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
     """Parset of one DP3 run solving ``cal.chain`` in order on one chunk, one H5parm per solve.
@@ -280,18 +296,10 @@ def ddecal_chain_parset(
         raise ValueError(f"{len(chain)} solve(s) but {len(h5parms)} H5parm path(s)")  # a caller's bug
     if len(chain) == 1:
         return ddecal_parset(
-            ms,
-            skymodel=skymodel,
-            directions=directions,
-            h5parm=h5parms[0],
-            cal=chain[0],
-            start_time=start_time,
-            n_slots=n_slots,
-            data_column=data_column,
-            extra=extra,
+            msin, skymodel=skymodel, directions=directions, h5parm=h5parms[0], cal=chain[0], extra=extra
         )
     steps = chain_steps(len(chain))
-    p = _msin(ms, data_column, None, n_slots, start_time)
+    p = msin.dp3_msin()
     p.update({"msout": "", "steps": "[" + ",".join(steps) + "]"})
     for k, (step, solve, h5) in enumerate(zip(steps, chain, h5parms)):
         if k == 0:
@@ -356,15 +364,12 @@ def _add_extra(p: dict[str, str], extra: Mapping[str, object] | None, steps: Seq
 
 
 def predict_parset(
-    ms: PathLike,
+    msin: MsView,
     *,
     skymodel: PathLike,
     out_column: str,
     sources: Sequence[str] | None = None,
     operation: str = "replace",
-    data_column: str = "DATA",
-    start_slot: int | None = None,
-    n_slots: int | None = None,
 ) -> dict[str, str]:
     """Parset of a Predict run: model visibilities of ``skymodel`` into ``out_column`` (in place).
 
@@ -377,17 +382,10 @@ def predict_parset(
     sources
         Patch names to predict (``predict.sources``); None for all.
     operation
-        ``replace`` writes the model; ``add`` / ``subtract`` combine it with ``data_column``.
+        ``replace`` writes the model; ``add`` / ``subtract`` combine it with the column ``msin`` reads.
     """
-    p = _msin(ms, data_column, start_slot, n_slots)
-    p.update(_msout_inplace(out_column))
-    p.update(
-        {
-            "steps": "[predict]",
-            "predict.type": "predict",
-            "predict.sourcedb": _skymodel(skymodel, "predict.sourcedb"),
-        }
-    )
+    p = _inplace_step(msin, out_column, "predict")
+    p["predict.sourcedb"] = _skymodel(skymodel, "predict.sourcedb")
     if sources is not None:
         if isinstance(sources, str) or not sources:
             raise UserError(f"predict sources {sources!r}: expected a non-empty list of patch names, or None for all")
@@ -398,7 +396,7 @@ def predict_parset(
 
 
 def h5parmpredict_parset(
-    ms: PathLike,
+    msin: MsView,
     *,
     skymodel: PathLike,
     h5parm: PathLike,
@@ -406,16 +404,13 @@ def h5parmpredict_parset(
     out_column: str,
     directions: Sequence[str | Sequence[str]] | None = None,
     operation: str = "replace",
-    data_column: str = "DATA",
-    start_slot: int | None = None,
-    n_slots: int | None = None,
 ) -> dict[str, str]:
     """Parset of an H5ParmPredict run: per-direction model *corrupted* by the H5parm's gains.
 
     Each direction's model is predicted and multiplied by its gains
     (V = g_p M g_q^H), then written to ``out_column``: ``replace`` makes corrupted
-    data, ``subtract`` removes the corrupted model from ``data_column`` (DD subtraction),
-    ``add`` adds it.
+    data, ``subtract`` removes the corrupted model from the column ``msin`` reads (DD
+    subtraction), ``add`` adds it.
 
     Parameters
     ----------
@@ -433,15 +428,8 @@ def h5parmpredict_parset(
     operation
         ``replace`` | ``add`` | ``subtract``.
     """
-    p = _msin(ms, data_column, start_slot, n_slots)
-    p.update(_msout_inplace(out_column))
-    p.update(
-        {
-            "steps": "[h5parmpredict]",
-            "h5parmpredict.type": "h5parmpredict",
-            "h5parmpredict.sourcedb": _skymodel(skymodel, "h5parmpredict.sourcedb"),
-        }
-    )
+    p = _inplace_step(msin, out_column, "h5parmpredict")
+    p["h5parmpredict.sourcedb"] = _skymodel(skymodel, "h5parmpredict.sourcedb")
     p.update(_applycal_keys("h5parmpredict.applycal.", h5parm, mode, for_predict=True))
     if directions is not None:
         # H5ParmPredict takes a flat list of direction names as they appear in the H5parm.
@@ -452,16 +440,13 @@ def h5parmpredict_parset(
 
 
 def applycal_parset(
-    ms: PathLike,
+    msin: MsView,
     *,
     h5parm: PathLike,
     mode: str,
     out_column: str = "CORRECTED_DATA",
     direction: str | Sequence[str] | None = None,
     invert: bool = True,
-    data_column: str = "DATA",
-    start_slot: int | None = None,
-    n_slots: int | None = None,
 ) -> dict[str, str]:
     """Parset of an ApplyCal run: apply (``invert=True``) or corrupt with H5parm solutions.
 
@@ -479,9 +464,7 @@ def applycal_parset(
     invert
         True corrects the data (divides by the gains); False corrupts it.
     """
-    p = _msin(ms, data_column, start_slot, n_slots)
-    p.update(_msout_inplace(out_column))
-    p.update({"steps": "[applycal]", "applycal.type": "applycal"})
+    p = _inplace_step(msin, out_column, "applycal")
     p.update(_applycal_keys("applycal.", h5parm, mode, for_predict=False))
     if direction is not None:
         p["applycal.direction"] = _direction(direction, "applycal.direction")

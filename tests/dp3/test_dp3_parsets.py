@@ -9,6 +9,7 @@ import pytest
 from ddpipe.config import CalibrationConfig, load_config
 from ddpipe.dp3.parsets import (
     MODE_SOLTABS,
+    MsView,
     applycal_parset,
     ddecal_parset,
     dp3_argv,
@@ -31,13 +32,11 @@ def cal() -> CalibrationConfig:
 
 def test_ddecal_default_config_chunk(cal: CalibrationConfig) -> None:
     p = ddecal_parset(
-        MS,
+        MsView(MS, start_slot=120, n_slots=60),
         skymodel=SKY,
         directions=["CygA", "source1", "source2", "source3"],
         h5parm=H5,
         cal=cal,
-        start_slot=120,
-        n_slots=60,
     )
     assert dp3_argv(DP3, p, 2) == [
         "/opt/dp3/bin/DP3",
@@ -83,12 +82,11 @@ def test_ddecal_diagonal_whole_ms_with_extra_overrides(cal: CalibrationConfig) -
     )
     extra = {"ddecal.antennaconstraint": "[[CS001HBA0,CS002HBA0]]", "ddecal.maxiter": 7, "ddecal.flagunconverged": True}
     p = ddecal_parset(
-        MS,
+        MsView(MS, data_column="CORRECTED_DATA"),
         skymodel="/sky/field.skymodel",
         directions=["P1", "P2"],
         h5parm="/out/s.h5",
         cal=c,
-        data_column="CORRECTED_DATA",
         extra=extra,
     )
     assert dp3_argv(["python3", "/venv/bin/DP3.py"], p, 1) == [
@@ -122,7 +120,7 @@ def test_ddecal_diagonal_whole_ms_with_extra_overrides(cal: CalibrationConfig) -
 
 def test_ddecal_fulljones_grouped_direction_start_only(cal: CalibrationConfig) -> None:
     c = dataclasses.replace(cal, mode="fulljones", solveralgorithm="directionsolve")
-    p = ddecal_parset(MS, skymodel=SKY, directions=[("P1", "P3"), "P2"], h5parm=H5, cal=c, start_slot=0)
+    p = ddecal_parset(MsView(MS, start_slot=0), skymodel=SKY, directions=[("P1", "P3"), "P2"], h5parm=H5, cal=c)
     assert dp3_argv(DP3, p, 4) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -152,7 +150,7 @@ def test_ddecal_fulljones_grouped_direction_start_only(cal: CalibrationConfig) -
 
 @pytest.mark.parametrize("mode", sorted(MODE_SOLTABS))
 def test_ddecal_every_mode_passes_through(cal: CalibrationConfig, mode: str) -> None:
-    p = ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=dataclasses.replace(cal, mode=mode))
+    p = ddecal_parset(MsView(MS), skymodel=SKY, directions=["A"], h5parm=H5, cal=dataclasses.replace(cal, mode=mode))
     assert p["ddecal.mode"] == mode
     assert p["msout"] == "" and "msin.starttimeslot" not in p and "msin.ntimes" not in p
 
@@ -164,14 +162,11 @@ def test_builder_modes_match_config_choices() -> None:
 
 def test_predict_subset_subtract_chunk() -> None:
     p = predict_parset(
-        MS,
+        MsView(MS, data_column="DATA", start_slot=10, n_slots=5),
         skymodel=SKY,
         out_column="SUBTRACTED",
         sources=["P1", "P2"],
         operation="subtract",
-        data_column="DATA",
-        start_slot=10,
-        n_slots=5,
     )
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
@@ -193,7 +188,7 @@ def test_predict_subset_subtract_chunk() -> None:
 
 
 def test_predict_all_sources_replace() -> None:
-    p = predict_parset(MS, skymodel=SKY, out_column="MODEL_DATA")
+    p = predict_parset(MsView(MS), skymodel=SKY, out_column="MODEL_DATA")
     assert dp3_argv(DP3, p, 2) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -211,7 +206,7 @@ def test_predict_all_sources_replace() -> None:
 
 
 def test_h5parmpredict_scalarphase_corrupt() -> None:
-    p = h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="scalarphase", out_column="DATA")
+    p = h5parmpredict_parset(MsView(MS), skymodel=SKY, h5parm=H5, mode="scalarphase", out_column="DATA")
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -232,14 +227,13 @@ def test_h5parmpredict_scalarphase_corrupt() -> None:
 
 def test_h5parmpredict_diagonal_subtract_subset() -> None:
     p = h5parmpredict_parset(
-        MS,
+        MsView(MS, data_column="CORRECTED_DATA"),
         skymodel=SKY,
         h5parm=H5,
         mode="diagonal",
         out_column="SUBTRACTED_DATA",
         directions=["P1", "P3"],
         operation="subtract",
-        data_column="CORRECTED_DATA",
     )
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
@@ -265,7 +259,12 @@ def test_h5parmpredict_diagonal_subtract_subset() -> None:
 
 def test_h5parmpredict_fulljones_add() -> None:
     p = h5parmpredict_parset(
-        MS, skymodel=SKY, h5parm=H5, mode="fulljones", out_column="DATA", operation="add", start_slot=4, n_slots=2
+        MsView(MS, start_slot=4, n_slots=2),
+        skymodel=SKY,
+        h5parm=H5,
+        mode="fulljones",
+        out_column="DATA",
+        operation="add",
     )
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
@@ -289,7 +288,7 @@ def test_h5parmpredict_fulljones_add() -> None:
 
 
 def test_applycal_scalar_one_direction() -> None:
-    p = applycal_parset(MS, h5parm=H5, mode="scalar", direction="CygA")
+    p = applycal_parset(MsView(MS), h5parm=H5, mode="scalar", direction="CygA")
     assert dp3_argv(DP3, p, 2) == [
         "/opt/dp3/bin/DP3",
         "checkparset=1",
@@ -311,14 +310,11 @@ def test_applycal_scalar_one_direction() -> None:
 
 def test_applycal_scalaramplitude_corrupt_chunk() -> None:
     p = applycal_parset(
-        MS,
+        MsView(MS, data_column="MODEL_DATA", start_slot=3, n_slots=1),
         h5parm=H5,
         mode="scalaramplitude",
         out_column="CORRUPTED",
         invert=False,
-        data_column="MODEL_DATA",
-        start_slot=3,
-        n_slots=1,
     )
     assert dp3_argv(DP3, p, 1) == [
         "/opt/dp3/bin/DP3",
@@ -339,7 +335,7 @@ def test_applycal_scalaramplitude_corrupt_chunk() -> None:
 
 
 def test_applycal_fulljones_grouped_direction() -> None:
-    p = applycal_parset(MS, h5parm=H5, mode="fulljones", direction=("P1", "P2"))
+    p = applycal_parset(MsView(MS), h5parm=H5, mode="fulljones", direction=("P1", "P2"))
     assert dp3_argv(DP3, p, 1)[3:] == [
         "msin=/data/obs.ms",
         "msin.datacolumn=DATA",
@@ -356,7 +352,7 @@ def test_applycal_fulljones_grouped_direction() -> None:
 
 
 def test_format_parset_is_the_parset_file(cal: CalibrationConfig) -> None:
-    p = ddecal_parset(MS, skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal, start_slot=0, n_slots=6)
+    p = ddecal_parset(MsView(MS, start_slot=0, n_slots=6), skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
     text = format_parset(p)
     assert text == "\n".join(f"{k}={v}" for k, v in p.items()) + "\n"
     assert text.splitlines()[:8] == [
@@ -376,7 +372,15 @@ def test_format_parset_is_the_parset_file(cal: CalibrationConfig) -> None:
 
 def test_builders_are_deterministic(cal: CalibrationConfig) -> None:
     kw = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal, extra={"ddecal.coreconstraint": 500.0})
-    assert format_parset(ddecal_parset(MS, **kw)) == format_parset(ddecal_parset(MS, **kw))
+    assert format_parset(ddecal_parset(MsView(MS), **kw)) == format_parset(ddecal_parset(MsView(MS), **kw))
+
+
+def _ddecal(cal: CalibrationConfig, kwargs: dict) -> dict[str, str]:
+    """``ddecal_parset`` of two directions with ``kwargs`` changed, those of :class:`MsView` going to it."""
+    names = {f.name for f in dataclasses.fields(MsView)}
+    view = {"ms": MS, **{k: v for k, v in kwargs.items() if k in names}}
+    base = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
+    return ddecal_parset(MsView(**view), **{**base, **{k: v for k, v in kwargs.items() if k not in names}})
 
 
 @pytest.mark.parametrize(
@@ -393,10 +397,8 @@ def test_builders_are_deterministic(cal: CalibrationConfig) -> None:
     ],
 )
 def test_ddecal_bad_input_is_a_user_error(cal: CalibrationConfig, kwargs: dict, words: list[str]) -> None:
-    base = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
-    base.update(kwargs)
     with pytest.raises(UserError) as info:
-        ddecal_parset(MS, **base)
+        _ddecal(cal, kwargs)
     msg = str(info.value)
     assert "\n" not in msg
     for w in words:
@@ -410,35 +412,48 @@ def test_ddecal_bad_input_is_a_user_error(cal: CalibrationConfig, kwargs: dict, 
         (dict(n_slots=0), ["n_slots = 0"]),
         (dict(n_slots=2.5), ["n_slots = 2.5"]),
         (dict(h5parm=""), ["ddecal.h5parm", "empty path"]),
+        (dict(ms=""), ["msin", "empty path"]),
+        (dict(start_slot=0, start_time="2020/01/01/00:00:00"), ["either start_slot or start_time"]),
     ],
 )
 def test_what_only_code_can_get_wrong_is_a_programming_error(
     cal: CalibrationConfig, kwargs: dict, words: list[str]
 ) -> None:
     """Chunks, paths and modes come from ddpipe's own code or its checked config: not exit 2."""
-    base = dict(skymodel=SKY, directions=["A", "B"], h5parm=H5, cal=cal)
-    base.update(kwargs)
     with pytest.raises(ValueError) as info:
-        ddecal_parset(MS, **base)
+        _ddecal(cal, kwargs)
     assert not isinstance(info.value, UserError) and all(w in str(info.value) for w in words)
+
+
+def test_ms_view_gives_the_msin_keys_in_parset_order() -> None:
+    view = MsView(MS, data_column="CORRECTED_DATA", start_time="2020/01/01/00:00:00", n_slots=4)
+    assert view.dp3_msin() == {
+        "msin": MS,
+        "msin.datacolumn": "CORRECTED_DATA",
+        "msin.starttime": "2020/01/01/00:00:00",
+        "msin.ntimes": "4",
+    }
+    assert MsView(MS).dp3_msin() == {"msin": MS, "msin.datacolumn": "DATA"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.n_slots = 5  # type: ignore[misc]
 
 
 def test_unknown_mode_and_operation_are_programming_errors(cal: CalibrationConfig) -> None:
     with pytest.raises(ValueError, match="'tec'.*scalarphase"):
-        ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=dataclasses.replace(cal, mode="tec"))
+        ddecal_parset(MsView(MS), skymodel=SKY, directions=["A"], h5parm=H5, cal=dataclasses.replace(cal, mode="tec"))
     with pytest.raises(ValueError, match="'rotation'"):
-        applycal_parset(MS, h5parm=H5, mode="rotation")
+        applycal_parset(MsView(MS), h5parm=H5, mode="rotation")
     with pytest.raises(ValueError, match="operation = 'multiply'"):
-        h5parmpredict_parset(MS, skymodel=SKY, h5parm=H5, mode="scalar", out_column="D", operation="multiply")
+        h5parmpredict_parset(MsView(MS), skymodel=SKY, h5parm=H5, mode="scalar", out_column="D", operation="multiply")
     with pytest.raises(UserError, match="predict.sourcedb /sky/x.fits"):
-        predict_parset(MS, skymodel="/sky/x.fits", out_column="MODEL_DATA")
+        predict_parset(MsView(MS), skymodel="/sky/x.fits", out_column="MODEL_DATA")
 
 
 def test_argv_rejects_keys_ddpipe_owns_and_bad_threads(cal: CalibrationConfig) -> None:
-    p = ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=cal, extra={"checkparset": 0})
+    p = ddecal_parset(MsView(MS), skymodel=SKY, directions=["A"], h5parm=H5, cal=cal, extra={"checkparset": 0})
     with pytest.raises(UserError, match="'checkparset'"):
         dp3_argv(DP3, p, 1)
-    ok = ddecal_parset(MS, skymodel=SKY, directions=["A"], h5parm=H5, cal=cal)
+    ok = ddecal_parset(MsView(MS), skymodel=SKY, directions=["A"], h5parm=H5, cal=cal)
     with pytest.raises(ValueError, match="numthreads = 0"):
         dp3_argv(DP3, ok, 0)
     with pytest.raises(ValueError, match="non-empty argv list"):
@@ -451,7 +466,7 @@ def test_per_direction_intervals_and_antenna_averaging_reach_every_solve(cal):
     fast = dataclasses.replace(cal, solint=4, solutions_per_direction=(4, 2), antenna_averaging_factors=("CS*:4",))
     slow = dataclasses.replace(cal, mode="diagonal", solint=8)
     p = ddecal_chain_parset(
-        "/data/obs.ms",
+        MsView("/data/obs.ms"),
         skymodel="/w/sky.skymodel",
         directions=["P1", "P2", "P3"],
         h5parms=["/w/a.h5", "/w/b.h5"],

@@ -20,6 +20,7 @@ from ddpipe.config import CalibrationConfig, load_config
 from ddpipe.dp3 import (
     DP3Error,
     DP3Run,
+    MsView,
     applycal_parset,
     ddecal_parset,
     dp3_argv,
@@ -99,7 +100,7 @@ def seed_gains(h5: Path, rng: np.random.Generator, phase_sigma: float = 0.6) -> 
 def test_ddecal_writes_h5parm(real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path) -> None:
     ms = real_ms("tDDECal")
     h5 = tmp_path / "chunk_000.h5"
-    parset = ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal)
+    parset = ddecal_parset(MsView(ms), skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal)
     result = run(parset, "chunk_000")
     assert result.returncode == 0 and 0 < result.seconds < 60
     log = result.log_path.read_text().splitlines()
@@ -121,7 +122,7 @@ def test_misspelled_key_fails_thanks_to_checkparset(
     real_ms, foursources: Path, cal: CalibrationConfig, run: Runner, tmp_path: Path
 ) -> None:
     parset = ddecal_parset(
-        real_ms("tDDECal"),
+        MsView(real_ms("tDDECal")),
         skymodel=foursources,
         directions=PATCHES,
         h5parm=tmp_path / "x.h5",
@@ -145,7 +146,9 @@ def test_chunk_selects_time_slots(
     assert len(times) == 6
     h5 = tmp_path / "chunk_001.h5"
     run(
-        ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal, start_slot=2, n_slots=3),
+        ddecal_parset(
+            MsView(ms, start_slot=2, n_slots=3), skymodel=foursources, directions=PATCHES, h5parm=h5, cal=cal
+        ),
         "chunk_001",
     )
     _, sol_times = read_gains(h5)
@@ -154,13 +157,11 @@ def test_chunk_selects_time_slots(
     h5b = tmp_path / "chunk_002.h5"
     run(
         ddecal_parset(
-            ms,
+            MsView(ms, start_slot=3, n_slots=3),
             skymodel=foursources,
             directions=PATCHES,
             h5parm=h5b,
             cal=dataclasses.replace(cal, solint=3),
-            start_slot=3,
-            n_slots=3,
         ),
         "chunk_002",
     )
@@ -177,26 +178,37 @@ def test_corruption_and_correction_follow_v_eq_g_m_gH(
     h5 = tmp_path / "gains.h5"
     run(
         ddecal_parset(
-            ms, skymodel=foursources, directions=PATCHES, h5parm=h5, cal=dataclasses.replace(cal, mode=mode, maxiter=1)
+            MsView(ms),
+            skymodel=foursources,
+            directions=PATCHES,
+            h5parm=h5,
+            cal=dataclasses.replace(cal, mode=mode, maxiter=1),
         ),
         "layout",
     )
     seed_gains(h5, np.random.default_rng(7))
-    run(predict_parset(ms, skymodel=foursources, out_column="MODEL_S1", sources=["source1"]), "predict")
+    run(predict_parset(MsView(ms), skymodel=foursources, out_column="MODEL_S1", sources=["source1"]), "predict")
     run(
         h5parmpredict_parset(
-            ms, skymodel=foursources, h5parm=h5, mode=mode, out_column="HPRED_S1", directions=["source1"]
+            MsView(ms), skymodel=foursources, h5parm=h5, mode=mode, out_column="HPRED_S1", directions=["source1"]
         ),
         "h5parmpredict",
     )
     run(
         applycal_parset(
-            ms, h5parm=h5, mode=mode, data_column="MODEL_S1", out_column="CORRUPT_S1", direction="source1", invert=False
+            MsView(ms, data_column="MODEL_S1"),
+            h5parm=h5,
+            mode=mode,
+            out_column="CORRUPT_S1",
+            direction="source1",
+            invert=False,
         ),
         "corrupt",
     )
     run(
-        applycal_parset(ms, h5parm=h5, mode=mode, data_column="CORRUPT_S1", out_column="BACK_S1", direction="source1"),
+        applycal_parset(
+            MsView(ms, data_column="CORRUPT_S1"), h5parm=h5, mode=mode, out_column="BACK_S1", direction="source1"
+        ),
         "correct",
     )
     with tables.table(str(ms), ack=False) as t:
@@ -235,18 +247,22 @@ def test_dd_phases_are_recovered_and_subtracted(
     solve = dataclasses.replace(cal, maxiter=300, tolerance=1e-8)
     run(
         ddecal_parset(
-            ms, skymodel=foursources, directions=PATCHES, h5parm=truth, cal=dataclasses.replace(cal, maxiter=1)
+            MsView(ms), skymodel=foursources, directions=PATCHES, h5parm=truth, cal=dataclasses.replace(cal, maxiter=1)
         ),
         "layout",
     )
     seed_gains(truth, np.random.default_rng(42), phase_sigma=0.6)
     run(
-        h5parmpredict_parset(ms, skymodel=foursources, h5parm=truth, mode="scalarphase", out_column="CORRUPTED"),
+        h5parmpredict_parset(
+            MsView(ms), skymodel=foursources, h5parm=truth, mode="scalarphase", out_column="CORRUPTED"
+        ),
         "corrupt",
     )
     solved = tmp_path / "solved.h5"
     run(
-        ddecal_parset(ms, skymodel=foursources, directions=PATCHES, h5parm=solved, cal=solve, data_column="CORRUPTED"),
+        ddecal_parset(
+            MsView(ms, data_column="CORRUPTED"), skymodel=foursources, directions=PATCHES, h5parm=solved, cal=solve
+        ),
         "solve",
     )
     g_true, _ = read_gains(truth)
@@ -263,12 +279,11 @@ def test_dd_phases_are_recovered_and_subtracted(
 
     run(
         h5parmpredict_parset(
-            ms,
+            MsView(ms, data_column="CORRUPTED"),
             skymodel=foursources,
             h5parm=truth,
             mode="scalarphase",
             out_column="RESIDUAL",
-            data_column="CORRUPTED",
             operation="subtract",
         ),
         "subtract",

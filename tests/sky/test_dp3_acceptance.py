@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddpipe.dp3.parsets import dp3_argv, predict_parset
+from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
 from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.sky.model import SkyModel
 from ddpipe.sky.skymodel import read_skymodel, write_skymodel
@@ -46,7 +46,7 @@ g2, GAUSSIAN, ext, 24.2deg, 33.45deg, 1.5, 0.1, , , 140e6, [-0.5, 0.1], false, 4
 
 def predict(ms: Path, skymodel: Path, column: str, work: Path, sources: list[str] | None = None) -> np.ndarray:
     """DP3 predict of ``skymodel`` into ``column`` of ``ms``; returns (row, chan, corr) complex."""
-    parset = predict_parset(ms, skymodel=skymodel, out_column=column, sources=sources)
+    parset = predict_parset(MsView(ms), skymodel=skymodel, out_column=column, sources=sources)
     argv = dp3_argv(find_dp3(), parset, 1)
     run_dp3(argv, log_path=work / f"predict_{column}.log", timeout=300, env=dp3_environment(cache_dir=work))
     with casacore_tables.table(str(ms), ack=False) as t:
