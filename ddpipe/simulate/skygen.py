@@ -71,62 +71,78 @@ def random_sky(
     if sources_per_direction < 1:
         raise UserError(f"sources-per-direction={sources_per_direction}: need at least one source per direction")
     rng = np.random.default_rng([seed, 1])
-    ra0, dec0 = phase_centre
     sources: list[Source] = []
     patches: list[Patch] = []
     base_angle = rng.uniform(0.0, 2.0 * np.pi)
     for d in range(ndir):
-        name = f"P{d + 1}"
-        rho = (rng.uniform(0.4, 1.2) if ndir > 1 else rng.uniform(0.0, 0.3)) * DEG
-        theta = base_angle + 2.0 * np.pi * d / ndir + rng.uniform(-0.25, 0.25) * 2.0 * np.pi / ndir
-        pra, pdec = offset_radec(ra0, dec0, rho, theta)
-        patches.append(Patch(name=name, ra=float(pra), dec=float(pdec)))
+        patch = _random_patch(rng, d, ndir, base_angle, phase_centre)
+        patches.append(patch)
         for k in range(sources_per_direction):
-            if k == 0:
-                ra, dec = float(pra), float(pdec)
-                flux = rng.uniform(4.0, 10.0)
-                gaussian = False
-            else:
-                r = patch_radius_deg * DEG * np.sqrt(rng.uniform(0.05, 1.0))
-                ra, dec = (float(x) for x in offset_radec(pra, pdec, r, rng.uniform(0.0, 2.0 * np.pi)))
-                flux = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
-                gaussian = bool(rng.uniform() < 1.0 / 3.0)
-            si = float(rng.normal(-0.7, 0.2))
-            if gaussian:
-                major = float(rng.uniform(20.0, 80.0))
-                minor = float(major * rng.uniform(0.4, 1.0))
-                orient = float(rng.uniform(0.0, 180.0))
-            else:
-                major = minor = orient = 0.0
-            sources.append(
-                Source(
-                    name=f"{name}_s{k}",
-                    ra=ra,
-                    dec=dec,
-                    i=round(float(flux), 6),
-                    type="GAUSSIAN" if gaussian else "POINT",
-                    patch=name,
-                    major_axis=round(major, 3),
-                    minor_axis=round(minor, 3),
-                    orientation=round(orient, 3),
-                    reference_frequency=float(ref_freq),
-                    spectral_index=(round(si, 4),),
-                )
-            )
+            sources.append(_random_source(rng, patch, k, patch_radius_deg, ref_freq))
+    sources.extend(_faint_sources(seed, patches, faint_sources, faint_flux, ref_freq))
+    return SkyModel(sources=tuple(sources), patches=tuple(patches))
+
+
+def _random_patch(
+    rng: np.random.Generator, d: int, ndir: int, base_angle: float, phase_centre: tuple[float, float]
+) -> Patch:
+    """Patch ``P{d+1}``: 0.4–1.2 deg from the centre (0–0.3 deg when alone), its share of the circle plus jitter."""
+    rho = (rng.uniform(0.4, 1.2) if ndir > 1 else rng.uniform(0.0, 0.3)) * DEG
+    theta = base_angle + 2.0 * np.pi * d / ndir + rng.uniform(-0.25, 0.25) * 2.0 * np.pi / ndir
+    pra, pdec = offset_radec(phase_centre[0], phase_centre[1], rho, theta)
+    return Patch(name=f"P{d + 1}", ra=float(pra), dec=float(pdec))
+
+
+def _random_source(rng: np.random.Generator, patch: Patch, k: int, patch_radius_deg: float, ref_freq: float) -> Source:
+    """Source ``k`` of ``patch``: k = 0 is the point calibrator at the patch centre, the others as the module says."""
+    if k == 0:
+        ra, dec = patch.ra, patch.dec
+        flux = rng.uniform(4.0, 10.0)
+        gaussian = False
+    else:
+        r = patch_radius_deg * DEG * np.sqrt(rng.uniform(0.05, 1.0))
+        ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, rng.uniform(0.0, 2.0 * np.pi)))
+        flux = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
+        gaussian = bool(rng.uniform() < 1.0 / 3.0)
+    si = float(rng.normal(-0.7, 0.2))
+    if gaussian:
+        major = float(rng.uniform(20.0, 80.0))
+        minor = float(major * rng.uniform(0.4, 1.0))
+        orient = float(rng.uniform(0.0, 180.0))
+    else:
+        major = minor = orient = 0.0
+    return Source(
+        name=f"{patch.name}_s{k}",
+        ra=ra,
+        dec=dec,
+        i=round(float(flux), 6),
+        type="GAUSSIAN" if gaussian else "POINT",
+        patch=patch.name,
+        major_axis=round(major, 3),
+        minor_axis=round(minor, 3),
+        orientation=round(orient, 3),
+        reference_frequency=float(ref_freq),
+        spectral_index=(round(si, 4),),
+    )
+
+
+def _faint_sources(seed: int, patches: list[Patch], n: int, flux: float, ref_freq: float) -> list[Source]:
+    """``n`` flat-spectrum points of ``flux`` Jy, 0.2–0.6 deg from the patches in turn, from their own stream."""
     frng = np.random.default_rng([seed, 3])
-    for k in range(faint_sources):
-        patch = patches[k % ndir]
+    out: list[Source] = []
+    for k in range(n):
+        patch = patches[k % len(patches)]
         r = frng.uniform(0.2, 0.6) * DEG
         ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, frng.uniform(0.0, 2.0 * np.pi)))
-        sources.append(
+        out.append(
             Source(
                 name=f"{patch.name}_f{k}",
                 ra=ra,
                 dec=dec,
-                i=round(float(faint_flux), 6),
+                i=round(float(flux), 6),
                 patch=patch.name,
                 reference_frequency=float(ref_freq),
                 spectral_index=(0.0,),
             )
         )
-    return SkyModel(sources=tuple(sources), patches=tuple(patches))
+    return out
