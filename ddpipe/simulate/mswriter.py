@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import casacore.tables as pt
 import numpy as np
 
 #: casacore Stokes enum: XX XY YX YY
@@ -75,8 +76,6 @@ def create_ms(path: str | Path, lay: MSLayout, nrow: int) -> None:
     nrow
         Number of main-table rows (ntime × nbaseline).
     """
-    import casacore.tables as pt
-
     nchan = len(lay.freqs)
     rows_per_tile = max(1, _TILE_BYTES // (nchan * 4 * 8))
     cols = [
@@ -137,12 +136,27 @@ def create_ms(path: str | Path, lay: MSLayout, nrow: int) -> None:
 
 
 def _fill_subtables(ms: Path, lay: MSLayout) -> None:
-    import casacore.tables as pt
-
-    nst, nchan = len(lay.station_names), len(lay.freqs)
+    """Fill the subtables ``default_ms`` created empty (HISTORY and the rest stay empty)."""
     t_start = float(lay.times[0] - lay.interval / 2)
     t_end = float(lay.times[-1] + lay.interval / 2)
-    with pt.table(str(ms / "ANTENNA"), readonly=False, ack=False) as t:
+    _fill_antenna(ms, lay)
+    _fill_feed(ms, len(lay.station_names), t_start, t_end)
+    _fill_spectral_window(ms, lay)
+    _fill_polarization(ms)
+    _fill_data_description(ms)
+    _fill_field(ms, lay, t_start)
+    _fill_observation(ms, lay, t_start, t_end)
+    _fill_processor(ms)
+
+
+def _subtable(ms: Path, name: str):
+    return pt.table(str(ms / name), readonly=False, ack=False)
+
+
+def _fill_antenna(ms: Path, lay: MSLayout) -> None:
+    """One row per station: names, ITRF positions, dish diameter."""
+    nst = len(lay.station_names)
+    with _subtable(ms, "ANTENNA") as t:
         t.addrows(nst)
         t.putcol("NAME", list(lay.station_names))
         t.putcol("STATION", list(lay.station_names))
@@ -152,7 +166,11 @@ def _fill_subtables(ms: Path, lay: MSLayout) -> None:
         t.putcol("OFFSET", np.zeros((nst, 3)))
         t.putcol("DISH_DIAMETER", np.full(nst, lay.station_diameter))
         t.putcol("FLAG_ROW", np.zeros(nst, dtype=bool))
-    with pt.table(str(ms / "FEED"), readonly=False, ack=False) as t:
+
+
+def _fill_feed(ms: Path, nst: int, t_start: float, t_end: float) -> None:
+    """One X/Y feed per station, valid for the whole observation and every spectral window."""
+    with _subtable(ms, "FEED") as t:
         t.addrows(nst)
         t.putcol("ANTENNA_ID", np.arange(nst, dtype=np.int32))
         t.putcol("FEED_ID", np.zeros(nst, dtype=np.int32))
@@ -166,7 +184,12 @@ def _fill_subtables(ms: Path, lay: MSLayout) -> None:
         t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=np.complex64), (nst, 1, 1)))
         t.putcol("POSITION", np.zeros((nst, 3)))
         t.putcol("RECEPTOR_ANGLE", np.tile(np.array([0.0, np.pi / 2]), (nst, 1)))
-    with pt.table(str(ms / "SPECTRAL_WINDOW"), readonly=False, ack=False) as t:
+
+
+def _fill_spectral_window(ms: Path, lay: MSLayout) -> None:
+    """One TOPO spectral window with the channel frequencies and widths."""
+    nchan = len(lay.freqs)
+    with _subtable(ms, "SPECTRAL_WINDOW") as t:
         t.addrows(1)
         freqs = np.asarray(lay.freqs, dtype=float)
         width = np.full(nchan, float(lay.chan_width))
@@ -184,18 +207,30 @@ def _fill_subtables(ms: Path, lay: MSLayout) -> None:
         t.putcell("FREQ_GROUP_NAME", 0, "")
         t.putcell("IF_CONV_CHAIN", 0, 0)
         t.putcell("FLAG_ROW", 0, False)
-    with pt.table(str(ms / "POLARIZATION"), readonly=False, ack=False) as t:
+
+
+def _fill_polarization(ms: Path) -> None:
+    """One row: XX XY YX YY."""
+    with _subtable(ms, "POLARIZATION") as t:
         t.addrows(1)
         t.putcell("NUM_CORR", 0, 4)
         t.putcell("CORR_TYPE", 0, CORR_TYPES)
         t.putcell("CORR_PRODUCT", 0, CORR_PRODUCT)
         t.putcell("FLAG_ROW", 0, False)
-    with pt.table(str(ms / "DATA_DESCRIPTION"), readonly=False, ack=False) as t:
+
+
+def _fill_data_description(ms: Path) -> None:
+    """One row pairing spectral window 0 with polarization 0."""
+    with _subtable(ms, "DATA_DESCRIPTION") as t:
         t.addrows(1)
         t.putcell("SPECTRAL_WINDOW_ID", 0, 0)
         t.putcell("POLARIZATION_ID", 0, 0)
         t.putcell("FLAG_ROW", 0, False)
-    with pt.table(str(ms / "FIELD"), readonly=False, ack=False) as t:
+
+
+def _fill_field(ms: Path, lay: MSLayout, t_start: float) -> None:
+    """One field at the phase centre (phase, delay and reference directions alike)."""
+    with _subtable(ms, "FIELD") as t:
         t.addrows(1)
         direction = np.array([[lay.phase_centre[0], lay.phase_centre[1]]], dtype=float)
         for col in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
@@ -206,7 +241,11 @@ def _fill_subtables(ms: Path, lay: MSLayout) -> None:
         t.putcell("TIME", 0, t_start)
         t.putcell("SOURCE_ID", 0, -1)
         t.putcell("FLAG_ROW", 0, False)
-    with pt.table(str(ms / "OBSERVATION"), readonly=False, ack=False) as t:
+
+
+def _fill_observation(ms: Path, lay: MSLayout, t_start: float, t_end: float) -> None:
+    """One row with TELESCOPE_NAME and the time range."""
+    with _subtable(ms, "OBSERVATION") as t:
         t.addrows(1)
         t.putcell("TELESCOPE_NAME", 0, lay.telescope)
         t.putcell("TIME_RANGE", 0, np.array([t_start, t_end]))
@@ -217,7 +256,11 @@ def _fill_subtables(ms: Path, lay: MSLayout) -> None:
         t.putcell("LOG", 0, np.array(["simulated by ddpipe"]))
         t.putcell("SCHEDULE", 0, np.array([""]))
         t.putcell("FLAG_ROW", 0, False)
-    with pt.table(str(ms / "PROCESSOR"), readonly=False, ack=False) as t:
+
+
+def _fill_processor(ms: Path) -> None:
+    """One correlator row."""
+    with _subtable(ms, "PROCESSOR") as t:
         t.addrows(1)
         t.putcell("TYPE", 0, "CORRELATOR")
         t.putcell("SUB_TYPE", 0, "")
