@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import casacore.tables as pt
 import numpy as np
 
 from ddpipe.errors import UserError
@@ -26,11 +27,12 @@ from ddpipe.simulate.corruption import TrueGains, dd_gains
 from ddpipe.simulate.layout import StationLayout, make_layout
 from ddpipe.simulate.mswriter import MSLayout, RowBlock, create_ms, write_rows
 from ddpipe.simulate.observing import elevation, local_sidereal_angle
-from ddpipe.simulate.predict import components_from_skymodel, predict_stations
+from ddpipe.simulate.predict import Components, components_from_skymodel, predict_stations
 from ddpipe.simulate.skygen import random_sky
 from ddpipe.simulate.spec import DEFAULT_DEC_DEG, SimulationResult, SimulationSpec, check_spec, start_mjd_seconds
 from ddpipe.simulate.uvw import baselines, station_uvw
 from ddpipe.sky.model import SkyModel
+from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 from ddpipe.solutions.h5parm import write_h5parm
 from ddpipe.solutions.types import SolTab, Solutions, direction_name
 
@@ -124,19 +126,7 @@ def _simulate_into(
     """Build every output in ``tmp`` (same folder as the MS), then move them into place, MS last."""
     ms, sky_path, truth_path = paths
     tick = time.perf_counter()
-    sky = _sky(spec, given, centre, float(freqs.mean()), tmp / sky_path.name)
-    patches = tuple(sky.patch_names())
-    comps = components_from_skymodel(sky, freqs, centre, directions=patches)
-    if spec.corrupt and np.any(comps.direction < 0):
-        bad = next(s.name for s, d in zip(sky.sources, comps.direction) if d < 0)
-        raise UserError(
-            f"{spec.skymodel}: source {bad} has no patch; give every source a patch (a direction) or use --no-corrupt"
-        )
-    gains = (
-        dd_gains(spec.seed, times, freqs, spec.stations, len(patches), spec.phase_scale, spec.amplitude_scale)
-        if spec.corrupt
-        else TrueGains(np.zeros((spec.times, spec.channels, spec.stations, len(patches))), None)
-    )
+    sky, patches, comps, gains = _sky_and_gains(spec, given, centre, times, freqs, tmp / sky_path.name)
     timings["sky+gains"] = time.perf_counter() - tick
 
     _write_ms(
@@ -156,12 +146,56 @@ def _simulate_into(
     tick = time.perf_counter()
     _write_truth(tmp / truth_path.name, layout, sky, patches, times, freqs, gains)
     timings["truth"] = time.perf_counter() - tick
+    _move_into_place(tmp, paths)
+    return _result(spec, paths, len(ant1), sky, patches, timings, t_all)
+
+
+def _sky_and_gains(
+    spec: SimulationSpec,
+    given: SkyModel | None,
+    centre: tuple[float, float],
+    times: np.ndarray,
+    freqs: np.ndarray,
+    sky_path: Path,
+) -> tuple[SkyModel, tuple[str, ...], Components, TrueGains]:
+    """The true sky (written to ``sky_path``), its patch names and components, and the true gains
+    (zero phases without ``corrupt``)."""
+    sky = _sky(spec, given, centre, float(freqs.mean()), sky_path)
+    patches = tuple(sky.patch_names())
+    comps = components_from_skymodel(sky, freqs, centre, directions=patches)
+    if spec.corrupt and np.any(comps.direction < 0):
+        bad = next(s.name for s, d in zip(sky.sources, comps.direction) if d < 0)
+        raise UserError(
+            f"{spec.skymodel}: source {bad} has no patch; give every source a patch (a direction) or use --no-corrupt"
+        )
+    gains = (
+        dd_gains(spec.seed, times, freqs, spec.stations, len(patches), spec.phase_scale, spec.amplitude_scale)
+        if spec.corrupt
+        else TrueGains(np.zeros((spec.times, spec.channels, spec.stations, len(patches))), None)
+    )
+    return sky, patches, comps, gains
+
+
+def _move_into_place(tmp: Path, paths: tuple[Path, Path, Path]) -> None:
+    """Move the finished sky model and truth H5parm from ``tmp`` to their places, then the MS."""
+    ms, sky_path, truth_path = paths
     for name, dst in ((sky_path.name, sky_path), (truth_path.name, truth_path)):
         usual_mode(tmp / name)
         os.replace(tmp / name, dst)
     _replace_dir(tmp / ms.name, ms)
 
-    nbl = len(ant1)
+
+def _result(
+    spec: SimulationSpec,
+    paths: tuple[Path, Path, Path],
+    nbl: int,
+    sky: SkyModel,
+    patches: tuple[str, ...],
+    timings: dict[str, float],
+    t_all: float,
+) -> SimulationResult:
+    """The :class:`SimulationResult` of a finished simulation (logged)."""
+    ms, sky_path, truth_path = paths
     result = SimulationResult(
         ms=ms,
         skymodel=sky_path,
@@ -200,8 +234,6 @@ def _check_outputs(paths: tuple[Path, ...], overwrite: bool) -> None:
 
 def _read_given_sky(spec: SimulationSpec) -> SkyModel | None:
     """The ``--skymodel`` file's model, or None for a random sky."""
-    from ddpipe.sky.skymodel import read_skymodel
-
     if not spec.skymodel:
         return None
     sky = read_skymodel(spec.skymodel)
@@ -244,8 +276,6 @@ def _sky(
     spec: SimulationSpec, given: SkyModel | None, centre: tuple[float, float], ref_freq: float, sky_path: Path
 ) -> SkyModel:
     """The true sky, written to ``sky_path`` and read back (what DP3 reads is what is predicted)."""
-    from ddpipe.sky.skymodel import read_skymodel, write_skymodel
-
     sky = (
         given
         if given is not None
@@ -282,8 +312,6 @@ def _write_ms(
     gains: TrueGains | None,
     timings: dict[str, float],
 ) -> None:
-    import casacore.tables as pt
-
     nbl, nchan = len(ant1), len(freqs)
     lay = MSLayout(
         station_names=layout.names,
