@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ddpipe.errors import UserError
@@ -157,81 +157,116 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
     UserError
         ``"<filename>:<line>: <what was expected>"`` for the first problem found.
     """
-    columns: tuple[_Column, ...] | None = None
-    format_line = 0
-    sources: list[Source] = []
-    patches: dict[str, tuple[Patch, int]] = {}
-    source_lines: dict[str, int] = {}
-    used: set[str] = set()
-    colon_decs: list[int] = []
+    got = _Parsed()
     lineno = 0
     try:
         for lineno, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("#"):
-                if columns is None:
-                    m = _RE_FORMAT_COMMENT.match(line)
-                    if m:
-                        columns, format_line = _parse_format(m.group(1)), lineno
-                    elif _RE_FORMAT_COMMENT_LOOSE.search(line):
-                        raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
-                continue
-            m = _RE_FORMAT_LINE.match(line)
-            if m:
-                if columns is not None:
-                    raise _LineError(f"second FORMAT line (the first is line {format_line}); keep one")
-                columns, format_line = _parse_format(m.group(1)), lineno
-                continue
-            if columns is None:
-                raise _LineError(
-                    "expected the FORMAT line before the first row, e.g. "
-                    "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
-                )
-            values = _row_values(line, columns)
-            if ":" in values.get("Dec", ""):
-                colon_decs.append(lineno)
-            if _unquote(values.get("Name", "")):
-                src = _source(values, patches)
-                if src.name in source_lines:
-                    raise _LineError(
-                        f"source {src.name!r} is already defined on line {source_lines[src.name]}; "
-                        "give each source a unique name"
-                    )
-                source_lines[src.name] = lineno
-                sources.append(src)
-                if src.patch is not None:
-                    used.add(src.patch)
-            else:
-                patch = _patch(values)
-                if patch.name in patches:
-                    raise _LineError(f"patch {patch.name!r} is already defined on line {patches[patch.name][1]}")
-                patches[patch.name] = (patch, lineno)
+            if line and not _read_header(line, lineno, got):
+                _read_row(line, lineno, got)
     except _LineError as exc:
         raise UserError(f"{filename}:{lineno}: {exc}") from None
-    if columns is None:
+    return _finish(got, filename)
+
+
+@dataclass
+class _Parsed:
+    """What :func:`parse_skymodel` has read so far."""
+
+    columns: tuple[_Column, ...] | None = None
+    format_line: int = 0
+    sources: list[Source] = field(default_factory=list)
+    #: patch name → (patch, line)
+    patches: dict[str, tuple[Patch, int]] = field(default_factory=dict)
+    #: source name → line
+    source_lines: dict[str, int] = field(default_factory=dict)
+    #: patches some source belongs to
+    used: set[str] = field(default_factory=set)
+    #: lines with a dd:mm:ss declination
+    colon_decs: list[int] = field(default_factory=list)
+
+
+def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
+    """A comment or FORMAT line (True; the first FORMAT sets the columns), or False for a data row."""
+    if line.startswith("#"):
+        if got.columns is None:
+            m = _RE_FORMAT_COMMENT.match(line)
+            if m:
+                got.columns, got.format_line = _parse_format(m.group(1)), lineno
+            elif _RE_FORMAT_COMMENT_LOOSE.search(line):
+                raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
+        return True
+    m = _RE_FORMAT_LINE.match(line)
+    if not m:
+        return False
+    if got.columns is not None:
+        raise _LineError(f"second FORMAT line (the first is line {got.format_line}); keep one")
+    got.columns, got.format_line = _parse_format(m.group(1)), lineno
+    return True
+
+
+def _read_row(line: str, lineno: int, got: _Parsed) -> None:
+    """A data row: a source when it has a Name, else a patch row."""
+    if got.columns is None:
+        raise _LineError(
+            "expected the FORMAT line before the first row, e.g. "
+            "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
+        )
+    values = _row_values(line, got.columns)
+    if ":" in values.get("Dec", ""):
+        got.colon_decs.append(lineno)
+    if _unquote(values.get("Name", "")):
+        _add_source(values, lineno, got)
+    else:
+        _add_patch(values, lineno, got)
+
+
+def _add_source(values: dict[str, str], lineno: int, got: _Parsed) -> None:
+    """A source row; its name must be new and its patch (if any) defined above it."""
+    src = _source(values, got.patches)
+    if src.name in got.source_lines:
+        raise _LineError(
+            f"source {src.name!r} is already defined on line {got.source_lines[src.name]}; "
+            "give each source a unique name"
+        )
+    got.source_lines[src.name] = lineno
+    got.sources.append(src)
+    if src.patch is not None:
+        got.used.add(src.patch)
+
+
+def _add_patch(values: dict[str, str], lineno: int, got: _Parsed) -> None:
+    """A patch row (empty Name); its name must be new."""
+    patch = _patch(values)
+    if patch.name in got.patches:
+        raise _LineError(f"patch {patch.name!r} is already defined on line {got.patches[patch.name][1]}")
+    got.patches[patch.name] = (patch, lineno)
+
+
+def _finish(got: _Parsed, filename: str) -> SkyModel:
+    """The model, after the whole-file checks (a FORMAT line, no patch without sources, some source)."""
+    if got.columns is None:
         raise UserError(f"{filename}: no FORMAT line; start the file with '# (Name, Type, Patch, Ra, Dec, I) = format'")
-    for name, (_, where) in patches.items():
-        if name not in used:
+    for name, (_, where) in got.patches.items():
+        if name not in got.used:
             raise UserError(
                 f"{filename}:{where}: patch {name!r} has no sources; remove the patch row "
                 "or add sources with Patch={name}"
             )
-    if not sources:
+    if not got.sources:
         raise UserError(f"{filename}: no sources; expected at least one source row after the FORMAT line")
-    if colon_decs:
+    if got.colon_decs:
         log.warning(
             "%s:%d: %d declination(s) written dd:mm:ss, which DP3 refuses; read as degrees "
             "(give DP3 the model as ddpipe writes it, in degrees)",
             filename,
-            colon_decs[0],
-            len(colon_decs),
+            got.colon_decs[0],
+            len(got.colon_decs),
         )
     return SkyModel(
-        sources=tuple(sources),
-        patches=tuple(p for p, _ in patches.values()),
-        format_fields=tuple(c.name for c in columns if c.name),
+        sources=tuple(got.sources),
+        patches=tuple(p for p, _ in got.patches.values()),
+        format_fields=tuple(c.name for c in got.columns if c.name),
     )
 
 
