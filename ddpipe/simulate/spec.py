@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ddpipe.errors import UserError
+from ddpipe.sky.angles import AngleError, parse_angle
 
 LAYOUTS = ("lofar", "ska-low")
 #: Default declination per layout (degrees): high in the sky at the site.
@@ -184,8 +185,6 @@ def parse_sky_angle(text: str, what: str) -> float:
     ``what`` is ``'ra'`` (``hh:mm:ss`` in hours) or ``'dec'`` (``dd:mm:ss`` in degrees);
     ``12.5deg``, ``0.2rad``, ``12h30m``, ``+48.13.00`` work for both.
     """
-    from ddpipe.sky.angles import AngleError, parse_angle
-
     if _NUMBER.match(text):
         value = math.radians(float(text))
     else:

@@ -14,13 +14,18 @@ that the UVWs agree with ``mscal.uvwj2000()`` to ~1e-11 m.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+from casacore.measures import measures
+from casacore.quanta import quantity
+
+from ddpipe.errors import UserError
 
 
 def frame_position(dm, telescope: str | None, itrf: np.ndarray):
     """The measures position mscal uses: observatory ``telescope`` if known, else station ``n // 2``."""
-    from casacore.quanta import quantity
-
     if telescope:
         try:
             return dm.observatory(telescope)
@@ -47,9 +52,6 @@ def uvw_rotations(times: np.ndarray, position, ra: float, dec: float) -> np.ndar
     np.ndarray
         (ntime, 3, 3) float64 ``R`` with ``uvw = R @ baseline_itrf``.
     """
-    from casacore.measures import measures
-    from casacore.quanta import quantity
-
     dm = measures()
     dm.do_frame(position)
     dm.do_frame(dm.direction("j2000", quantity(float(ra), "rad"), quantity(float(dec), "rad")))
@@ -67,11 +69,6 @@ def uvw_rotations(times: np.ndarray, position, ra: float, dec: float) -> np.ndar
 def require_measures_data() -> None:
     """Refuse, before casacore prints a screen of warnings, a ``CASARCFILES`` whose
     ``measures.directory`` lacks the leap-second table (UVW needs it)."""
-    import os
-    from pathlib import Path
-
-    from ddpipe.errors import UserError
-
     for rc in filter(None, os.environ.get("CASARCFILES", "").split(":")):
         try:
             lines = Path(rc).read_text().splitlines()
@@ -107,8 +104,6 @@ def station_uvw(times: np.ndarray, itrf: np.ndarray, ra: float, dec: float, tele
     np.ndarray
         (ntime, nstation, 3) float64 metres.
     """
-    from casacore.measures import measures
-
     require_measures_data()
     itrf = np.asarray(itrf, dtype=float)
     ref = itrf.mean(axis=0)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ddpipe.errors import UserError
 from ddpipe.sky.model import Patch, SkyModel
+from ddpipe.sky.skymodel import format_skymodel, read_skymodel, write_skymodel
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,6 @@ def plan_directions(
     UserError
         As :func:`require_directions`.
     """
-    from ddpipe.sky.skymodel import read_skymodel
-
     model = read_skymodel(skymodel)
     unpatched = [s.name for s in model.sources if s.patch is None]
     if not unpatched:
@@ -260,8 +259,6 @@ def require_directions(
         For an unreadable or malformed sky model, a mix of sources with and
         without patches, or a patch name DP3 cannot take as a direction.
     """
-    from ddpipe.sky.skymodel import format_skymodel, write_skymodel
-
     model, names, how = plan_directions(skymodel, n_directions, min_separation_deg)
     log.info("%s: %s", skymodel, how)
     text = format_skymodel(model)
