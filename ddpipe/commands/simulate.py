@@ -7,6 +7,14 @@ demo-sized MS (24 LOFAR-like stations, 16 channels near 150 MHz, 180 x 10 s,
 4 directions) in a few seconds. --no-corrupt with the same --seed gives the same
 sky and noise without the gains: the reference for "what calibration should
 reach".
+
+--subbands K writes K sub-band MSs of contiguous frequency instead, named as
+LOFAR names them: OUT_SB000.ms ... OUT_SB<K-1>.ms (OUT's .ms/.MS suffix kept),
+each of --channels channels, sub-band k starting at --freq-start +
+k * channels * --chan-width; one OUT.skymodel and one OUT.truth.h5 cover the
+whole band. E.g. a 40 MHz band as 4 x 8 channels from 130 MHz:
+  ddpipe simulate obs.ms --subbands 4 --channels 8 --chan-width 1.25e6 --freq-start 130e6
+and in the config: inputs.ms: "obs_SB*.ms".
 """
 
 from __future__ import annotations
@@ -24,7 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("array and observation")
     g.add_argument("--stations", type=int, default=d.stations, help=f"number of stations (default {d.stations})")
     g.add_argument("--layout", choices=LAYOUTS, default=d.layout, help=f"station layout (default {d.layout})")
-    g.add_argument("--channels", type=int, default=d.channels, help=f"number of channels (default {d.channels})")
+    g.add_argument(
+        "--channels", type=int, default=d.channels, help=f"number of channels per sub-band (default {d.channels})"
+    )
+    g.add_argument(
+        "--subbands",
+        type=int,
+        default=d.subbands,
+        metavar="K",
+        help="write K sub-band MSs of contiguous frequency, OUT_SB000.ms ... (one sky model and truth "
+        f"over the whole band) (default {d.subbands}: one MS, OUT.ms)",
+    )
     g.add_argument(
         "--freq-start",
         type=float,
@@ -106,6 +124,7 @@ def spec_from_args(args: argparse.Namespace):
         stations=args.stations,
         layout=args.layout,
         channels=args.channels,
+        subbands=args.subbands,
         freq_start=args.freq_start,
         chan_width=args.chan_width,
         times=args.times,
@@ -134,11 +153,16 @@ def run(args: argparse.Namespace) -> int:
 
     result = simulate(args.out, spec_from_args(args))
     rate = result.nvis / result.seconds if result.seconds > 0 else float("inf")
+    k = len(result.ms_paths)
+    what = str(result.ms) if k == 1 else f"{k} sub-bands"
+    chans = f"{result.nchannels} channels" if k == 1 else f"{k} x {result.nchannels // k} channels"
     print(
-        f"{result.ms}: {result.nstations} stations, {result.nbaselines} baselines, {result.ntimes} time slots, "
-        f"{result.nchannels} channels, {result.ndirections} directions, {result.nsources} sources "
+        f"{what}: {result.nstations} stations, {result.nbaselines} baselines, {result.ntimes} time slots, "
+        f"{chans}, {result.ndirections} directions, {result.nsources} sources "
         f"({result.seconds:.1f} s, {rate:.3g} visibilities/s)"
     )
+    for p in result.ms_paths if k > 1 else ():
+        print(f"  sub-band {p}")
     print(f"  sky model {result.skymodel}")
     print(f"  true gains {result.truth}")
     return 0

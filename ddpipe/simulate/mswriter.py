@@ -50,6 +50,8 @@ class MSLayout:
         (ra, dec) J2000 radians.
     field_name
         FIELD::NAME.
+    spw_name
+        SPECTRAL_WINDOW::NAME (``SB-000``: LOFAR's name of sub-band 0).
     """
 
     station_names: tuple[str, ...]
@@ -62,6 +64,7 @@ class MSLayout:
     interval: float
     phase_centre: tuple[float, float]
     field_name: str = "ddpipe-sim"
+    spw_name: str = "SB-000"
 
 
 def create_ms(path: str | Path, lay: MSLayout, nrow: int) -> None:
@@ -201,7 +204,7 @@ def _fill_spectral_window(ms: Path, lay: MSLayout) -> None:
         t.putcell("REF_FREQUENCY", 0, float(freqs.mean()))
         t.putcell("TOTAL_BANDWIDTH", 0, float(width.sum()))
         t.putcell("MEAS_FREQ_REF", 0, MEAS_FREQ_TOPO)
-        t.putcell("NAME", 0, "SB-000")
+        t.putcell("NAME", 0, lay.spw_name)
         t.putcell("NET_SIDEBAND", 0, 1)
         t.putcell("FREQ_GROUP", 0, 0)
         t.putcell("FREQ_GROUP_NAME", 0, "")

@@ -3,10 +3,14 @@
 ``simulate("sim.ms", SimulationSpec())`` writes ``sim.ms``, ``sim.skymodel`` (the
 true sky with patches) and ``sim.truth.h5`` (the true gains, soltab
 ``phase000`` with axes time,freq,ant,dir on the MS grid, plus ``amplitude000``
-when amplitudes vary). Every random stream derives from ``spec.seed`` and is
+when amplitudes vary). With ``subbands=K`` > 1 it writes ``sim_SB000.ms`` …
+``sim_SB{K-1}.ms`` instead of ``sim.ms`` (see :func:`subband_paths`): the sub-bands
+of one wide observation, contiguous in frequency, with one sky model and one truth
+H5parm over the whole band. Every random stream derives from ``spec.seed`` and is
 independent of the others, so ``corrupt=False`` with the same seed gives the
-same sky and the same noise. Noise is drawn per time slot, so it does not depend
-on how the rows are blocked.
+same sky and the same noise. Noise is drawn per time slot over the whole band, so
+it does not depend on how the rows are blocked, and K sub-bands hold exactly the
+channels of one K-times-wider MS (sky, gains and noise alike).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import casacore.tables as pt
@@ -41,6 +46,9 @@ log = logging.getLogger(__name__)
 #: Bytes of work arrays per time block (sets how many time slots are predicted at once).
 BLOCK_BYTES = 192 * 1024 * 1024
 
+#: (the MSs, one per sub-band; the sky model; the truth H5parm)
+Outputs = tuple[tuple[Path, ...], Path, Path]
+
 
 def output_paths(out_ms: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """``sim.ms`` → (``sim.ms``, ``sim.skymodel``, ``sim.truth.h5``) beside it."""
@@ -49,13 +57,30 @@ def output_paths(out_ms: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     return ms, ms.with_name(stem + ".skymodel"), ms.with_name(stem + ".truth.h5")
 
 
+def subband_paths(out_ms: str | os.PathLike[str], subbands: int) -> tuple[Path, ...]:
+    """The MSs :func:`simulate` writes: ``(sim.ms,)`` for one sub-band, else ``sim_SB000.ms`` … beside it.
+
+    LOFAR's naming (``L123456_SB000_uv.MS``): ``_SB`` and the sub-band number in three
+    digits before OUT's suffix (``.ms`` or ``.MS``, kept as given), so that
+    ``sim_SB*.ms`` matches them in frequency order.
+    """
+    ms = Path(out_ms)
+    if subbands == 1:
+        return (ms,)
+    name = ms.name
+    suffix = name[-3:] if name.lower().endswith(".ms") and len(name) > 3 else ""
+    stem = name[: len(name) - len(suffix)]
+    return tuple(ms.with_name(f"{stem}_SB{k:03d}{suffix}") for k in range(subbands))
+
+
 def simulate(out_ms: str | os.PathLike[str], spec: SimulationSpec) -> SimulationResult:
     """Simulate a direction-dependently corrupted observation.
 
     Parameters
     ----------
     out_ms
-        The MS to create; the sky model and truth H5parm go beside it.
+        The MS to create (with ``spec.subbands`` > 1 the name the sub-band MSs derive
+        from, see :func:`subband_paths`); the sky model and truth H5parm go beside it.
     spec
         What to simulate.
 
@@ -74,12 +99,13 @@ def simulate(out_ms: str | os.PathLike[str], spec: SimulationSpec) -> Simulation
     timings: dict[str, float] = {}
     check_spec(spec)
     ms, sky_path, truth_path = output_paths(out_ms)
-    _check_outputs((ms, sky_path, truth_path), spec.overwrite)
+    ms_paths = subband_paths(ms, spec.subbands)
+    _check_outputs((*ms_paths, sky_path, truth_path), spec.overwrite)
     ms.parent.mkdir(parents=True, exist_ok=True)
 
     tick = time.perf_counter()
     times = start_mjd_seconds(spec.start) + (np.arange(spec.times) + 0.5) * spec.interval
-    freqs = spec.freq_start + np.arange(spec.channels) * spec.chan_width
+    freqs = spec.freq_start + np.arange(spec.subbands * spec.channels) * spec.chan_width
     layout = make_layout(spec.layout, spec.stations, spec.seed)
     given = _read_given_sky(spec)
     centre = _phase_centre(spec, layout, times, given)
@@ -93,7 +119,7 @@ def simulate(out_ms: str | os.PathLike[str], spec: SimulationSpec) -> Simulation
             tmp,
             spec,
             given,
-            (ms, sky_path, truth_path),
+            (ms_paths, sky_path, truth_path),
             times,
             freqs,
             layout,
@@ -112,7 +138,7 @@ def _simulate_into(
     tmp: Path,
     spec: SimulationSpec,
     given: SkyModel | None,
-    paths: tuple[Path, Path, Path],
+    paths: Outputs,
     times: np.ndarray,
     freqs: np.ndarray,
     layout: StationLayout,
@@ -123,14 +149,14 @@ def _simulate_into(
     timings: dict[str, float],
     t_all: float,
 ) -> SimulationResult:
-    """Build every output in ``tmp`` (same folder as the MS), then move them into place, MS last."""
-    ms, sky_path, truth_path = paths
+    """Build every output in ``tmp`` (same folder as the MS), then move them into place, MSs last."""
+    ms_paths, sky_path, truth_path = paths
     tick = time.perf_counter()
     sky, patches, comps, gains = _sky_and_gains(spec, given, centre, times, freqs, tmp / sky_path.name)
     timings["sky+gains"] = time.perf_counter() - tick
 
     _write_ms(
-        tmp / ms.name,
+        tuple(tmp / ms.name for ms in ms_paths),
         spec,
         layout,
         times,
@@ -171,23 +197,24 @@ def _sky_and_gains(
     gains = (
         dd_gains(spec.seed, times, freqs, spec.stations, len(patches), spec.phase_scale, spec.amplitude_scale)
         if spec.corrupt
-        else TrueGains(np.zeros((spec.times, spec.channels, spec.stations, len(patches))), None)
+        else TrueGains(np.zeros((spec.times, len(freqs), spec.stations, len(patches))), None)
     )
     return sky, patches, comps, gains
 
 
-def _move_into_place(tmp: Path, paths: tuple[Path, Path, Path]) -> None:
-    """Move the finished sky model and truth H5parm from ``tmp`` to their places, then the MS."""
-    ms, sky_path, truth_path = paths
+def _move_into_place(tmp: Path, paths: Outputs) -> None:
+    """Move the finished sky model and truth H5parm from ``tmp`` to their places, then the MSs."""
+    ms_paths, sky_path, truth_path = paths
     for name, dst in ((sky_path.name, sky_path), (truth_path.name, truth_path)):
         usual_mode(tmp / name)
         os.replace(tmp / name, dst)
-    _replace_dir(tmp / ms.name, ms)
+    for ms in ms_paths:
+        _replace_dir(tmp / ms.name, ms)
 
 
 def _result(
     spec: SimulationSpec,
-    paths: tuple[Path, Path, Path],
+    paths: Outputs,
     nbl: int,
     sky: SkyModel,
     patches: tuple[str, ...],
@@ -195,25 +222,27 @@ def _result(
     t_all: float,
 ) -> SimulationResult:
     """The :class:`SimulationResult` of a finished simulation (logged)."""
-    ms, sky_path, truth_path = paths
+    ms_paths, sky_path, truth_path = paths
+    nchan = spec.subbands * spec.channels
     result = SimulationResult(
-        ms=ms,
+        ms=ms_paths[0],
         skymodel=sky_path,
         truth=truth_path,
         nstations=spec.stations,
         nbaselines=nbl,
         ntimes=spec.times,
-        nchannels=spec.channels,
+        nchannels=nchan,
         ndirections=len(patches),
         nsources=len(sky.sources),
         nrows=nbl * spec.times,
-        nvis=nbl * spec.times * spec.channels,
+        nvis=nbl * spec.times * nchan,
         seconds=time.perf_counter() - t_all,
         timings=timings,
+        ms_paths=ms_paths,
     )
     log.info(
         "simulated %s: %d stations, %d times x %d channels, %d directions, %d sources in %.1f s",
-        ms,
+        ms_paths[0] if len(ms_paths) == 1 else f"{len(ms_paths)} sub-bands {ms_paths[0].name}..{ms_paths[-1].name}",
         result.nstations,
         result.ntimes,
         result.nchannels,
@@ -299,7 +328,7 @@ def _block_slots(nchan: int, nst: int, nsrc: int) -> int:
 
 
 def _write_ms(
-    path: Path,
+    paths: tuple[Path, ...],
     spec: SimulationSpec,
     layout: StationLayout,
     times: np.ndarray,
@@ -312,24 +341,19 @@ def _write_ms(
     gains: TrueGains | None,
     timings: dict[str, float],
 ) -> None:
+    """Create the MSs ``paths`` (sub-band ``k`` holds ``spec.channels`` channels of ``freqs`` from
+    ``k * spec.channels`` on) and fill them block by block: each block of time slots is predicted and
+    its noise drawn over the whole band, then split into the sub-bands."""
     nbl, nchan = len(ant1), len(freqs)
-    lay = MSLayout(
-        station_names=layout.names,
-        station_itrf=layout.itrf,
-        station_diameter=layout.site.station_diameter,
-        telescope=layout.site.telescope,
-        freqs=freqs,
-        chan_width=spec.chan_width,
-        times=times,
-        interval=spec.interval,
-        phase_centre=centre,
-    )
+    bands = [slice(k * spec.channels, (k + 1) * spec.channels) for k in range(len(paths))]
     tick = time.perf_counter()
-    create_ms(path, lay, nrow=nbl * len(times))
+    for k, (path, band) in enumerate(zip(paths, bands)):
+        create_ms(path, _ms_layout(spec, layout, times, freqs[band], centre, k), nrow=nbl * len(times))
     timings["create"] = time.perf_counter() - tick
     step = _block_slots(nchan, spec.stations, comps.ra.size)
     t_pred = t_noise = t_write = 0.0
-    with pt.table(str(path), readonly=False, ack=False) as table:
+    with ExitStack() as stack:
+        tables = [stack.enter_context(pt.table(str(p), readonly=False, ack=False)) for p in paths]
         for t0 in range(0, len(times), step):
             sl = slice(t0, min(len(times), t0 + step))
             nt = sl.stop - sl.start
@@ -343,18 +367,42 @@ def _write_ms(
             t_noise += time.perf_counter() - tick
             tick = time.perf_counter()
             uvw_rows = (uvw_st[sl][:, ant2, :] - uvw_st[sl][:, ant1, :]).reshape(nt * nbl, 3)
-            block = RowBlock(
-                start=sl.start * nbl,
-                time=np.repeat(times[sl], nbl),
-                ant1=np.tile(ant1, nt),
-                ant2=np.tile(ant2, nt),
-                uvw=uvw_rows,
-                data=data,
-                sigma=spec.noise,
-            )
-            write_rows(table, block, spec.interval)
+            for table, band in zip(tables, bands):
+                block = RowBlock(
+                    start=sl.start * nbl,
+                    time=np.repeat(times[sl], nbl),
+                    ant1=np.tile(ant1, nt),
+                    ant2=np.tile(ant2, nt),
+                    uvw=uvw_rows,
+                    data=np.ascontiguousarray(data[:, band]),
+                    sigma=spec.noise,
+                )
+                write_rows(table, block, spec.interval)
             t_write += time.perf_counter() - tick
     timings.update(predict=t_pred, noise=t_noise, write=t_write)
+
+
+def _ms_layout(
+    spec: SimulationSpec,
+    layout: StationLayout,
+    times: np.ndarray,
+    freqs: np.ndarray,
+    centre: tuple[float, float],
+    subband: int,
+) -> MSLayout:
+    """What sub-band ``subband``'s MS describes: its channels ``freqs``, the rest shared."""
+    return MSLayout(
+        station_names=layout.names,
+        station_itrf=layout.itrf,
+        station_diameter=layout.site.station_diameter,
+        telescope=layout.site.telescope,
+        freqs=freqs,
+        chan_width=spec.chan_width,
+        times=times,
+        interval=spec.interval,
+        phase_centre=centre,
+        spw_name=f"SB-{subband:03d}",
+    )
 
 
 def thermal_noise(seed: int, slots: range, nbl: int, nchan: int, sigma: float) -> np.ndarray:

@@ -27,7 +27,10 @@ class SimulationSpec:
     layout
         ``'lofar'`` or ``'ska-low'``.
     channels
-        Number of channels.
+        Number of channels (per sub-band).
+    subbands
+        Number of sub-band MSs of contiguous frequency (1: one MS). Sub-band ``k``
+        holds channels ``k * channels .. (k + 1) * channels - 1`` of the band.
     freq_start
         Centre of the first channel, Hz.
     chan_width
@@ -67,6 +70,7 @@ class SimulationSpec:
     stations: int = 24
     layout: str = "lofar"
     channels: int = 16
+    subbands: int = 1
     freq_start: float = 148.5e6
     chan_width: float = 195312.5
     times: int = 180
@@ -94,13 +98,14 @@ class SimulationResult:
     Attributes
     ----------
     ms, skymodel, truth
-        The MS, the true sky model (``sim.skymodel``) and the true gains (``sim.truth.h5``).
+        The MS (the first sub-band's with ``subbands`` > 1), the true sky model
+        (``sim.skymodel``) and the true gains (``sim.truth.h5``, over the whole band).
     nstations, nbaselines, ntimes, nchannels, ndirections, nsources
-        Sizes.
+        Sizes (``nchannels``: of the whole band, all sub-bands).
     nrows
-        Main-table rows (ntimes × nbaselines).
+        Main-table rows (ntimes × nbaselines) per MS.
     nvis
-        Visibilities (rows × channels; each has 4 correlations).
+        Visibilities (rows × channels of all MSs; each has 4 correlations).
     seconds
         Wall time of the whole simulation.
     timings
@@ -120,6 +125,8 @@ class SimulationResult:
     nvis: int
     seconds: float
     timings: Mapping[str, float] = field(default_factory=dict)
+    #: every MS written, in frequency order (``(ms,)`` for one sub-band)
+    ms_paths: tuple[Path, ...] = ()
 
 
 def _positive_int(value: int, what: str) -> None:
@@ -141,7 +148,7 @@ def check_spec(spec: SimulationSpec) -> None:
         raise UserError(f"stations={spec.stations}: need at least 2 stations for a baseline")
     if spec.layout not in LAYOUTS:
         raise UserError(f"layout={spec.layout!r}: expected one of {', '.join(LAYOUTS)}")
-    for name in ("channels", "times", "directions", "sources_per_direction"):
+    for name in ("channels", "subbands", "times", "directions", "sources_per_direction"):
         _positive_int(getattr(spec, name), name.replace("_", "-"))
     for name in ("freq_start", "chan_width", "interval"):
         _positive(getattr(spec, name), name.replace("_", "-"))
@@ -153,6 +160,8 @@ def check_spec(spec: SimulationSpec) -> None:
         _positive(spec.faint_flux, "faint-flux")
         if spec.skymodel:
             raise UserError("faint-sources: not with --skymodel (add them to the sky model instead)")
+    if spec.subbands > 999:
+        raise UserError(f"subbands={spec.subbands}: at most 999 (named SB000..SB998)")
     if spec.amplitude_scale > 2.0:
         raise UserError(f"amplitude-scale={spec.amplitude_scale}: expected a fraction (RMS of log-amplitude) ≤ 2")
     if spec.ra is not None and not (math.isfinite(spec.ra)):
