@@ -1,0 +1,215 @@
+"""SpectralFitter against analytic spectra: WSClean's polynomial and log-polynomial terms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddpipe.imaging.spectral import SpectralFitter
+from ddpipe.sky.model import Source
+
+FREQS = np.linspace(120e6, 180e6, 8)  # a 60 MHz band, like LOFAR HBA sub-band sets
+WEIGHTS = np.array([1.0, 2.0, 3.0, 3.0, 2.5, 2.0, 1.5, 0.5])
+
+
+def poly_spectrum(freqs: np.ndarray, nu0: float, c: list[float]) -> np.ndarray:
+    """c0 + c1 x + c2 x² + ..., x = ν/ν0 − 1 (DP3's LogarithmicSI=false)."""
+    x = freqs / nu0 - 1.0
+    return sum(ck * x**k for k, ck in enumerate(c))
+
+
+def log_spectrum(freqs: np.ndarray, nu0: float, c: list[float]) -> np.ndarray:
+    """c0 (ν/ν0)^(c1 + c2 lg + ...), lg = log10(ν/ν0) (DP3's LogarithmicSI=true)."""
+    lg = np.log10(freqs / nu0)
+    expo = sum(ck * lg**k for k, ck in enumerate(c[1:]))
+    return c[0] * (freqs / nu0) ** expo
+
+
+def test_reference_frequency_is_the_weighted_mean_unless_given():
+    fitter = SpectralFitter(FREQS, WEIGHTS, 2)
+    assert fitter.reference_frequency == pytest.approx(np.sum(FREQS * WEIGHTS) / np.sum(WEIGHTS), rel=1e-15)
+    assert SpectralFitter(FREQS, WEIGHTS, 2, ref_freq=150e6).reference_frequency == 150e6
+
+
+@pytest.mark.parametrize("nterms", [1, 2, 3, 4])
+def test_polynomial_recovers_exact_terms(nterms):
+    fitter = SpectralFitter(FREQS, WEIGHTS, nterms)
+    truth = [2.0, -1.3, 4.0, -7.0][:nterms]
+    y = poly_spectrum(FREQS, fitter.reference_frequency, truth)
+    np.testing.assert_allclose(fitter.fit(y), truth, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fitter.smooth(y), y, rtol=0, atol=1e-12)
+
+
+def test_polynomial_is_a_weighted_least_squares_fit():
+    """Against the normal equations written out; a zero-weight channel has no say at all."""
+    rng = np.random.default_rng(3)
+    y = poly_spectrum(FREQS, 150e6, [1.0, -0.8, 0.5]) + rng.normal(0.0, 0.05, FREQS.size)
+    w = WEIGHTS.copy()
+    w[2] = 0.0
+    fitter = SpectralFitter(FREQS, w, 3)
+    x = FREQS / fitter.reference_frequency - 1.0
+    a = np.vander(x, 3, increasing=True)
+    naive = np.linalg.solve(a.T @ (w[:, None] * a), a.T @ (w * y))
+    np.testing.assert_allclose(fitter.fit(y), naive, rtol=1e-9, atol=1e-12)
+    wild = y.copy()
+    wild[2] = 1e6
+    np.testing.assert_allclose(fitter.fit(wild), naive, rtol=1e-9, atol=1e-12)
+    unweighted = SpectralFitter(FREQS, np.ones_like(w), 3).fit(y)
+    assert np.abs(unweighted - naive).max() > 1e-3  # the weights changed the answer
+
+
+def test_polynomial_with_noise_is_within_its_errors():
+    truth = [3.0, -2.4, 1.5]
+    fitter = SpectralFitter(FREQS, WEIGHTS, 3)
+    rng = np.random.default_rng(11)
+    sigma = 0.01 / np.sqrt(WEIGHTS)  # weights as inverse variances
+    trials = np.stack([rng.normal(0.0, sigma) for _ in range(400)], axis=1)
+    y = poly_spectrum(FREQS, fitter.reference_frequency, truth)[:, None] + trials
+    got = fitter.fit(y)  # (3, 400)
+    x = FREQS / fitter.reference_frequency - 1.0
+    a = np.vander(x, 3, increasing=True)
+    expected_sd = np.sqrt(np.diag(np.linalg.inv(a.T @ (a / sigma[:, None] ** 2))))
+    np.testing.assert_allclose(got.mean(axis=1), truth, atol=4 * expected_sd.max() / 20)  # unbiased
+    np.testing.assert_allclose(got.std(axis=1), expected_sd, rtol=0.15)  # the optimal (weighted) errors
+
+
+@pytest.mark.parametrize("flux", [2.5, -0.7])
+@pytest.mark.parametrize("terms", [[-0.8], [-0.8, 0.4], [-0.7, -0.5, 1.2]])
+def test_log_polynomial_recovers_exact_terms(flux, terms):
+    fitter = SpectralFitter(FREQS, WEIGHTS, 1 + len(terms), log=True)
+    truth = [flux, *terms]
+    y = log_spectrum(FREQS, fitter.reference_frequency, truth)
+    np.testing.assert_allclose(fitter.fit(y), truth, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(fitter.smooth(y), y, rtol=1e-9)
+
+
+def test_log_polynomial_with_noise_is_near_the_truth_and_a_least_squares_minimum():
+    truth = [1.8, -0.8, -0.3]
+    fitter = SpectralFitter(FREQS, WEIGHTS, 3, log=True)
+    rng = np.random.default_rng(5)
+    sigma = 0.01 / np.sqrt(WEIGHTS)
+    exact = log_spectrum(FREQS, fitter.reference_frequency, truth)
+    y = exact + rng.normal(0.0, sigma)
+    c = fitter.fit(y)
+    # the linearised errors of the three terms: df/dc0 = f/c0, df/dc_k = f ln10 lg^k
+    lg = np.log10(FREQS / fitter.reference_frequency)
+    jac = np.stack([exact / truth[0], exact * np.log(10) * lg, exact * np.log(10) * lg**2], axis=1)
+    sd = np.sqrt(np.diag(np.linalg.inv(jac.T @ (jac / sigma[:, None] ** 2))))
+    assert np.all(np.abs(c - truth) < 4 * sd), (c, truth, sd)
+    assert sd[1] < 0.05  # the spectral index itself is well determined
+
+    def cost(coeffs):
+        return float(np.sum(WEIGHTS * (y - fitter.evaluate(coeffs)) ** 2))
+
+    best = cost(c)
+    for k in range(3):
+        for h in (1e-4, -1e-4):
+            nudged = c.copy()
+            nudged[k] += h
+            assert cost(nudged) > best
+
+
+def test_log_polynomial_of_a_faint_noisy_source_with_negative_channels():
+    """Fluxes <= 0 in some channels: fitted in flux space (as WSClean), finite, the right sign."""
+    fitter = SpectralFitter(FREQS, WEIGHTS, 2, log=True)
+    truth = log_spectrum(FREQS, fitter.reference_frequency, [0.05, -0.8])
+    y = truth + np.array([0.06, -0.03, 0.02, -0.05, 0.01, -0.02, -0.07, 0.05])
+    assert np.any(y <= 0)
+    c = fitter.fit(y)
+    assert np.all(np.isfinite(c)) and c[0] > 0
+    fitted = fitter.evaluate(c)
+    assert np.sum(WEIGHTS * (y - fitted) ** 2) <= np.sum(WEIGHTS * (y - truth) ** 2)
+    negative = fitter.fit(-y)
+    np.testing.assert_allclose(negative, [-c[0], c[1]], rtol=1e-9)
+    np.testing.assert_array_equal(fitter.fit(np.zeros(FREQS.size)), [0.0, 0.0])
+
+
+def test_fewer_channels_than_terms_fits_what_it_can():
+    """Two positive-weight channels and 4 terms: 2 terms fitted (WSClean's rule), the rest 0."""
+    w = np.zeros(FREQS.size)
+    w[[1, 5]] = [1.0, 2.0]
+    for log in (False, True):
+        fitter = SpectralFitter(FREQS, w, 4, log=log)
+        assert fitter.fitted_terms == 2
+        y = np.linspace(2.0, 1.0, FREQS.size)
+        c = fitter.fit(y)
+        assert c.shape == (4,) and c[2] == 0.0 and c[3] == 0.0
+        np.testing.assert_allclose(fitter.evaluate(c)[[1, 5]], y[[1, 5]], rtol=1e-9)
+
+
+def test_batches_match_single_components_and_smooth_is_evaluate_of_fit():
+    rng = np.random.default_rng(8)
+    values = np.abs(rng.normal(1.0, 0.3, (FREQS.size, 5))) + 0.1
+    for log in (False, True):
+        fitter = SpectralFitter(FREQS, WEIGHTS, 3, log=log)
+        batch = fitter.fit(values)
+        assert batch.shape == (3, 5)
+        for j in range(5):
+            np.testing.assert_allclose(batch[:, j], fitter.fit(values[:, j]), rtol=1e-12)
+        np.testing.assert_allclose(fitter.smooth(values), fitter.evaluate(batch), rtol=1e-12)
+        np.testing.assert_allclose(fitter.smooth(values[:, 0]), fitter.evaluate(batch[:, 0]), rtol=1e-12)
+        smoothed = fitter.smooth(values)
+        np.testing.assert_allclose(fitter.smooth(smoothed), smoothed, rtol=1e-7)  # a projection
+
+
+def test_one_term_is_the_weighted_mean_in_both_forms():
+    y = np.linspace(1.0, 3.0, FREQS.size)
+    mean = np.sum(WEIGHTS * y) / np.sum(WEIGHTS)
+    for log in (False, True):
+        fitter = SpectralFitter(FREQS, WEIGHTS, 1, log=log)
+        np.testing.assert_allclose(fitter.fit(y), [mean], rtol=1e-12)
+        np.testing.assert_allclose(fitter.smooth(y), np.full(FREQS.size, mean), rtol=1e-12)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_sky_terms_give_a_source_with_the_fitted_spectrum(log):
+    """The (I, SpectralIndex, LogarithmicSI) convention is the one Source (and DP3) evaluate."""
+    fitter = SpectralFitter(FREQS, WEIGHTS, 3, log=log)
+    c = np.array([[1.5, -0.4], [-0.8, 0.6], [0.3, -1.1]])
+    i, si, log_si = fitter.sky_terms(c)
+    assert i.shape == (2,) and si.shape == (2, 2) and log_si is log
+    fitted = fitter.evaluate(c)
+    for j in range(2):
+        src = Source(
+            name=f"s{j}",
+            ra=0.0,
+            dec=0.0,
+            i=float(i[j]),
+            reference_frequency=fitter.reference_frequency,
+            spectral_index=tuple(si[j]),
+            log_si=log_si,
+        )
+        np.testing.assert_allclose(src.stokes_i_at(FREQS), fitted[:, j], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"weights": np.zeros(8)}, "every channel has zero weight"),
+        ({"weights": -WEIGHTS}, "weights must be finite and >= 0"),
+        ({"weights": WEIGHTS[:3]}, "same non-zero length"),
+        ({"freqs": -FREQS}, "frequencies must be finite and positive"),
+        ({"nterms": 0}, "nterms must be an integer >= 1"),
+        ({"ref_freq": -1.0}, "ref_freq must be 0"),
+    ],
+)
+def test_bad_inputs_are_refused_with_what_was_wrong(kwargs, match):
+    args = {"freqs": FREQS, "weights": WEIGHTS, "nterms": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        SpectralFitter(**args)
+
+
+def test_wrong_value_shapes_are_refused():
+    fitter = SpectralFitter(FREQS, WEIGHTS, 2)
+    with pytest.raises(ValueError, match="values must be"):
+        fitter.fit(np.ones(3))
+    with pytest.raises(ValueError, match="nterms=2"):
+        fitter.evaluate(np.ones(3))
+
+
+def test_the_fitter_is_frozen():
+    fitter = SpectralFitter(FREQS, WEIGHTS, 2)
+    with pytest.raises(AttributeError):
+        fitter.nterms = 3  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        fitter.freqs[0] = 1.0
