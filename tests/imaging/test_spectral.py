@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ddpipe.imaging.components import model_to_skymodel
 from ddpipe.imaging.spectral import SpectralFitter
 from ddpipe.sky.model import Source
+from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
 FREQS = np.linspace(120e6, 180e6, 8)  # a 60 MHz band, like LOFAR HBA sub-band sets
 WEIGHTS = np.array([1.0, 2.0, 3.0, 3.0, 2.5, 2.0, 1.5, 0.5])
@@ -213,3 +215,55 @@ def test_the_fitter_is_frozen():
         fitter.nterms = 3  # type: ignore[misc]
     with pytest.raises(ValueError):
         fitter.freqs[0] = 1.0
+
+
+def channel_cube(fitter: SpectralFitter, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(N, 32, 32) channel models: three components with different noisy spectra, one only in two channels."""
+    cube = np.zeros((FREQS.size, 32, 32))
+    nu0 = fitter.reference_frequency
+    pixels = [(16, 16), (5, 20), (27, 9)]
+    cube[:, 16, 16] = log_spectrum(FREQS, nu0, [2.0, -0.8, 0.5])
+    cube[:, 5, 20] = log_spectrum(FREQS, nu0, [0.3, 0.6]) + rng.normal(0.0, 0.01, FREQS.size)
+    cube[[2, 5], 27, 9] = [0.05, 0.04]
+    return cube, pixels
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_spectral_components_survive_write_and_read(tmp_path, log):
+    """model_to_skymodel → write → read → Source.stokes_i_at gives the fitted channel fluxes."""
+    fitter = SpectralFitter(FREQS, WEIGHTS, 3, log=log)
+    cube, pixels = channel_cube(fitter, np.random.default_rng(2))
+    mfs = np.tensordot(WEIGHTS / WEIGHTS.sum(), cube, axes=1)
+    centre = (np.radians(150.0), np.radians(50.0))
+    sky = model_to_skymodel(mfs, np.radians(5 / 3600), centre, 150e6, channel_models=cube, fitter=fitter)
+    assert len(sky.sources) == 3
+    back = read_skymodel(write_skymodel(sky, tmp_path / "spectral.skymodel"))
+    assert back == sky
+    by_flux = sorted(back.sources, key=lambda s: -abs(s.i))
+    expected = [fitter.smooth(cube[:, y, x]) for y, x in pixels]
+    for src, want in zip(by_flux, expected):
+        assert src.reference_frequency == fitter.reference_frequency
+        assert len(src.spectral_index) == 2 and src.log_si is log
+        np.testing.assert_allclose(src.stokes_i_at(FREQS), want, rtol=1e-12, atol=1e-15)
+    # the bright one is exactly its analytic (log) spectrum when fitted with the log form
+    if log:
+        assert by_flux[0].spectral_index == pytest.approx((-0.8, 0.5), abs=1e-9)
+
+
+def test_without_a_fitter_components_stay_flat():
+    model = np.zeros((16, 16))
+    model[8, 8], model[3, 12] = 1.5, -0.2
+    sky = model_to_skymodel(model, np.radians(5 / 3600), (1.0, 0.5), 140e6)
+    assert [s.i for s in sky.sources] == [-0.2, 1.5]
+    assert all(s.reference_frequency == 140e6 and s.spectral_index == () for s in sky.sources)
+
+
+def test_channel_models_and_fitter_come_together():
+    fitter = SpectralFitter(FREQS, WEIGHTS, 2)
+    model = np.zeros((16, 16))
+    with pytest.raises(ValueError, match="together"):
+        model_to_skymodel(model, 1e-5, (1.0, 0.5), 140e6, fitter=fitter)
+    with pytest.raises(ValueError, match="together"):
+        model_to_skymodel(model, 1e-5, (1.0, 0.5), 140e6, channel_models=np.zeros((8, 16, 16)))
+    with pytest.raises(ValueError, match=r"channel_models must be \(N=8, 16, 16\)"):
+        model_to_skymodel(model, 1e-5, (1.0, 0.5), 140e6, channel_models=np.zeros((4, 16, 16)), fitter=fitter)
