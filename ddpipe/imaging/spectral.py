@@ -22,7 +22,9 @@ makesourcedb columns DP3 reads (``base/PointSource.cc``): ``I = c0`` at
 ``x = ν/ν0 − 1``) or ``true`` (log: ``I · (ν/ν0)^(c1 + c2·log10(ν/ν0) + ...)``).
 WSClean's ``-save-source-list`` writes its components the same way
 (``Name, Type, Ra, Dec, I, SpectralIndex, LogarithmicSI, ReferenceFrequency, ...``),
-and :class:`ddpipe.sky.model.Source` uses the same convention.
+and :class:`ddpipe.sky.model.Source` uses the same convention. Fitting WSClean 3.1's
+own channel model images with its image weights (``WSCIMGWG``) reproduces the terms
+and reference frequency of its source list (``tests/imaging/test_spectral.py``).
 """
 
 from __future__ import annotations

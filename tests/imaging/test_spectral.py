@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from ddpipe.imaging.components import model_to_skymodel
 from ddpipe.imaging.spectral import SpectralFitter
-from ddpipe.sky.model import Source
+from ddpipe.simulate import SimulationSpec, simulate
+from ddpipe.sky.model import Patch, SkyModel, Source
 from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 
 FREQS = np.linspace(120e6, 180e6, 8)  # a 60 MHz band, like LOFAR HBA sub-band sets
@@ -267,3 +272,52 @@ def test_channel_models_and_fitter_come_together():
         model_to_skymodel(model, 1e-5, (1.0, 0.5), 140e6, channel_models=np.zeros((8, 16, 16)))
     with pytest.raises(ValueError, match=r"channel_models must be \(N=8, 16, 16\)"):
         model_to_skymodel(model, 1e-5, (1.0, 0.5), 140e6, channel_models=np.zeros((4, 16, 16)), fitter=fitter)
+
+
+def _brightest_wsclean_component(path) -> tuple[float, float, list[float], bool]:
+    """(ReferenceFrequency, I, SpectralIndex, LogarithmicSI) of the brightest entry of a WSClean source list."""
+    row = re.compile(r"^[^,]*,POINT,[^,]*,[^,]*,([^,]*),\[([^\]]*)\],([^,]*),([^,]*),")
+    found = [row.match(line).groups() for line in path.read_text().splitlines()[1:] if line.strip()]
+    i, si, log_si, nu0 = max(found, key=lambda g: abs(float(g[0])))
+    return float(nu0), float(i), [float(c) for c in si.split(",")], log_si == "true"
+
+
+@pytest.mark.wsclean
+@pytest.mark.parametrize("log", [False, True])
+def test_terms_match_wsclean_source_list(tmp_path, wsclean, log):
+    """WSClean 3.1 joined-channel CLEAN: its -save-source-list terms and reference frequency are
+    what SpectralFitter makes of its channel model images and image weights (WSCIMGWG)."""
+    centre = (np.radians(150.0), np.radians(50.0))
+    src = Source("a", *centre, 2.0, patch="P", reference_frequency=150e6, spectral_index=(-0.8, -0.6))
+    write_skymodel(SkyModel(sources=(src,), patches=(Patch("P", *centre),)), tmp_path / "in.skymodel")
+    spec = SimulationSpec(
+        stations=16,
+        channels=8,
+        freq_start=122e6,
+        chan_width=7.5e6,
+        times=40,
+        interval=30.0,
+        ra=centre[0],
+        dec=centre[1],
+        noise=0.0,
+        corrupt=False,
+        skymodel=str(tmp_path / "in.skymodel"),
+    )
+    ms = simulate(tmp_path / "sim.ms", spec).ms
+    fit_arg = "-fit-spectral-log-pol" if log else "-fit-spectral-pol"
+    cmd = [wsclean, "-quiet", "-j", "2", "-no-update-model-required", "-data-column", "DATA", "-size", "256", "256"]
+    cmd += ["-scale", "30asec", "-niter", "300", "-mgain", "0.8", "-channels-out", "4", "-join-channels"]
+    cmd += [fit_arg, "3", "-save-source-list", "-name", str(tmp_path / "ws"), str(ms)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    headers = [fits.getheader(tmp_path / f"ws-{k:04d}-model.fits") for k in range(4)]
+    models = np.stack([fits.getdata(tmp_path / f"ws-{k:04d}-model.fits")[0, 0] for k in range(4)])
+    freqs = np.array([h["CRVAL3"] for h in headers])
+    fitter = SpectralFitter(freqs, np.array([h["WSCIMGWG"] for h in headers]), 3, log=log)
+    nu0, i, si, log_si = _brightest_wsclean_component(tmp_path / "ws-sources.txt")
+    assert log_si is log
+    assert fitter.reference_frequency == pytest.approx(nu0, rel=1e-6)  # WSClean sums the weights in float32
+    y, x = np.unravel_index(np.abs(models.sum(axis=0)).argmax(), models.shape[1:])
+    got_i, got_si, _ = fitter.sky_terms(fitter.fit(models[:, y, x].astype(float)))
+    assert float(got_i) == pytest.approx(i, rel=1e-5)
+    np.testing.assert_allclose(got_si, si, rtol=1e-4, atol=1e-5)
+    assert abs(i - 2.0 * (nu0 / 150e6) ** -0.8) < 0.05  # and WSClean found the simulated source
