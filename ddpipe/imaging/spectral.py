@@ -69,11 +69,15 @@ class SpectralFitter:
     (Jy, signed), ``c1...`` the spectral terms (see the module docstring).
 
     The log fit handles fluxes that are zero or negative in some channels (noise)
-    the way WSClean's ``NonLinearPowerLawFitter`` does, by fitting in flux space:
-    the component's sign is that of its weighted mean flux, and the positive
-    model ``10^(a0 + c1·lg + ...)`` is fitted to the sign-flipped fluxes, so
-    ``c0 = sign · 10^a0``. A component whose weighted mean flux is exactly zero gets
-    all-zero coefficients.
+    as WSClean's ``NonLinearPowerLawFitter`` does, by fitting in flux space (no
+    logarithm of the data is taken): the positive model ``10^(a0 + c1·lg + ...)``
+    is fitted (Levenberg-Marquardt, started from the weighted fit of ``log10`` of
+    the fluxes when they are all positive) to the fluxes times their sign, and
+    ``c0 = sign · 10^a0``. WSClean takes the sign from a first power-law fit; here
+    it is the sign of the weighted mean flux, and a component whose weighted mean
+    is exactly zero gets all-zero coefficients. As with WSClean, a component
+    dominated by noise can get large curvature terms; they still fit its channel
+    fluxes in the least-squares sense (the polynomial form has no such freedom).
 
     Instances are immutable and compare by identity (they hold arrays).
     """
