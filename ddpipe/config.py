@@ -22,6 +22,7 @@ from typing import Any, Union
 import yaml
 
 from ddpipe.errors import UserError
+from ddpipe.ms.subbands import expand_patterns
 
 #: mappings whose keys are the user's own (passed through verbatim), not schema keys
 FREE_MAPPINGS = ("dp3.extra",)
@@ -36,10 +37,12 @@ def _c(**kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class InputsConfig:
-    ms: tuple[str, ...] = _c(path=True)
+    #: a glob (``obs/SB*.MS``), alone or as a list entry, stands for the MSs it matches in
+    #: frequency order (expanded when the config is loaded, see ddpipe.ms.subbands)
+    ms: tuple[str, ...] = _c(path=True, glob=True)
     skymodel: str | None = _c(path=True)
     data_column: str = _c()
-    reference_ms: tuple[str, ...] = _c(path=True)
+    reference_ms: tuple[str, ...] = _c(path=True, glob=True)
     true_gains: str | None = _c(path=True)
     true_skymodel: str | None = _c(path=True)
 
@@ -325,6 +328,8 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
         out = tp(**kw)
         if tp is CalibrationConfig:
             _check_calibration(out, key, ctx)
+        if tp is InputsConfig:
+            out = _expand_globs(out, key, ctx)
         return out
     if origin is tuple:
         if value is None or isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
@@ -382,6 +387,19 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             out[str(k)] = v
         return out
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in the schema, not user error
+
+
+def _expand_globs(ins: InputsConfig, key: str, ctx: _Ctx) -> InputsConfig:
+    """``inputs.ms`` / ``inputs.reference_ms`` with each glob replaced by its matches (frequency order)."""
+    changes = {}
+    for f in dataclasses.fields(ins):
+        if f.metadata.get("glob"):
+            paths = getattr(ins, f.name)
+            try:
+                changes[f.name] = expand_patterns(paths, f"{key}.{f.name}", ins.data_column)
+            except UserError as exc:
+                raise UserError(f"{ctx.source}: {exc}") from None
+    return dataclasses.replace(ins, **changes)
 
 
 def _range(value: Any, meta: Any, key: str, ctx: _Ctx) -> Any:

@@ -5,7 +5,10 @@ call :func:`validate` on their loaded config, so what ``run`` would refuse befor
 doing anything, ``validate`` refuses too, with the same one line. Rules on one key
 and between keys of one section live in the schema (:mod:`ddpipe.config`); the
 rules here need the files the config names (Measurement Sets, sky models, H5parms,
-DP3, a scheduler file). None of them writes anything.
+DP3, a scheduler file). None of them writes anything. Several MSs must form one
+sub-band set (:func:`ddpipe.ms.subbands.check_subband_set`: evenly spaced channels,
+one phase centre, no overlapping frequencies and, to be calibrated, the same antennas and
+time slots).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ddpipe.config import Config
 from ddpipe.dp3.runner import find_dp3
 from ddpipe.errors import UserError
 from ddpipe.ms.inspect import inspect_ms, require_unflagged
+from ddpipe.ms.subbands import check_subband_set
 from ddpipe.sky.directions import plan_directions
 from ddpipe.sky.skymodel import read_skymodel
 from ddpipe.solutions.h5parm import read_h5parm
@@ -49,11 +53,15 @@ def validate(cfg: Config, stage: str = "run") -> None:
     if not ins.ms:
         raise UserError(f"{cfg.source}: inputs.ms is empty; list the Measurement Set(s) to process")
     if stage == "image":  # the imager counts what is flagged as it reads the rows: no scan of FLAG first
-        for ms in ins.ms:
-            inspect_ms(ms, data_column=ins.data_column, flag_stats=False)
+        infos = [inspect_ms(ms, data_column=ins.data_column, flag_stats=False) for ms in ins.ms]
+        check_subband_set(infos, "inputs.ms", calibrate=False)
         return
-    for ms in ins.ms + (ins.reference_ms if stage == "run" else ()):
-        require_unflagged(inspect_ms(ms, data_column=ins.data_column))
+    sets = {"inputs.ms": ins.ms, "inputs.reference_ms": ins.reference_ms if stage == "run" else ()}
+    for key, paths in sets.items():
+        infos = [inspect_ms(ms, data_column=ins.data_column) for ms in paths]
+        check_subband_set(infos, key)
+        for info in infos:
+            require_unflagged(info)
     if not ins.skymodel:
         raise UserError(
             f"{cfg.source}: inputs.skymodel is not set; give a starting sky model (makesourcedb text format)"

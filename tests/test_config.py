@@ -186,3 +186,40 @@ def test_validate_ok(capsys):
     # without --schema-only it checks what `ddpipe run` checks before starting: the defaults name no data
     assert main(["validate", str(REPO / "configs" / "default.yaml")]) == 2
     assert "inputs.ms is empty" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def three_subbands(tmp_path_factory) -> Path:
+    """``data/obs_SB000.ms`` … ``obs_SB002.ms`` (one 1-MHz channel each from 140 MHz), renamed so that
+    alphabetical order is not frequency order: ``c.MS`` (140 MHz), ``a.MS`` (141), ``b.MS`` (142)."""
+    from ddpipe.simulate import SimulationSpec, simulate
+
+    root = tmp_path_factory.mktemp("globs")
+    spec = SimulationSpec(
+        stations=3, channels=1, subbands=3, freq_start=140e6, chan_width=1e6, times=2, directions=1, seed=1
+    )
+    r = simulate(root / "data" / "obs.ms", spec)
+    for src, name in zip(r.ms_paths, ("c.MS", "a.MS", "b.MS")):
+        src.rename(src.with_name(name))
+    return root
+
+
+def test_an_ms_glob_is_expanded_from_the_config_folder_in_frequency_order(three_subbands, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    p = three_subbands / "c.yaml"
+    p.write_text(yaml.safe_dump({"inputs": {"ms": "data/*.MS", "reference_ms": ["data/b.MS", "data/[ac].MS"]}}))
+    cfg = C.load_config(p)
+    data = three_subbands / "data"
+    assert cfg.inputs.ms == tuple(str(data / n) for n in ("c.MS", "a.MS", "b.MS"))
+    assert cfg.inputs.reference_ms == tuple(str(data / n) for n in ("b.MS", "c.MS", "a.MS"))  # in its place
+    over = C.load_config(p, {"inputs": {"ms": [str(data / "?.MS")]}})  # CLI overrides too
+    assert over.inputs.ms == cfg.inputs.ms
+
+
+def test_an_ms_glob_matching_nothing_is_one_line(three_subbands, capsys):
+    p = three_subbands / "none.yaml"
+    p.write_text(yaml.safe_dump({"inputs": {"ms": ["data/a.MS", "data/SB*.MS"]}}))
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"inputs.ms: the pattern '{three_subbands / 'data' / 'SB*.MS'}' matches nothing" in err[0]
