@@ -316,7 +316,9 @@ def test_terms_match_wsclean_source_list(tmp_path, wsclean, log):
     nu0, i, si, log_si = _brightest_wsclean_component(tmp_path / "ws-sources.txt")
     assert log_si is log
     assert fitter.reference_frequency == pytest.approx(nu0, rel=1e-6)  # WSClean sums the weights in float32
-    y, x = np.unravel_index(np.abs(models.sum(axis=0)).argmax(), models.shape[1:])
+    # WSClean 3.1 with -fit-spectral-log-pol now and then leaves one NaN pixel in a channel
+    # model (not in its source list; seen in 2 of 4 identical runs): look past it
+    y, x = np.unravel_index(np.abs(np.nan_to_num(models, nan=0.0).sum(axis=0)).argmax(), models.shape[1:])
     got_i, got_si, _ = fitter.sky_terms(fitter.fit(models[:, y, x].astype(float)))
     assert float(got_i) == pytest.approx(i, rel=1e-5)
     np.testing.assert_allclose(got_si, si, rtol=1e-4, atol=1e-5)
