@@ -146,6 +146,9 @@ class ImagingConfig:
     cache_mb: float = _c(min=0)
     threads: int = _c(min=1)
     wgridder_accuracy: float = _c(min_exclusive=0, max=0.1)
+    channels_out: int = _c(min=1)
+    fit_spectral_pol: int = _c(min=0)
+    fit_spectral_log_pol: int = _c(min=0)
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,7 @@ def build_config(data: dict[str, Any], base_dir: Path, source: str = "<config>")
         if f.name in ("cycles", "source"):
             continue
         values[f.name] = _convert(merged[f.name], _hint(Config, f.name), f.metadata, f.name, ctx)
+    _check_imaging(values["imaging"], "imaging", ctx)  # named as the user wrote it, before any cycle
     values["cycles"] = _cycles(merged["cycles"], values["calibration"], values["imaging"], ctx)
     return Config(**values, source=source)
 
@@ -458,7 +462,29 @@ def _override(base: Any, changes: dict[str, Any], key: str, ctx: _Ctx) -> Any:
         )
     if isinstance(out, CalibrationConfig):
         _check_calibration(out, key, ctx)
+    if isinstance(out, ImagingConfig):
+        _check_imaging(out, key, ctx)
     return out
+
+
+def _check_imaging(img: ImagingConfig, key: str, ctx: _Ctx) -> None:
+    """Rules between imaging keys (multi-frequency deconvolution, as WSClean states them)."""
+    if img.fit_spectral_pol and img.fit_spectral_log_pol:
+        raise ctx.fail(
+            f"{key}.fit_spectral_log_pol",
+            img.fit_spectral_log_pol,
+            "give fit_spectral_pol or fit_spectral_log_pol, not both",
+        )
+    terms = img.fit_spectral_pol or img.fit_spectral_log_pol
+    if terms > img.channels_out:
+        name = "fit_spectral_pol" if img.fit_spectral_pol else "fit_spectral_log_pol"
+        raise ctx.fail(f"{key}.{name}", terms, f"at most channels_out ({img.channels_out}) terms: raise channels_out")
+    if img.channels_out > 1 and img.multiscale:
+        raise ctx.fail(
+            f"{key}.multiscale",
+            True,
+            "multiscale CLEAN does not join channels yet: use channels_out 1 with multiscale, or Hogbom",
+        )
 
 
 def _check_calibration(cal: CalibrationConfig, key: str, ctx: _Ctx) -> None:

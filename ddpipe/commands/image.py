@@ -2,7 +2,8 @@
 with direction-dependent solutions.
 
 Option names follow WSClean's (two dashes, or one as WSClean writes them). Writes NAME-dirty.fits,
-NAME-psf.fits, NAME-model.fits, NAME-residual.fits and NAME-image.fits (restored),
+NAME-psf.fits, NAME-model.fits, NAME-residual.fits and NAME-image.fits (restored) — with
+``--channels-out N`` (N > 1) NAME-0000-*.fits ... per output channel and NAME-MFS-*.fits, as WSClean —
 and NAME-sources.txt (the CLEAN components as a makesourcedb sky model, one
 patch per facet) when there are components.
 
@@ -116,6 +117,28 @@ def _add_deconvolution_arguments(c: Any) -> None:  # an argparse argument group
     )
     c.add_argument("--multiscale-scales", "-multiscale-scales", metavar="LIST", help="scales in pixels, e.g. 0,4,16")
     c.add_argument(
+        "--channels-out",
+        "-channels-out",
+        type=int,
+        metavar="N",
+        help="image N output channels, cleaned jointly (peaks on their weighted sum, as WSClean's "
+        "-join-channels); writes NAME-0000-*.fits ... and NAME-MFS-*.fits",
+    )
+    c.add_argument(
+        "--fit-spectral-pol",
+        "-fit-spectral-pol",
+        type=int,
+        metavar="TERMS",
+        help="fit each component's channel fluxes with a polynomial of TERMS terms",
+    )
+    c.add_argument(
+        "--fit-spectral-log-pol",
+        "-fit-spectral-log-pol",
+        type=int,
+        metavar="TERMS",
+        help="the same with a polynomial in log flux vs log frequency",
+    )
+    c.add_argument(
         "--fits-mask", "-fits-mask", metavar="FITS", help="clean only where this image (same size) is non-zero"
     )
 
@@ -195,6 +218,9 @@ def imaging_overrides(args: argparse.Namespace) -> dict:
         "cache_mb",
         "threads",
         "wgridder_accuracy",
+        "channels_out",
+        "fit_spectral_pol",
+        "fit_spectral_log_pol",
     ):
         value = getattr(args, key)
         if value is not None:

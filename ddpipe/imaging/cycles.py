@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ddpipe.imaging.hogbom import MinorResult, hogbom
+from ddpipe.imaging.mfs import Channels, joined_hogbom
 from ddpipe.imaging.multiscale import MultiscaleCleaner
 from ddpipe.imaging.stats import mad_rms
 
@@ -44,7 +45,8 @@ class CleanSettings:
 
 @dataclass(frozen=True)
 class CleanResult:
-    """Final model (Jy/pixel) and residual (Jy/beam), ``(ny, nx)`` float32, and the bookkeeping."""
+    """Final model (Jy/pixel) and residual (Jy/beam), ``(ny, nx)`` float32 (``(N, ny, nx)`` with joined
+    channels), and the bookkeeping."""
 
     model: np.ndarray
     residual: np.ndarray
@@ -63,6 +65,7 @@ def clean_cycles(
     mask: np.ndarray | None = None,
     cleaner: MultiscaleCleaner | None = None,
     coupling: tuple[np.ndarray, np.ndarray] | None = None,
+    channels: Channels | None = None,
 ) -> CleanResult:
     """Deconvolve ``dirty`` with major cycles.
 
@@ -82,6 +85,10 @@ def clean_cycles(
         A multiscale cleaner to use instead of Hogbom.
     coupling
         ``(labels, C)`` facet coupling for Hogbom (see :func:`ddpipe.imaging.hogbom.hogbom`).
+    channels
+        Joined channels (:mod:`ddpipe.imaging.mfs`): ``dirty``, ``psf2``, the model and what
+        ``recompute`` takes and returns have a leading channel axis; thresholds and peaks
+        are those of the MFS image.
     """
     residual = dirty.astype(np.float32, copy=True)
     model = np.zeros(dirty.shape, dtype=np.float32)
@@ -89,9 +96,10 @@ def clean_cycles(
     mgain, reached = settings.mgain, None  # reached: the level the last minor cycle cleaned down to
     while n_iter < settings.niter and n_major < settings.max_major:
         t0 = time.perf_counter()
-        rms = mad_rms(residual)
+        mfs = residual if channels is None else channels.mfs(residual)
+        rms = mad_rms(mfs)
         stop = max(settings.threshold, settings.auto_threshold * rms)
-        absr = np.abs(residual) if mask is None else np.where(mask, np.abs(residual), 0)
+        absr = np.abs(mfs) if mask is None else np.where(mask, np.abs(mfs), 0)
         peak = float(absr.max())
         if peak <= stop:
             t_minor += time.perf_counter() - t0
@@ -99,7 +107,7 @@ def clean_cycles(
         mgain = _major_gain(mgain, peak, reached, n_major + 1)
         minor_stop = max(stop, (1.0 - mgain) * peak)
         res = _minor_cycle(
-            residual, psf2, model, settings, minor_stop, settings.niter - n_iter, mask, cleaner, coupling
+            residual, psf2, model, settings, minor_stop, settings.niter - n_iter, mask, cleaner, coupling, channels
         )
         n_iter += res.n_iter
         reached = minor_stop if res.reached_stop else None
@@ -150,8 +158,21 @@ def _minor_cycle(
     mask: np.ndarray | None,
     cleaner: MultiscaleCleaner | None,
     coupling: tuple[np.ndarray, np.ndarray] | None,
+    channels: Channels | None,
 ) -> MinorResult:
-    """One minor cycle down to ``stop`` (at most ``budget`` components), multiscale or Hogbom."""
+    """One minor cycle down to ``stop`` (at most ``budget`` components): multiscale, Hogbom or joined."""
+    if channels is not None:
+        return joined_hogbom(
+            residual,
+            psf2,
+            model,
+            channels,
+            gain=settings.gain,
+            stop=stop,
+            max_iter=budget,
+            mask=mask,
+            coupling=coupling,
+        )
     if cleaner is not None:
         return cleaner.clean(residual, model, gain=settings.gain, stop=stop, max_iter=budget, mask=mask)
     return hogbom(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -37,9 +37,11 @@ from ddpipe.imaging.facets import (
     neighbour_pairs,
 )
 from ddpipe.imaging.fitsio import ImageGeometry, read_image, write_image
+from ddpipe.imaging.mfs import Channels
 from ddpipe.imaging.msdata import MSDescription, describe_ms
 from ddpipe.imaging.multiscale import MultiscaleCleaner
-from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, scatter_level, split_model
+from ddpipe.imaging.passes import PassSpec, coupling_matrix, finish, finish_channels, scatter_level, split_model
+from ddpipe.imaging.spectral import SpectralFitter
 from ddpipe.imaging.stats import mad_rms
 from ddpipe.sky.model import SkyModel
 from ddpipe.sky.skymodel import write_skymodel
@@ -53,6 +55,12 @@ log = logging.getLogger(__name__)
 MAX_MAJOR = 20
 #: the five products, WSClean's names
 PRODUCTS = ("dirty", "psf", "model", "residual", "image")
+
+
+def products_prefix(prefix: str | Path, params: ImagingConfig) -> str:
+    """Where the (MFS) products go: PREFIX-image.fits ..., or PREFIX-MFS-image.fits ... with several
+    output channels (WSClean's names; the channels' own are PREFIX-0000-image.fits ...)."""
+    return f"{prefix}-MFS" if params.channels_out > 1 else str(prefix)
 
 
 @dataclass(frozen=True)
@@ -230,7 +238,8 @@ def _setup(
     labels = facet_labels(facets, shape, cell) if facets else None
     names = [f.name for f in facets]
     gains = tuple(GainTable(solutions, names, d.antenna_names, d.freq) if use_solutions else None for d in descs)
-    accuracy = dict(epsilon=params.wgridder_accuracy, nthreads=params.threads)
+    sampling = dict(epsilon=params.wgridder_accuracy, nthreads=params.threads)
+    sampling["channel_edges"] = channel_edges(descs, params)
     if use_solutions:
         boxes = facet_boxes(labels, names)
         spec = PassSpec(
@@ -241,16 +250,47 @@ def _setup(
             neighbours=neighbour_pairs(labels),
             centres=facet_centres(labels, boxes, cell),
             max_loss=params.facet_smearing,
-            **accuracy,
+            **sampling,
         )
     else:
-        spec = PassSpec.plain(shape, cell, **accuracy)
+        spec = PassSpec.plain(shape, cell, **sampling)
     return _Setup(descs, shape, cell, facets, labels, gains, spec)
+
+
+def channel_edges(descs: Sequence[MSDescription], params: ImagingConfig) -> tuple[float, ...]:
+    """The frequency edges (Hz) of ``params.channels_out`` groups of the Measurement Sets' channels,
+    as WSClean makes them: the channels of all MSs in frequency order, split into groups of (nearly)
+    equal count. () for one output channel."""
+    n = params.channels_out
+    if n <= 1:
+        return ()
+    freqs = np.unique(np.concatenate([d.freq for d in descs]))
+    if n > len(freqs):
+        raise UserError(
+            f"imaging.channels_out = {n} but the Measurement Set(s) have {len(freqs)} channel(s); "
+            f"use at most {len(freqs)}"
+        )
+    groups = np.array_split(freqs, n)
+    inner = [(a[-1] + b[0]) / 2 for a, b in zip(groups[:-1], groups[1:])]
+    return (float(freqs[0]) - 1.0, *map(float, inner), float(freqs[-1]) + 1.0)
+
+
+def channel_geometry(descs: Sequence[MSDescription], edges: tuple[float, ...]) -> list[tuple[float, float]]:
+    """(centre, bandwidth) in Hz of each output channel: the span of its channels' full widths."""
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        parts = [(d.freq, np.broadcast_to(d.chan_width, d.freq.shape)) for d in descs]
+        sel = [(f[(f >= lo) & (f < hi)], w[(f >= lo) & (f < hi)]) for f, w in parts]
+        low = min(float(np.min(f - w / 2)) for f, w in sel if f.size)
+        high = max(float(np.max(f + w / 2)) for f, w in sel if f.size)
+        out.append(((low + high) / 2, high - low))
+    return out
 
 
 class _Residuals:
     """One pass over the data: the residual image (and PSF) of a model; remembers how the
-    facets couple, measured in the first (dirty) pass."""
+    facets couple, measured in the first (dirty) pass. With several output channels it returns
+    the channel cubes and keeps the MFS images of the last pass in ``mfs``."""
 
     def __init__(self, setup: _Setup, engine: Any):
         self.setup, self.engine = setup, engine
@@ -280,15 +320,24 @@ class _Residuals:
             raise UserError(self.empty) from None
         if total.coupling is not None:
             self.measured.update(coupling=coupling_matrix(total.coupling), scatter=scatter_level(total))
-        return residual, psf_img
+        if total.channels is None:
+            return residual, psf_img
+        self.mfs = (residual, psf_img)
+        cube, psf_cube, weights = finish_channels(total, s.spec, s.labels)
+        if psf_cube is not None:
+            self.measured["channel_weights"] = weights
+        return cube, psf_cube
 
 
 @dataclass(frozen=True)
 class _Images:
-    dirty: np.ndarray
+    dirty: np.ndarray  # the MFS image with several output channels
     psf: np.ndarray
     beam: Any  # ddpipe.imaging.beam.Beam
-    cleaned: Any  # ddpipe.imaging.cycles.CleanResult
+    cleaned: Any  # ddpipe.imaging.cycles.CleanResult (cubes with several output channels)
+    channels: Channels | None = None
+    channel_dirty: np.ndarray | None = None  # (N, ny, nx)
+    channel_psf: np.ndarray | None = None  # (N, ny, nx)
 
 
 def _deconvolve(
@@ -311,7 +360,13 @@ def _deconvolve(
     dirty, psf2 = residual_of(None, psf_shape)
     timings["dirty"] = time.perf_counter() - t0
     oy, ox = (psf_shape[0] - ny) // 2, (psf_shape[1] - nx) // 2
-    psf = psf2[oy : oy + ny, ox : ox + nx]  # the image-sized PSF that is written out
+    channels = None
+    if setup.spec.n_channels > 1:
+        channels = _channels(setup, params, residual_of.measured["channel_weights"])
+        mfs_dirty, mfs_psf2 = residual_of.mfs
+    else:
+        mfs_dirty, mfs_psf2 = dirty, psf2
+    psf = mfs_psf2[oy : oy + ny, ox : ox + nx]  # the image-sized PSF that is written out
     t0 = time.perf_counter()
     beam = fit_beam(psf, setup.cell)
     timings["beam"] = time.perf_counter() - t0
@@ -323,16 +378,64 @@ def _deconvolve(
     mgain, coupling = _major_gain(setup, params, residual_of.measured)
     settings = CleanSettings(params.niter, params.gain, mgain, params.threshold, params.auto_threshold, MAX_MAJOR)
     cleaned = clean_cycles(
-        dirty, psf2, settings, lambda m: residual_of(m)[0], mask=clean_mask, cleaner=cleaner, coupling=coupling
+        dirty,
+        psf2,
+        settings,
+        lambda m: residual_of(m)[0],
+        mask=clean_mask,
+        cleaner=cleaner,
+        coupling=coupling,
+        channels=channels,
     )
     timings["minor"] = cleaned.seconds_minor
     timings["major"] = cleaned.seconds_major
-    return _Images(dirty, psf, beam, cleaned)
+    if channels is None:
+        return _Images(dirty, psf, beam, cleaned)
+    return _Images(mfs_dirty, psf, beam, cleaned, channels, dirty, psf2[:, oy : oy + ny, ox : ox + nx])
+
+
+def _channels(setup: _Setup, params: ImagingConfig, weights: np.ndarray) -> Channels:
+    """The output channels' weights and the spectral fit joined CLEAN smooths each component with."""
+    freqs = np.array([f for f, _ in channel_geometry(setup.descs, setup.spec.channel_edges)])
+    fitter = spectral_fitter(params, freqs, weights)
+    log.info(
+        "%d output channels of %s MHz joined in CLEAN%s",
+        len(freqs),
+        ", ".join(f"{f / 1e6:.2f}" for f in freqs),
+        ""
+        if fitter is None
+        else f", components fitted with {fitter.nterms} {'log-' if fitter.log else ''}polynomial terms",
+    )
+    return Channels(np.asarray(weights, dtype=np.float64), None if fitter is None else fitter.smooth)
+
+
+def _sky_fitter(setup: _Setup, params: ImagingConfig, channels: Channels) -> SpectralFitter:
+    """The spectra the components' sky model carries: the deconvolution's fit, or without one a
+    polynomial through every channel's flux (as many terms as channels: DP3's predict then gives
+    each component its cleaned flux at every output channel's frequency)."""
+    freqs = np.array([f for f, _ in channel_geometry(setup.descs, setup.spec.channel_edges)])
+    fitter = spectral_fitter(params, freqs, channels.weights)
+    if fitter is None:
+        fitter = SpectralFitter(freqs, np.asarray(channels.weights, dtype=np.float64), len(freqs))
+    return fitter
+
+
+def spectral_fitter(params: ImagingConfig, freqs: np.ndarray, weights: np.ndarray) -> SpectralFitter | None:
+    """The fit ``fit_spectral_pol`` / ``fit_spectral_log_pol`` asks for, None without one."""
+    terms = params.fit_spectral_pol or params.fit_spectral_log_pol
+    if not terms:
+        return None
+    return SpectralFitter(
+        np.asarray(freqs, dtype=np.float64),
+        np.asarray(weights, dtype=np.float64),
+        terms,
+        bool(params.fit_spectral_log_pol),
+    )
 
 
 def _major_gain(setup: _Setup, params: ImagingConfig, measured: Mapping[str, Any]) -> tuple[float, Any]:
     """The major-cycle gain and the facet coupling the minor cycle may use (DD facets only)."""
-    if not measured:
+    if "coupling" not in measured:
         return params.mgain, None
     cmat, scatter = measured["coupling"], measured["scatter"]
     off = cmat[~np.eye(len(setup.facets), dtype=bool)]
@@ -356,9 +459,12 @@ def _major_gain(setup: _Setup, params: ImagingConfig, measured: Mapping[str, Any
 def _write_products(
     setup: _Setup, params: ImagingConfig, images: _Images, prefix: Path, timings: dict, t_start: float
 ) -> ImageResult:
-    """Restore, write the five FITS images and the components' sky model, and sum up."""
-    cleaned, beam = images.cleaned, images.beam
+    """Restore, write the five FITS images (per output channel and MFS, as WSClean names them, with
+    several channels) and the components' sky model, and sum up."""
+    cleaned, beam, channels = images.cleaned, images.beam, images.channels
     model, residual = cleaned.model, cleaned.residual
+    if channels is not None:
+        model, residual = channels.mfs(cleaned.model), channels.mfs(cleaned.residual)
     t0 = time.perf_counter()
     restored = restore(model, residual, beam, setup.cell, nthreads=params.threads)
     timings["restore"] = time.perf_counter() - t0
@@ -371,17 +477,18 @@ def _write_products(
         "DDPMAJOR": cleaned.n_major,
         "DDPWEIGH": params.weight if params.weight != "briggs" else f"briggs({params.robust:g})",
     }
-    out = {}
-    for name, img, unit in (
-        ("dirty", images.dirty, "JY/BEAM"),
-        ("psf", images.psf, "JY/BEAM"),
-        ("model", model, "JY/PIXEL"),
-        ("residual", residual, "JY/BEAM"),
-        ("image", restored, "JY/BEAM"),
-    ):
-        out[name] = write_image(f"{prefix}-{name}.fits", img, geom, bunit=unit, beam=beam, extra=extra)
+    name = products_prefix(prefix, params)
+    planes = dict(dirty=images.dirty, psf=images.psf, model=model, residual=residual, image=restored)
+    out = _write_set(name, planes, geom, beam, extra)
+    if channels is not None:
+        _write_channels(setup, params, images, prefix, geom, extra)
     centre = setup.descs[0].phase_centre
-    components = model_to_skymodel(model, setup.cell, centre, geom.freq, facets=setup.facets, labels=setup.labels)
+    spectra = {}
+    if channels is not None:
+        spectra = dict(channel_models=cleaned.model, fitter=_sky_fitter(setup, params, channels))
+    components = model_to_skymodel(
+        model, setup.cell, centre, geom.freq, facets=setup.facets, labels=setup.labels, **spectra
+    )
     sky_path = write_skymodel(components, Path(f"{prefix}-sources.txt")) if components.sources else None
     timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -413,6 +520,33 @@ def _write_products(
 
 
 # --------------------------------------------------------------------------- helpers
+
+_UNITS = dict(dirty="JY/BEAM", psf="JY/BEAM", model="JY/PIXEL", residual="JY/BEAM", image="JY/BEAM")
+
+
+def _write_set(name: str, planes: Mapping[str, np.ndarray], geom: ImageGeometry, beam: Any, extra: dict) -> dict:
+    """NAME-{dirty,psf,model,residual,image}.fits; their paths by product."""
+    return {
+        p: write_image(f"{name}-{p}.fits", planes[p], geom, bunit=_UNITS[p], beam=beam, extra=extra) for p in PRODUCTS
+    }
+
+
+def _write_channels(
+    setup: _Setup, params: ImagingConfig, images: _Images, prefix: Path, geom: ImageGeometry, extra: dict
+) -> None:
+    """PREFIX-0000-{dirty,...}.fits per output channel, each restored with its own PSF's beam."""
+    cleaned, weights = images.cleaned, images.channels.weights
+    for c, (freq, width) in enumerate(channel_geometry(setup.descs, setup.spec.channel_edges)):
+        beam = fit_beam(images.channel_psf[c], setup.cell) if weights[c] > 0 else images.beam
+        model, residual = cleaned.model[c], cleaned.residual[c]
+        planes = dict(
+            dirty=images.channel_dirty[c],
+            psf=images.channel_psf[c],
+            model=model,
+            residual=residual,
+            image=restore(model, residual, beam, setup.cell, nthreads=params.threads),
+        )
+        _write_set(f"{prefix}-{c:04d}", planes, replace(geom, freq=freq, bandwidth=width), beam, extra)
 
 
 def _geometry(descs: Sequence[MSDescription], shape: tuple[int, int], cell: float) -> ImageGeometry:

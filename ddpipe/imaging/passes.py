@@ -54,6 +54,13 @@ class PassSpec:
     max_loss: float = 0.01
     #: keep each facet's per-sample H between passes (the engine decides, from its memory budget)
     cache_h: bool = False
+    #: output channels (WSClean's ``-channels-out``): the N + 1 frequency edges (Hz) of N channel
+    #: groups, each imaged on its own; () is one group, the whole band
+    channel_edges: tuple[float, ...] = ()
+
+    @property
+    def n_channels(self) -> int:
+        return max(1, len(self.channel_edges) - 1)
 
     @property
     def averaged(self) -> bool:
@@ -80,6 +87,8 @@ class PassPartial:
     coupling: np.ndarray | None = None  # (nf, nf) complex sums, see facet_coupling
     responses: dict | None = None  # {(f, d) or "psf": unnormalised response image}, see facet_response
     response_wsum: float = 0.0
+    #: with several output channels: each channel group's own sums (the fields above are their total)
+    channels: list["PassPartial"] | None = None
 
     def add(self, other: "PassPartial") -> "PassPartial":
         """Sum in place (``other`` is from other rows of the same image); returns self."""
@@ -94,7 +103,18 @@ class PassPartial:
         if other.responses:
             self.responses = {k: v + (self.responses or {}).get(k, 0) for k, v in other.responses.items()}
             self.response_wsum += other.response_wsum
+        if other.channels is not None:
+            for a, b in zip(self.channels, other.channels):
+                a.add(b)
         return self
+
+    @classmethod
+    def zeros(cls, spec: "PassSpec", want_psf: tuple[int, int] | None) -> "PassPartial":
+        """The sums of no rows (a channel group a range has no channels in)."""
+        out = cls([np.zeros(b.shape) for b in spec.boxes], np.zeros(len(spec.boxes)))
+        if want_psf is not None:
+            out.psf = np.zeros(want_psf, dtype=np.float32)
+        return out
 
 
 class RowGains:
@@ -145,10 +165,70 @@ def grid_rows(
     gains
         Facet gains of these rows (None: no correction).
     components
-        ``{box index: (ys, xs, values)}`` of the model, Jy/pixel, in box pixels.
+        ``{box index: (ys, xs, values)}`` of the model, Jy/pixel, in box pixels; with
+        several output channels ``values`` is ``(channel, component)``.
     want_psf
         ``(py, px)`` of the PSF to grid (2-D, no w-term), or None.
+
+    With several output channels (``spec.channel_edges``) each channel group is gridded
+    on its own with its own model values (:attr:`PassPartial.channels`); the top-level
+    sums are their total, the multi-frequency (MFS) image. The facet coupling is measured
+    once, on the whole band.
     """
+    if spec.n_channels == 1:
+        return _grid_group(prep, spec, gains, components, want_psf, measure=True)
+    parts = []
+    for g in range(spec.n_channels):
+        view = channel_view(prep, spec.channel_edges[g], spec.channel_edges[g + 1])
+        if view is None:
+            parts.append(PassPartial.zeros(spec, want_psf))
+            continue
+        sub, chans = view
+        comps = None if components is None else {d: (y, x, v[g]) for d, (y, x, v) in components.items()}
+        sub_gains = None if gains is None else RowGains(gains.table[:, chans], gains.index)
+        parts.append(_grid_group(sub, spec, sub_gains, comps, want_psf, measure=False))
+    out = PassPartial([np.zeros(b.shape) for b in spec.boxes], np.zeros(len(spec.boxes)))
+    for part in parts:
+        out.add(part)
+    out.channels = parts
+    if want_psf is not None and gains is not None:
+        _measure_coupling(out, prep, spec, gains, stokes_weight(prep.weight))
+    return out
+
+
+def channel_view(prep: PreparedRows, lo: float, hi: float) -> tuple[PreparedRows, slice | np.ndarray] | None:
+    """The channels of ``prep`` in ``[lo, hi)`` Hz as rows of their own (sharing ``prep``'s arrays,
+    keeping their own per-facet caches between passes) and their channel selection; None if none."""
+    key = (lo, hi)
+    if key not in prep.views:
+        idx = np.flatnonzero((prep.freq >= lo) & (prep.freq < hi))
+        if idx.size == 0:
+            prep.views[key] = None
+        else:
+            sel = slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
+            sub = replace(
+                prep,
+                freq=prep.freq[sel],
+                vis=prep.vis[:, sel],
+                weight=prep.weight[:, sel],
+                cells=None,
+                averages={},
+                h={},
+                views={},
+            )
+            prep.views[key] = (sub, sel)
+    return prep.views[key]
+
+
+def _grid_group(
+    prep: PreparedRows,
+    spec: PassSpec,
+    gains: RowGains | None,
+    components: Mapping[int, Components] | None,
+    want_psf: tuple[int, int] | None,
+    measure: bool,
+) -> PassPartial:
+    """:func:`grid_rows` for one channel group (``measure``: also the facet coupling, with the PSF)."""
     uvw, freq, sampling = prep.uvw, prep.freq, spec.sampling
     ws = stokes_weight(prep.weight)
     images, wsum = [], np.zeros(len(spec.boxes))
@@ -184,12 +264,17 @@ def grid_rows(
     if want_psf is not None:
         out.psf = gridder.psf_image(uvw, freq, ws, want_psf, sampling)  # float32: it is twice the image
         out.psf_wsum = float(ws.sum(dtype=np.float64))
-        if gains is not None:
-            # the time slots measured are the same whatever the ranges: about 16 of them
-            every = max(1, prep.n_slots // COUPLING_SLOTS)
-            out.coupling = facet_coupling(gains, ws, len(spec.boxes), np.flatnonzero(prep.step % every == 0))
-            out.responses, out.response_wsum = facet_response(prep, spec, gains, ws)
+        if gains is not None and measure:
+            _measure_coupling(out, prep, spec, gains, ws)
     return out
+
+
+def _measure_coupling(out: PassPartial, prep: PreparedRows, spec: PassSpec, gains: RowGains, ws: np.ndarray) -> None:
+    """The facet coupling and scattered responses of these rows into ``out``."""
+    # the time slots measured are the same whatever the ranges: about 16 of them
+    every = max(1, prep.n_slots // COUPLING_SLOTS)
+    out.coupling = facet_coupling(gains, ws, len(spec.boxes), np.flatnonzero(prep.step % every == 0))
+    out.responses, out.response_wsum = facet_response(prep, spec, gains, ws)
 
 
 def _facet_h(prep: PreparedRows, spec: PassSpec, gains: RowGains, f: int) -> np.ndarray:
@@ -378,11 +463,12 @@ def coupling_matrix(sums: np.ndarray) -> np.ndarray:
 
 
 def split_model(model: np.ndarray, spec: PassSpec, labels: np.ndarray | None) -> dict[int, Components]:
-    """The model's non-zero pixels per box, in box pixels (each facet's own pixels only)."""
-    ys, xs = np.nonzero(model)
+    """The model's non-zero pixels per box, in box pixels (each facet's own pixels only). A
+    ``(N, ny, nx)`` model (joined channels) gives values ``(N, component)``."""
+    ys, xs = np.nonzero(model if model.ndim == 2 else np.any(model != 0, axis=0))
     if ys.size == 0:
         return {}
-    vals = model[ys, xs]
+    vals = model[..., ys, xs]
     out = {}
     if not spec.facets:
         return {0: (ys, xs, vals)}
@@ -390,7 +476,7 @@ def split_model(model: np.ndarray, spec: PassSpec, labels: np.ndarray | None) ->
     for box in spec.boxes:
         sel = lab == box.index
         if sel.any():
-            out[box.index] = (ys[sel] - box.y0, xs[sel] - box.x0, vals[sel])
+            out[box.index] = (ys[sel] - box.y0, xs[sel] - box.x0, vals[..., sel])
     return out
 
 
@@ -418,3 +504,26 @@ def finish(
     if total.psf is not None:
         psf = (total.psf / total.psf_wsum).astype(np.float32)
     return residual.astype(np.float32), psf
+
+
+def finish_channels(
+    total: PassPartial, spec: PassSpec, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Per output channel (:attr:`PassPartial.channels`): the residual cube ``(N, ny, nx)``, the PSF
+    cube or None, and each channel's weight (its Stokes I weight sum; 0 for a channel without data,
+    whose images are 0)."""
+    cubes, psfs, weights = [], [], []
+    for part in total.channels:
+        weight = part.psf_wsum if part.psf is not None else float(part.wsum.sum())
+        try:
+            residual, psf = finish(part, spec, labels, "")
+        except ValueError:  # no weight in this channel
+            residual, psf = np.zeros(spec.shape, np.float32), None
+            weight = 0.0
+        if part.psf is not None and psf is None:
+            psf = np.zeros(part.psf.shape, np.float32)
+        cubes.append(residual)
+        psfs.append(psf)
+        weights.append(weight)
+    psf_cube = np.stack(psfs) if psfs[0] is not None else None
+    return np.stack(cubes), psf_cube, np.asarray(weights)

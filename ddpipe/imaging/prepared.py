@@ -92,6 +92,8 @@ class PreparedRows:
     #: when the engine's budget allows, its per-sample H (averaging.facet_h)
     averages: dict = field(default_factory=dict)
     h: dict = field(default_factory=dict)
+    #: per output-channel group, its channels as rows of their own (:func:`ddpipe.imaging.passes.channel_view`)
+    views: dict = field(default_factory=dict)
 
     @property
     def npol(self) -> int:
@@ -100,10 +102,15 @@ class PreparedRows:
     @property
     def nbytes(self) -> int:
         arrays = (self.uvw, self.time, self.ant1, self.ant2, self.vis, self.weight, self.step)
+        return sum(a.nbytes for a in arrays) + self.cache_bytes
+
+    @property
+    def cache_bytes(self) -> int:
+        """What the per-facet caches hold, the channel groups' (which share the arrays) included."""
         return (
-            sum(a.nbytes for a in arrays)
-            + sum(a.nbytes for a in self.averages.values())
+            sum(a.nbytes for a in self.averages.values())
             + sum(h.nbytes for h in self.h.values())
+            + sum(v[0].cache_bytes for v in self.views.values() if v is not None)
         )
 
 

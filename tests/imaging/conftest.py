@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from imaging_helpers import CENTRE, SMALL, point_skymodel
+from imaging_helpers import CENTRE, SMALL, WIDE, point_skymodel, spectral_point_skymodel
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,14 @@ def sim_dd(tmp_path_factory: pytest.TempPathFactory):
     corrupted = simulate(root / "dd.ms", spec)
     clean = simulate(root / "clean.ms", dataclasses.replace(spec, corrupt=False))
     return corrupted, clean
+
+
+@pytest.fixture(scope="session")
+def sim_wide(tmp_path_factory: pytest.TempPathFactory):
+    """POINTS with spectral indices over a 40 MHz band (16 channels), uncorrupted, low noise."""
+    from ddpipe.simulate import SimulationSpec, simulate
+
+    root = tmp_path_factory.mktemp("sim_wide")
+    sky = spectral_point_skymodel(root / "input.skymodel")
+    spec = SimulationSpec(**WIDE, ra=CENTRE[0], dec=CENTRE[1], skymodel=str(sky), noise=0.02, corrupt=False, seed=11)
+    return simulate(root / "wide.ms", spec)

@@ -40,6 +40,28 @@ def point_skymodel(path: Path) -> Path:
     return path
 
 
+#: spectral index (log, one term) of each of POINTS in the wide-band fixture, at WIDE_REF_FREQ
+POINT_SPECTRAL_INDEX = {"A": -0.8, "B": -0.3, "C": -1.2, "D": 0.0}
+WIDE_REF_FREQ = 150e6
+#: 16 channels of 2.5 MHz from 131.25 MHz: a 40 MHz band (130-170 MHz)
+WIDE = dict(stations=16, times=60, channels=16, interval=20.0, freq_start=131.25e6, chan_width=2.5e6)
+
+
+def spectral_point_skymodel(path: Path) -> Path:
+    """POINTS with the spectra of POINT_SPECTRAL_INDEX (LogarithmicSI true), one patch per source."""
+    rows = point_radec()
+    lines = ["# (Name, Type, Patch, Ra, Dec, I, ReferenceFrequency, SpectralIndex, LogarithmicSI) = format", ""]
+    lines += [f", , P{n}, {math.degrees(ra)}deg, {math.degrees(dec)}deg" for n, ra, dec, _ in rows]
+    lines.append("")
+    lines += [
+        f"{n}, POINT, P{n}, {math.degrees(ra)}deg, {math.degrees(dec)}deg, {f}, {WIDE_REF_FREQ}, "
+        f"[{POINT_SPECTRAL_INDEX[n]}], true"
+        for n, ra, dec, f in rows
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def need_wsclean() -> None:
     """Skip without WSClean, but fail under CI where it must be installed (as the root conftest's need_tool)."""
     import os
