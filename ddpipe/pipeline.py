@@ -27,9 +27,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ddpipe.calibrate import calibrate
+from ddpipe.cluster import open_cluster
 from ddpipe.config import Config, CycleConfig, ImagingConfig
 from ddpipe.errors import UserError
+from ddpipe.imaging.imager import PRODUCTS, make_image, products_prefix
+from ddpipe.quality import image_figures
+from ddpipe.report import dask_performance_report, write_failed_report, write_report, write_summary
+from ddpipe.sky.directions import group_into_directions, patch_directions, require_directions
+from ddpipe.sky.skymodel import read_skymodel, write_skymodel
+from ddpipe.solutions.compare import gain_errors
+from ddpipe.solutions.h5parm import read_h5parm
 from ddpipe.state import State, WorkdirLock, digest, sha256_file
+from ddpipe.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +142,6 @@ def solution_stats(h5: Path) -> dict[str, Any]:
 
     A chain's later soltabs of a kind get their name as prefix (``phase001_rms_rad``,
     ``amplitude001_mean``); the first of a kind keeps the plain keys."""
-    from ddpipe.solutions.h5parm import read_h5parm
-
     sol = read_h5parm(h5)
     out: dict[str, Any] = {"directions": {}}
     for name, tab in sol.soltabs.items():
@@ -187,8 +195,6 @@ class Pipeline:
     # -- inputs --
     def check_inputs(self) -> None:
         """Everything ``ddpipe validate`` checks too (:func:`ddpipe.validation.validate`)."""
-        from ddpipe.validation import validate
-
         validate(self.cfg, "run")
 
     def run(self) -> RunSummary:
@@ -208,9 +214,6 @@ class Pipeline:
         return self.summary
 
     def _run_locked(self) -> None:
-        from ddpipe.cluster import open_cluster
-        from ddpipe.report import write_failed_report, write_report, write_summary
-
         cfg = self.cfg
         first = cfg.cycles[0]
         t = time.monotonic()
@@ -218,7 +221,9 @@ class Pipeline:
             "cycle_00/image", self.workdir / "cycle_00" / "image", cfg.inputs.ms, first.imaging, None, None
         )
         self.summary.timings["image_before"] = time.monotonic() - t
-        self.summary.before_quality = self._quality(self.workdir / "cycle_00" / "image", None)
+        self.summary.before_quality = self._quality(
+            products_prefix(self.workdir / "cycle_00" / "image", first.imaging), None
+        )
         reference = {}
         sky = None
         client = None
@@ -242,7 +247,9 @@ class Pipeline:
                     ref_dr = reference[key]
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr
-                        self.summary.reference_quality = self._quality(self.workdir / "reference" / key / "image", None)
+                        self.summary.reference_quality = self._quality(
+                            products_prefix(self.workdir / "reference" / key / "image", cyc.imaging), None
+                        )
                 if client is None and not self._cycle_done(cyc, sky):
                     client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
                 try:
@@ -265,9 +272,6 @@ class Pipeline:
         return self.workdir / f"cycle_{cyc.index:02d}"
 
     def _sky_for(self, cyc: CycleConfig, prev_sky: Path | None) -> tuple[Path, tuple[str, ...]]:
-        from ddpipe.sky.directions import patch_directions, require_directions
-        from ddpipe.sky.skymodel import read_skymodel
-
         if prev_sky is None:
             path, names = require_directions(
                 self.cfg.inputs.skymodel, cyc.calibration.n_directions, self._cycle_dir(cyc)
@@ -303,9 +307,6 @@ class Pipeline:
     def _cycle_done(self, cyc: CycleConfig, prev_sky: Path | None) -> bool:
         """True when this cycle needs no cluster: its calibration is done and intact and, when images
         are made on the cluster (``cluster.imaging``), so is its image."""
-        from ddpipe.sky.directions import patch_directions
-        from ddpipe.sky.skymodel import read_skymodel
-
         if self.force:
             return False
         try:
@@ -324,11 +325,7 @@ class Pipeline:
         return self.state.done(f"{name}/image", key) is not None
 
     def cycle(self, cyc: CycleConfig, prev_sky: Path | None, client: Any, ref_dr: float | None) -> Path:
-        from ddpipe.calibrate import calibrate
-        from ddpipe.sky.directions import group_into_directions, patch_directions
-        from ddpipe.sky.skymodel import read_skymodel, write_skymodel
-
-        cfg, state = self.cfg, self.state
+        """One self-calibration cycle: calibrate → image with facets → next sky model; returns that model."""
         cdir = self._cycle_dir(cyc)
         cdir.mkdir(parents=True, exist_ok=True)
         name = f"cycle_{cyc.index:02d}"
@@ -336,15 +333,59 @@ class Pipeline:
         sky, directions = self._sky_for(cyc, prev_sky)
         log.info("=== cycle %d: %s, %d direction(s) ===", cyc.index, cyc.calibration.modes, len(directions))
 
-        # calibrate
         t = time.monotonic()
+        rec = self._calibrate_stage(cyc, sky, directions, client)
+        n_chunks = rec.get("chunks", 0)
+        reused = rec.get("reused", 0) if rec.fresh else n_chunks  # a stage done earlier reuses every chunk
+        h5 = cdir / "solutions.h5"
+        timings["calibrate"] = time.monotonic() - t
+
+        t = time.monotonic()
+        facets = patch_directions(read_skymodel(sky))
+        stats = self.image_stage(
+            f"{name}/image", cdir / "image", self.cfg.inputs.ms, cyc.imaging, h5, facets, sha256_file(h5), client
+        )
+        timings["image"] = time.monotonic() - t
+
+        t = time.monotonic()
+        cycles = self.cfg.cycles
+        out = self._skymodel_stage(cyc, cycles[cyc.index] if cyc.index < len(cycles) else cyc)
+        timings["skymodel"] = time.monotonic() - t
+
+        self.summary.cycles.append(
+            CycleSummary(
+                cyc.index,
+                cyc.calibration.modes,
+                len(directions),
+                stats,
+                ref_dr,
+                rec.get("stats", {}),
+                timings,
+                n_chunks,
+                reused,
+                self._quality(products_prefix(cdir / "image", cyc.imaging), h5),
+                rec.get("iterations", []),
+            )
+        )
+        ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
+        log.info(
+            "cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components",
+            cyc.index,
+            stats.dynamic_range,
+            ref,
+            stats.rms,
+            stats.n_components,
+        )
+        return out
+
+    def _calibrate_stage(self, cyc: CycleConfig, sky: Path, directions: Sequence[str], client: Any) -> StageRecord:
+        """DP3 over every chunk (:func:`ddpipe.calibrate.calibrate`), Dask's performance report of it saved."""
+        name, cdir, state = f"cycle_{cyc.index:02d}", self._cycle_dir(cyc), self.state
 
         def solve() -> tuple[list[Path], dict[str, Any]]:
-            from ddpipe.report import dask_performance_report
-
             with dask_performance_report(self.workdir / "report" / f"dask-calibrate-{name}.html"):
                 res = calibrate(
-                    replace(cfg, calibration=cyc.calibration),
+                    replace(self.cfg, calibration=cyc.calibration),
                     str(sky),
                     directions,
                     cdir,
@@ -359,33 +400,13 @@ class Pipeline:
                 stats=solution_stats(res.solutions),
             )
 
-        rec = self.run_once(f"{name}/calibrate", self._cal_key(cyc, sky), solve)
-        n_chunks = rec.get("chunks", 0)
-        reused = rec.get("reused", 0) if rec.fresh else n_chunks  # a stage done earlier reuses every chunk
-        h5 = cdir / "solutions.h5"
-        timings["calibrate"] = time.monotonic() - t
+        return self.run_once(f"{name}/calibrate", self._cal_key(cyc, sky), solve)
 
-        # image with facets
-        t = time.monotonic()
-        model = read_skymodel(sky)
-        facets = patch_directions(model)
-        stats = self.image_stage(
-            f"{name}/image",
-            cdir / "image",
-            cfg.inputs.ms,
-            cyc.imaging,
-            h5,
-            facets,
-            extra_key=sha256_file(h5),
-            client=client,
-        )
-        timings["image"] = time.monotonic() - t
-
-        # next sky model: CLEAN components grouped into directions
-        t = time.monotonic()
+    def _skymodel_stage(self, cyc: CycleConfig, nxt: CycleConfig) -> Path:
+        """The next cycle's sky model: this cycle's CLEAN components grouped into ``nxt``'s directions."""
+        cdir = self._cycle_dir(cyc)
         comps = cdir / "image-components.skymodel"
         out = cdir / "skymodel.txt"
-        nxt = cfg.cycles[cyc.index] if cyc.index < len(cfg.cycles) else cyc
         key = digest({"components": sha256_file(comps) if comps.exists() else None, "n": nxt.calibration.n_directions})
 
         def regroup() -> tuple[list[Path], dict[str, Any]]:
@@ -398,40 +419,12 @@ class Pipeline:
             write_skymodel(grouped, out)
             return [out], dict(n_sources=len(grouped.sources), n_directions=len(grouped.patches))
 
-        self.run_once(f"{name}/skymodel", key, regroup)
-        timings["skymodel"] = time.monotonic() - t
-
-        summary = CycleSummary(
-            cyc.index,
-            cyc.calibration.modes,
-            len(directions),
-            stats,
-            ref_dr,
-            rec.get("stats", {}),
-            timings,
-            n_chunks,
-            reused,
-            self._quality(cdir / "image", h5),
-            rec.get("iterations", []),
-        )
-        self.summary.cycles.append(summary)
-        ref = f" (uncorrupted reference {ref_dr:.0f})" if ref_dr else ""
-        log.info(
-            "cycle %d: dynamic range %.0f%s, rms %.3g Jy/beam, %d components",
-            cyc.index,
-            stats.dynamic_range,
-            ref,
-            stats.rms,
-            stats.n_components,
-        )
+        self.run_once(f"cycle_{cyc.index:02d}/skymodel", key, regroup)
         return out
 
     # -- quality figures (ddpipe.quality) --
-    def _quality(self, prefix: Path, h5: Path | None) -> dict[str, Any]:
+    def _quality(self, prefix: str | Path, h5: Path | None) -> dict[str, Any]:
         """The figures of one image (and its solutions): see :mod:`ddpipe.quality`."""
-        from ddpipe.quality import image_figures
-        from ddpipe.solutions.compare import gain_errors
-
         ins = self.cfg.inputs
         restored, residual = Path(f"{prefix}-image.fits"), Path(f"{prefix}-residual.fits")
         out: dict[str, Any] = {}
@@ -460,8 +453,6 @@ class Pipeline:
         extra_key: str | None = None,
         client: Any = None,
     ) -> ImageStats:
-        from ddpipe.imaging.imager import PRODUCTS
-
         def image() -> tuple[list[Path], dict[str, Any]]:
             res = self._make_image(prefix, ms, params, h5, facets, client)
             outputs = [res.paths[p] for p in PRODUCTS]
@@ -477,9 +468,6 @@ class Pipeline:
     def _make_image(
         self, prefix: Path, ms: Sequence[str], params: ImagingConfig, h5: Path | None, facets: Any, client: Any
     ) -> Any:
-        from ddpipe.imaging.imager import make_image
-        from ddpipe.solutions.h5parm import read_h5parm
-
         prefix.parent.mkdir(parents=True, exist_ok=True)
         sol = read_h5parm(h5) if h5 is not None else None
         on_cluster = client is not None and self.cfg.cluster.imaging
