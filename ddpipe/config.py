@@ -329,12 +329,7 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             if f.metadata.get("chain"):
                 kw[f.name] = ()
                 kw[f.name] = _chain(value.get(f.name), tp(**kw), f"{key}.{f.name}", ctx)
-        out = tp(**kw)
-        if tp is CalibrationConfig:
-            _check_calibration(out, key, ctx)
-        if tp is InputsConfig:
-            out = _expand_globs(out, key, ctx)
-        return out
+        return _whole_section(tp(**kw), key, ctx)
     if origin is tuple:
         if value is None or isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
             if isinstance(value, str) and meta.get("path"):
@@ -391,6 +386,15 @@ def _convert(value: Any, tp: Any, meta: Any, key: str, ctx: _Ctx) -> Any:
             out[str(k)] = v
         return out
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in the schema, not user error
+
+
+def _whole_section(out: Any, key: str, ctx: _Ctx) -> Any:
+    """A section once all its keys are converted: the rules between its keys, its globs expanded."""
+    if isinstance(out, CalibrationConfig):
+        _check_calibration(out, key, ctx)
+    if isinstance(out, InputsConfig):
+        return _expand_globs(out, key, ctx)
+    return out
 
 
 def _expand_globs(ins: InputsConfig, key: str, ctx: _Ctx) -> InputsConfig:

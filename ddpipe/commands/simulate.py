@@ -61,7 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="phase centre Dec: degrees, or dd:mm:ss; write a negative one as --dec=-30:00:00 "
         "(default +50 lofar, -30 ska-low)",
     )
-    s = parser.add_argument_group("sky, gains and noise")
+    _sky_arguments(parser.add_argument_group("sky, gains and noise"), d)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT.ms and its sky model/truth")
+
+
+def _sky_arguments(s, d) -> None:
+    """The options of the sky, the gains and the noise (defaults from the SimulationSpec ``d``)."""
     s.add_argument(
         "--directions",
         type=int,
@@ -110,7 +115,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-corrupt", action="store_true", help="do not apply the gains (same sky and noise as with the same --seed)"
     )
     s.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT.ms and its sky model/truth")
 
 
 def spec_from_args(args: argparse.Namespace):
