@@ -216,6 +216,8 @@ def _setup(
     facet_directions: Sequence[tuple[str, float, float]] | None,
 ) -> _Setup:
     nx, ny = check_field(ImagingConfig, "size", params.size, "imaging.size", source="make_image")
+    if params.channels_out > 1 and params.multiscale and params.niter > 0:  # the config refuses it too
+        raise UserError("multiscale CLEAN does not join channels yet: image with channels_out 1, or Hogbom")
     shape = (ny, nx)
     cell = math.radians(params.scale / 3600.0)
     descs = tuple(describe_ms(p, data_column) for p in ms_paths)

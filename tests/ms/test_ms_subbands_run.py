@@ -3,6 +3,8 @@ and MS, and the cycle's solutions span every sub-band's channels."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -43,3 +45,47 @@ def test_run_calibrates_each_subband_and_merges_along_frequency(tmp_path, capsys
     assert phase.values.shape[:2] == (4, 8) and np.all(np.isfinite(phase.values))
     truth = read_h5parm(sim.truth).soltabs["phase000"]
     np.testing.assert_array_equal(truth.freq, phase.freq)  # the truth spans the same band
+
+
+def test_run_with_output_channels_carries_spectra_into_the_next_cycle(tmp_path, capsys):
+    """``imaging.channels_out 4`` in a 2-cycle run: the cycle's images are WSClean's per-channel and MFS
+    files, the next cycle's sky model gives every component a log spectrum, DP3 calibrates against it,
+    and the summary's figures come from the MFS image."""
+    from ddpipe.sky.skymodel import read_skymodel
+
+    spec = SimulationSpec(
+        stations=8, channels=4, subbands=2, freq_start=130e6, chan_width=5e6, times=8, directions=2, seed=5
+    )
+    simulate(tmp_path / "obs.ms", spec)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": {"ms": "obs_SB*.ms", "skymodel": "obs.skymodel"},
+                "workdir": "work",
+                "cluster": {"n_workers": 2},
+                "chunking": {"duration": 0, "n_chunks": 1},
+                "calibration": {"solint": 2, "nchan": 0, "n_directions": 2, "maxiter": 10},
+                "imaging": {
+                    "size": [128, 128],
+                    "scale": 60.0,
+                    "niter": 50,
+                    "channels_out": 4,
+                    "fit_spectral_log_pol": 2,
+                },
+                "cycles": [{}, {}],
+            }
+        )
+    )
+    assert main(["run", str(cfg)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "work"
+    for part in ("0000", "0003", "MFS"):
+        assert (work / "cycle_01" / f"image-{part}-image.fits").is_file()
+    sky = read_skymodel(work / "cycle_01" / "skymodel.txt")
+    assert sky.sources and all(s.log_si and len(s.spectral_index) == 1 for s in sky.sources)
+    # the weighted mean of the 4 output channels' centres (132.5 ... 162.5 MHz; Briggs weights differ a little)
+    assert all(s.reference_frequency == pytest.approx(147.5e6, rel=0.01) for s in sky.sources)
+    assert (work / "cycle_02" / "solutions.h5").is_file()
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["cycles"][1]["image"]["restored"].endswith("image-MFS-image.fits")
