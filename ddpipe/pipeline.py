@@ -221,9 +221,7 @@ class Pipeline:
             "cycle_00/image", self.workdir / "cycle_00" / "image", cfg.inputs.ms, first.imaging, None, None
         )
         self.summary.timings["image_before"] = time.monotonic() - t
-        self.summary.before_quality = self._quality(
-            products_prefix(self.workdir / "cycle_00" / "image", first.imaging), None
-        )
+        self.summary.before_quality = self._quality(self.workdir / "cycle_00" / "image", first.imaging, None)
         reference = {}
         sky = None
         client = None
@@ -248,7 +246,7 @@ class Pipeline:
                     if self.summary.reference_dynamic_range is None:
                         self.summary.reference_dynamic_range = ref_dr
                         self.summary.reference_quality = self._quality(
-                            products_prefix(self.workdir / "reference" / key / "image", cyc.imaging), None
+                            self.workdir / "reference" / key / "image", cyc.imaging, None
                         )
                 if client is None and not self._cycle_done(cyc, sky):
                     client = stack.enter_context(open_cluster(cfg.cluster, self.workdir)).client
@@ -363,7 +361,7 @@ class Pipeline:
                 timings,
                 n_chunks,
                 reused,
-                self._quality(products_prefix(cdir / "image", cyc.imaging), h5),
+                self._quality(cdir / "image", cyc.imaging, h5),
                 rec.get("iterations", []),
             )
         )
@@ -423,10 +421,11 @@ class Pipeline:
         return out
 
     # -- quality figures (ddpipe.quality) --
-    def _quality(self, prefix: str | Path, h5: Path | None) -> dict[str, Any]:
+    def _quality(self, prefix: Path, imaging: ImagingConfig, h5: Path | None) -> dict[str, Any]:
         """The figures of one image (and its solutions): see :mod:`ddpipe.quality`."""
         ins = self.cfg.inputs
-        restored, residual = Path(f"{prefix}-image.fits"), Path(f"{prefix}-residual.fits")
+        products = products_prefix(prefix, imaging)  # the MFS images with several output channels
+        restored, residual = Path(f"{products}-image.fits"), Path(f"{products}-residual.fits")
         out: dict[str, Any] = {}
         if restored.is_file() and residual.is_file():
             comps = Path(f"{prefix}-components.skymodel")

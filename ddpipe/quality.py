@@ -14,6 +14,10 @@ looks cleaner than the uncorrupted data's. So every cycle also reports:
   restoring beam), separately for the sources the starting sky model had and
   for those it lacked (the unmodelled ones, which calibration may suppress);
   a faint source's figure carries the noise (σ/S);
+* with the true sky and the CLEAN components: the spectral index of every true
+  point source above :data:`SPECTRAL_SNR` σ, from the components within a beam
+  of it (summed; :func:`spectral_indices`), against the truth — flat-spectrum
+  components (one output channel) show the whole index as their error;
 * with the true gains (``inputs.true_gains``): the RMS phase (relative to the
   first station) and relative amplitude error of the solutions' product against
   them, each solved direction against the nearest true one
@@ -36,6 +40,8 @@ from ddpipe.sky.skymodel import read_skymodel
 FAR_BEAMS = 5.0
 #: flux figures are given for sources at least this many σ (far from sources) bright
 MIN_SNR = 5.0
+#: spectral indices are compared for true point sources at least this many σ bright
+SPECTRAL_SNR = 20.0
 
 
 def _gaussian_cov(fwhm_maj: float, fwhm_min: float, pa_deg: float) -> np.ndarray:
@@ -134,6 +140,48 @@ def image_figures(
     start = {s.name for s in read_skymodel(start_skymodel).sources} if start_skymodel else None
     out["sources"] = _source_fluxes(image, header, known, pix, rms, start)
     out.update(_ratio_summary(out["sources"], start))
+    if components and str(header.get("CTYPE3", "")).upper() == "FREQ":
+        freq, width = float(header["CRVAL3"]), abs(float(header.get("CDELT3", 0.0)))
+        band = (freq - width / 4, freq + width / 4)  # the middle half: no extrapolation of a fit
+        found = spectral_indices(read_skymodel(components), known, rms, np.radians(bmaj), band)
+        out["spectral_index"] = found
+        err = [abs(e["recovered"] - e["true"]) for e in found]
+        out["spectral_index_median_error"] = float(np.median(err)) if err else None
+        out["spectral_index_max_error"] = float(np.max(err)) if err else None
+    return out
+
+
+def spectral_indices(
+    components: Any, truth: Any, rms: float, radius: float, band: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Spectral index between the two frequencies of ``band`` (Hz), true and recovered, of every
+    true point source at least :data:`SPECTRAL_SNR` × ``rms`` bright (at the band's centre).
+
+    The recovered flux at each frequency is the sum over the CLEAN ``components`` (sky models)
+    within ``radius`` radians of the source: CLEAN spreads an off-pixel source over a few.
+    """
+    f = np.asarray(band, dtype=float)
+    comps = [c for c in components.sources if c.type == "POINT"]
+    if not comps or f[0] <= 0 or f[1] <= f[0]:
+        return []
+    cra = np.array([c.ra for c in comps])
+    cdec = np.array([c.dec for c in comps])
+    out = []
+    for s in truth.sources:
+        true = s.stokes_i_at(f)
+        if s.type != "POINT" or np.any(true <= 0) or np.sqrt(true[0] * true[1]) < SPECTRAL_SNR * rms:
+            continue
+        near = np.hypot((cra - s.ra) * np.cos(s.dec), cdec - s.dec) < radius
+        got = sum((comps[k].stokes_i_at(f) for k in np.flatnonzero(near)), np.zeros(2))
+        if np.all(got > 0):
+            lf = np.log(f[1] / f[0])
+            out.append(
+                {
+                    "name": s.name,
+                    "true": float(np.log(true[1] / true[0]) / lf),
+                    "recovered": float(np.log(got[1] / got[0]) / lf),
+                }
+            )
     return out
 
 

@@ -154,3 +154,37 @@ def test_a_perfect_image_of_a_gaussian_source_peaks_at_its_flux_times_the_beam_o
     # position angle: an east-west elongated beam (PA 90) is wide in x
     ew = _gaussian_cov(4.0, 1.0, 90.0)
     assert ew[0, 0] > ew[1, 1] and abs(ew[0, 1]) < 1e-12
+
+
+def test_spectral_index_from_components_near_each_bright_true_source():
+    """Components (spread over a few pixels, with fitted spectra) give each bright source its index;
+    flat components show the whole index as the error; faint sources are left out."""
+    from ddpipe.quality import spectral_indices
+
+    ra, dec = CENTRE
+    truth = SkyModel(
+        sources=(
+            Source("A", ra, dec, 2.0, reference_frequency=150e6, spectral_index=(-0.8,)),
+            Source("B", ra + 0.01, dec, 1.0, reference_frequency=150e6, spectral_index=(-0.3, 0.2)),
+            Source("faint", ra - 0.01, dec, 0.01, reference_frequency=150e6, spectral_index=(-1.0,)),
+        )
+    )
+    band = (140e6, 160e6)
+
+    def spread(src, log_si=True):
+        # the true spectrum split over three components a pixel apart
+        return [
+            replace(src, name=f"{src.name}{k}", ra=src.ra + k * CELL, i=src.i / 3, patch="p")
+            if log_si
+            else replace(src, name=f"{src.name}{k}", ra=src.ra + k * CELL, i=src.i / 3, spectral_index=())
+            for k in (-1, 0, 1)
+        ]
+
+    comps = SkyModel(sources=tuple(spread(truth.sources[0]) + spread(truth.sources[1])))
+    got = {e["name"]: e for e in spectral_indices(comps, truth, rms=0.001, radius=3 * CELL, band=band)}
+    assert set(got) == {"A", "B"}  # 'faint' is below 20 sigma
+    assert got["A"]["true"] == pytest.approx(-0.8) and got["A"]["recovered"] == pytest.approx(-0.8)
+    assert got["B"]["recovered"] == pytest.approx(got["B"]["true"], abs=1e-9)
+    flat = SkyModel(sources=tuple(spread(truth.sources[0], log_si=False)))
+    got = spectral_indices(flat, truth, rms=0.001, radius=3 * CELL, band=band)
+    assert got[0]["recovered"] == pytest.approx(0.0) and got[0]["true"] == pytest.approx(-0.8)

@@ -1,5 +1,5 @@
-"""Convergence over the cycles: dynamic range, image noise and (simulations) solution error and
-flux recovered, as a line plot and a table, from the figures ``summary.json`` holds."""
+"""Convergence over the cycles: dynamic range, image noise and (simulations) solution error, flux
+recovered and spectral index error, as a line plot and a table, from the figures ``summary.json`` holds."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ FIGURES = (
     ("rms_far_mjy", "noise far from sources (mJy/beam)", 1e3, ".3g"),
     ("phase_err_rad", "phase error vs truth (rad)", 1.0, ".3f"),
     ("flux_ratio", "flux recovered (median ratio)", 1.0, ".2f"),
+    ("spectral_index_err", "spectral index error (median)", 1.0, ".3f"),
 )
 
 
@@ -42,6 +43,7 @@ def convergence_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "rms_far_mjy": qi.get("rms_far_jy"),
                 "phase_err_rad": qs.get("phase_rms_rad"),
                 "flux_ratio": flux,
+                "spectral_index_err": qi.get("spectral_index_median_error"),
             }
         )
     return rows
