@@ -4,7 +4,7 @@ Patch centres are spread around the phase centre (0.4–1.2 deg out, evenly in
 position angle with jitter), each patch's sources within ``patch_radius`` of it,
 so the whole field lies within ~1.4 deg of the centre. Calibrators are points of
 4–10 Jy; the other sources 0.3–2 Jy (log-uniform), a third of them Gaussian of
-20–80 arcsec FWHM. Spectral indices ~ N(−0.7, 0.2) at the band centre.
+20–80 arcsec FWHM. Spectral indices ~ N(−0.8, 0.2) at the band centre (LOFAR HBA sources: −0.8 typical).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _random_source(rng: np.random.Generator, patch: Patch, k: int, patch_radius_
         ra, dec = (float(x) for x in offset_radec(patch.ra, patch.dec, r, rng.uniform(0.0, 2.0 * np.pi)))
         flux = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
         gaussian = bool(rng.uniform() < 1.0 / 3.0)
-    si = float(rng.normal(-0.7, 0.2))
+    si = float(rng.normal(-0.8, 0.2))
     if gaussian:
         major = float(rng.uniform(20.0, 80.0))
         minor = float(major * rng.uniform(0.4, 1.0))
