@@ -199,7 +199,9 @@ def default_dict() -> dict[str, Any]:
     return _read_yaml(DEFAULT_CONFIG)
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, *, expand_globs: bool = True
+) -> Config:
     """Read, merge over the defaults, validate and freeze a config.
 
     Parameters
@@ -208,6 +210,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         A YAML file, or None for the defaults alone.
     overrides
         Nested values applied on top of the file (e.g. from CLI options), validated the same way.
+    expand_globs
+        Replace the glob patterns of ``inputs.ms`` / ``inputs.reference_ms`` by their matches (the
+        MSs are read to sort them by frequency); False keeps the patterns (``validate --schema-only``
+        of a template).
     """
     data: dict[str, Any] = {}
     base_dir = Path.cwd()
@@ -226,7 +232,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(p)
     if overrides:
         data = _merge(data, overrides)
-    return build_config(data, base_dir=base_dir, source=source)
+    return build_config(data, base_dir=base_dir, source=source, expand_globs=expand_globs)
 
 
 def check_field(cls: type, name: str, value: Any, key: str, source: str = "<code>") -> Any:
@@ -247,10 +253,12 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(data: dict[str, Any], base_dir: Path, source: str = "<config>") -> Config:
+def build_config(
+    data: dict[str, Any], base_dir: Path, source: str = "<config>", *, expand_globs: bool = True
+) -> Config:
     """Validate ``data`` (user keys only) over the defaults and build the frozen Config."""
     defaults = default_dict()
-    ctx = _Ctx(source=source, base_dir=base_dir)
+    ctx = _Ctx(source=source, base_dir=base_dir, expand_globs=expand_globs)
     _check_keys(data, defaults, "", ctx)
     merged = _merge(defaults, {k: v for k, v in data.items() if k != "cycles"})
     if "cycles" in data:
@@ -269,6 +277,7 @@ def build_config(data: dict[str, Any], base_dir: Path, source: str = "<config>")
 class _Ctx:
     source: str
     base_dir: Path
+    expand_globs: bool = True
 
     def fail(self, key: str, value: Any, allowed: str) -> UserError:
         return UserError(f"{self.source}: {key} = {value!r} is not allowed: {allowed}")
@@ -392,7 +401,7 @@ def _whole_section(out: Any, key: str, ctx: _Ctx) -> Any:
     """A section once all its keys are converted: the rules between its keys, its globs expanded."""
     if isinstance(out, CalibrationConfig):
         _check_calibration(out, key, ctx)
-    if isinstance(out, InputsConfig):
+    if isinstance(out, InputsConfig) and ctx.expand_globs:
         return _expand_globs(out, key, ctx)
     return out
 

@@ -223,3 +223,12 @@ def test_an_ms_glob_matching_nothing_is_one_line(three_subbands, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert f"inputs.ms: the pattern '{three_subbands / 'data' / 'SB*.MS'}' matches nothing" in err[0]
+
+
+def test_a_template_with_an_unmatched_glob_passes_schema_only(tmp_path, capsys):
+    """``validate --schema-only`` checks keys and values of a template whose MSs do not exist yet."""
+    p = tmp_path / "template.yaml"
+    p.write_text(yaml.safe_dump({"inputs": {"ms": "obs/SB*.MS"}, "imaging": {"channels_out": 4}}))
+    assert main(["validate", "--schema-only", str(p)]) == 0
+    assert main(["validate", str(p)]) == 2
+    assert "matches nothing" in capsys.readouterr().err

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from ddpipe.config import load_config
     from ddpipe.validation import validate
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, expand_globs=not args.schema_only)  # a template's globs match nothing yet
     if not args.schema_only:
         validate(cfg, "run")  # what `ddpipe run` checks before it starts, nothing less
     what = "keys and values" if args.schema_only else "keys, values and the files it names"
