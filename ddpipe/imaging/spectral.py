@@ -39,6 +39,9 @@ _MAX_LOG10 = 100.0
 #: Levenberg-Marquardt: most iterations, and the relative step at which it has converged
 _LM_MAX_ITER = 100
 _LM_TOL = 1e-9
+#: a log fit whose spectral terms change the flux by more than this many decades within the
+#: channels ran away on noise: the component is then given its weighted mean flux, flat
+MAX_LOG10_SPAN = 3.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +81,10 @@ class SpectralFitter:
     is exactly zero gets all-zero coefficients. As with WSClean, a component
     dominated by noise can get large curvature terms; they still fit its channel
     fluxes in the least-squares sense (the polynomial form has no such freedom).
+    A fit that runs away — its spectral terms changing the flux by more than
+    :data:`MAX_LOG10_SPAN` decades between the channels, or not finite, or the flux
+    at ``ν0`` underflowing to 0 (seen on pure-noise components: a spike model whose
+    evaluation overflows) — gives the component its weighted mean flux, flat.
 
     Instances are immutable and compare by identity (they hold arrays).
     """
@@ -249,8 +256,13 @@ class SpectralFitter:
                 start = np.zeros(self._nfit)
                 start[0] = np.log10((w @ ys) / np.sum(w))
             a = _levenberg_marquardt(basis, w, ys, start)
-            out[:, j] = a
-            out[0, j] = sign * 10.0 ** a[0]
+            span = np.abs(basis[:, 1:] @ a[1:]).max() if np.all(np.isfinite(a)) else np.inf
+            c = np.r_[sign * 10.0 ** min(a[0], _MAX_LOG10), a[1:]]
+            if not span <= MAX_LOG10_SPAN or c[0] == 0:
+                # a noise-dominated component whose fit ran away: its weighted mean, flat
+                c = np.zeros(self._nfit)
+                c[0] = sign * (w @ ys) / np.sum(w)
+            out[:, j] = c
         return out
 
 

@@ -323,3 +323,19 @@ def test_terms_match_wsclean_source_list(tmp_path, wsclean, log):
     assert float(got_i) == pytest.approx(i, rel=1e-5)
     np.testing.assert_allclose(got_si, si, rtol=1e-4, atol=1e-5)
     assert abs(i - 2.0 * (nu0 / 150e6) ** -0.8) < 0.05  # and WSClean found the simulated source
+
+
+def test_log_fit_of_noise_never_runs_away():
+    """Pure-noise channel fluxes (mixed signs): a log-polynomial fit can run away to a spike whose
+    terms overflow; such a component gets its weighted mean, flat, and every fit stays finite."""
+    freqs = np.array([135e6, 145e6, 155e6, 165e6])
+    spike = np.array([-2.88604545, 0.16566183, -1.02054441, -0.9526843])  # ran away before: terms -3e4
+    c = SpectralFitter(freqs, np.ones(4), 2, log=True).fit(spike)
+    assert c[1] == 0 and c[0] == pytest.approx(spike.mean())
+    for nterms in (2, 3):
+        f = SpectralFitter(freqs, np.ones(4), nterms, log=True)
+        rng = np.random.default_rng(0)
+        values = rng.normal(0.0, 1.0, (4, 2000))
+        smoothed = f.smooth(values)
+        assert np.all(np.isfinite(f.fit(values))) and np.all(np.isfinite(smoothed))
+        assert np.abs(smoothed).max() <= 10 * np.abs(values).max()
