@@ -36,6 +36,23 @@ def _candidates(absr: np.ndarray, level: float, max_candidates: int) -> tuple[np
     return idx, level
 
 
+def candidate_list(
+    absr: np.ndarray,
+    mask: np.ndarray | None,
+    stop: float,
+    max_candidates: int,
+    coupling: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[float, np.ndarray, float, np.ndarray | None]:
+    """Where a minor cycle's loop runs: the |peak| of ``absr`` inside ``mask``, the flat indices of
+    the pixels above ``stop`` (at most ``max_candidates``), the level used, and their facet indices
+    (with ``coupling``; else None)."""
+    if mask is not None:
+        absr = np.where(mask, absr, 0)
+    peak = float(absr.max()) if absr.size else 0.0
+    idx, level = _candidates(absr, stop, max_candidates)
+    return peak, idx, level, None if coupling is None else coupling[0].ravel()[idx]
+
+
 def hogbom(
     residual: np.ndarray,
     psf: np.ndarray,
@@ -87,14 +104,9 @@ def hogbom(
     psf = np.asarray(psf, dtype=np.float32)
     n_done = 0
     while True:
-        absr = np.abs(residual)
-        if mask is not None:
-            absr = np.where(mask, absr, 0)
-        peak = float(absr.max()) if absr.size else 0.0
+        peak, idx, level, reg = candidate_list(np.abs(residual), mask, stop, max_candidates, coupling)
         if peak <= stop or n_done >= max_iter:
             return MinorResult(n_done, peak, peak <= stop)
-        idx, level = _candidates(absr, stop, max_candidates)
-        reg = None if coupling is None else coupling[0].ravel()[idx]
         amps, n, peak = _clean_list(
             residual.ravel()[idx].astype(np.float32),
             np.divmod(idx, nx),

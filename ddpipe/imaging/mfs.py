@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ddpipe.imaging.convolve import KernelConvolver
-from ddpipe.imaging.hogbom import MinorResult, _candidates
+from ddpipe.imaging.hogbom import MinorResult, candidate_list
 
 #: per-channel values of a component → the values it subtracts (the spectral fit), or None
 Smoother = Callable[[np.ndarray], np.ndarray] | None
@@ -80,14 +80,9 @@ def joined_hogbom(
     n_done = 0
     convolvers: list[KernelConvolver] | None = None
     while True:
-        absr = np.abs(channels.mfs(residual))
-        if mask is not None:
-            absr = np.where(mask, absr, 0)
-        peak = float(absr.max()) if absr.size else 0.0
+        peak, idx, level, reg = candidate_list(np.abs(channels.mfs(residual)), mask, stop, max_candidates, coupling)
         if peak <= stop or n_done >= max_iter:
             return MinorResult(n_done, peak, peak <= stop)
-        idx, level = _candidates(absr, stop, max_candidates)
-        reg = None if coupling is None else coupling[0].ravel()[idx]
         amps, n, peak = _clean_list(
             flat[:, idx].astype(np.float32),
             np.divmod(idx, nx),
