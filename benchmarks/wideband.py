@@ -11,8 +11,15 @@ catalogue without spectra gives it):
   CLEAN, components with spectra in every next cycle's sky model;
 * **flat**: ``channels_out 1``: one frequency-averaged image, flat-spectrum components.
 
+Both image 2048² pixels of 4" (8-10 across the beam), 2000 iterations, and solve
+phases per 4 channels (2 solutions per sub-band: the simulated phases go as 1/ν).
+Joined CLEAN's spectral indices need fine pixels: on the uncorrupted data, median
+errors were 0.20-0.26 with the demo's 20" pixels (2 across the beam), 0.095 with 8",
+0.02 with 4" (each channel's PSF has its own width; what cancels in the MFS image is
+never cleaned).
+
 Printed per run and cycle: the DD image's dynamic range against the uncorrupted
-reference's (target >= 0.9x), residual rms, the phase error of the solutions against
+reference's imaged alike (target >= 0.9x), residual rms, the phase error of the solutions against
 the true gains; then, for the spectral run, the spectral index recovered for the
 sources above 20 sigma (target within 0.1 of the truth), and how much worse the flat
 run is.
@@ -74,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stations", type=int, default=24)
     ap.add_argument("--times", type=int, default=240)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--size", type=int, default=2048, help="image pixels (default 2048)")
+    ap.add_argument("--scale", type=float, default=4.0, help="arcsec (default 4: 8-10 pixels across the beam)")
+    ap.add_argument("--niter", type=int, default=2000)
+    ap.add_argument(
+        "--nchan", type=int, default=4, help="calibration.nchan: channels per solution (default 4: 2 per sub-band)"
+    )
     args = ap.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="ddpipe-wideband-") if args.workdir is None else None
     root = Path(tmp.name) if tmp else args.workdir
@@ -104,7 +117,8 @@ def _run(args: argparse.Namespace, root: Path) -> int:
                     "true_skymodel": str(data / "obs.skymodel"),
                 },
                 "cluster": {"n_workers": args.workers},
-                "imaging": imaging,
+                "calibration": {"nchan": args.nchan},
+                "imaging": {"size": [args.size, args.size], "scale": args.scale, "niter": args.niter, **imaging},
             },
         )
         t0 = time.monotonic()
@@ -134,13 +148,14 @@ def _print_cycles(summary: dict) -> None:
 
 def _compare(results: dict) -> None:
     spec, flat = results["spectral"]["cycles"][-1], results["flat"]["cycles"][-1]
-    ref = results["spectral"].get("reference_dynamic_range")
+    ref_s, ref_f = (results[k].get("reference_dynamic_range") for k in ("spectral", "flat"))
     print("\nlast cycle, spectral vs flat:")
     dr_s, dr_f = spec["image"]["dynamic_range"], flat["image"]["dynamic_range"]
     print(f"  dynamic range {dr_s:.0f} vs {dr_f:.0f}: flat is {100 * (1 - dr_f / dr_s):.0f}% lower")
-    if ref:
+    if ref_s and ref_f:
         print(
-            f"  against the uncorrupted reference ({ref:.0f}): {dr_s / ref:.2f}x vs {dr_f / ref:.2f}x (target >= 0.9x)"
+            f"  against each run's uncorrupted reference, imaged alike ({ref_s:.0f} / {ref_f:.0f}): "
+            f"{dr_s / ref_s:.2f}x vs {dr_f / ref_f:.2f}x (target >= 0.9x)"
         )
     print(f"  residual rms {spec['image']['rms']:.3g} vs {flat['image']['rms']:.3g} Jy/beam")
     found = spec.get("quality", {}).get("image", {}).get("spectral_index") or []
