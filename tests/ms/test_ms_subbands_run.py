@@ -16,11 +16,8 @@ from ddpipe.solutions import read_h5parm
 pytestmark = [pytest.mark.dp3, pytest.mark.slow]  # ~25 s: a Dask cluster, 8 DP3 runs, the report
 
 
-def test_run_calibrates_each_subband_and_merges_along_frequency(tmp_path, capsys):
-    spec = SimulationSpec(
-        stations=6, channels=2, subbands=4, freq_start=130e6, chan_width=5e6, times=8, directions=2, seed=4
-    )
-    sim = simulate(tmp_path / "obs.ms", spec)
+def _run(tmp_path, n_chunks: int, nchan: int, imaging: dict, cycles: int) -> None:
+    """``ddpipe run`` of the sub-bands ``obs_SB*.ms`` in ``tmp_path`` (given as a glob) into ``work``."""
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -28,14 +25,22 @@ def test_run_calibrates_each_subband_and_merges_along_frequency(tmp_path, capsys
                 "inputs": {"ms": "obs_SB*.ms", "skymodel": "obs.skymodel"},
                 "workdir": "work",
                 "cluster": {"n_workers": 2},
-                "chunking": {"duration": 0, "n_chunks": 2},
-                "calibration": {"solint": 2, "nchan": 1, "n_directions": 2, "maxiter": 10},
-                "imaging": {"size": [128, 128], "scale": 60.0, "niter": 10},
-                "cycles": [{}],
+                "chunking": {"duration": 0, "n_chunks": n_chunks},
+                "calibration": {"solint": 2, "nchan": nchan, "n_directions": 2, "maxiter": 10},
+                "imaging": {"size": [128, 128], "scale": 60.0, **imaging},
+                "cycles": [{}] * cycles,
             }
         )
     )
     assert main(["run", str(cfg)]) == 0
+
+
+def test_run_calibrates_each_subband_and_merges_along_frequency(tmp_path, capsys):
+    spec = SimulationSpec(
+        stations=6, channels=2, subbands=4, freq_start=130e6, chan_width=5e6, times=8, directions=2, seed=4
+    )
+    sim = simulate(tmp_path / "obs.ms", spec)
+    _run(tmp_path, n_chunks=2, nchan=1, imaging={"niter": 10}, cycles=1)
     capsys.readouterr()
     cycle = tmp_path / "work" / "cycle_01"
     chunks = sorted(p.name for p in (cycle / "chunks").glob("*.h5"))
@@ -57,27 +62,8 @@ def test_run_with_output_channels_carries_spectra_into_the_next_cycle(tmp_path, 
         stations=8, channels=4, subbands=2, freq_start=130e6, chan_width=5e6, times=8, directions=2, seed=5
     )
     simulate(tmp_path / "obs.ms", spec)
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "inputs": {"ms": "obs_SB*.ms", "skymodel": "obs.skymodel"},
-                "workdir": "work",
-                "cluster": {"n_workers": 2},
-                "chunking": {"duration": 0, "n_chunks": 1},
-                "calibration": {"solint": 2, "nchan": 0, "n_directions": 2, "maxiter": 10},
-                "imaging": {
-                    "size": [128, 128],
-                    "scale": 60.0,
-                    "niter": 50,
-                    "channels_out": 4,
-                    "fit_spectral_log_pol": 2,
-                },
-                "cycles": [{}, {}],
-            }
-        )
-    )
-    assert main(["run", str(cfg)]) == 0
+    imaging = {"niter": 50, "channels_out": 4, "fit_spectral_log_pol": 2}
+    _run(tmp_path, n_chunks=1, nchan=0, imaging=imaging, cycles=2)
     capsys.readouterr()
     work = tmp_path / "work"
     for part in ("0000", "0003", "MFS"):
