@@ -411,11 +411,10 @@ def _channels(setup: _Setup, params: ImagingConfig, weights: np.ndarray) -> Chan
     return Channels(np.asarray(weights, dtype=np.float64), None if fitter is None else fitter.smooth)
 
 
-def _sky_fitter(setup: _Setup, params: ImagingConfig, channels: Channels) -> SpectralFitter:
+def _sky_fitter(params: ImagingConfig, freqs: np.ndarray, channels: Channels) -> SpectralFitter:
     """The spectra the components' sky model carries: the deconvolution's fit, or without one a
     polynomial through every channel's flux (as many terms as channels: DP3's predict then gives
     each component its cleaned flux at every output channel's frequency)."""
-    freqs = np.array([f for f, _ in channel_geometry(setup.descs, setup.spec.channel_edges)])
     fitter = spectral_fitter(params, freqs, channels.weights)
     if fitter is None:
         fitter = SpectralFitter(freqs, np.asarray(channels.weights, dtype=np.float64), len(freqs))
@@ -482,12 +481,13 @@ def _write_products(
     name = products_prefix(prefix, params)
     planes = dict(dirty=images.dirty, psf=images.psf, model=model, residual=residual, image=restored)
     out = _write_set(name, planes, geom, beam, extra)
-    if channels is not None:
-        _write_channels(setup, params, images, prefix, geom, extra)
-    centre = setup.descs[0].phase_centre
     spectra = {}
     if channels is not None:
-        spectra = dict(channel_models=cleaned.model, fitter=_sky_fitter(setup, params, channels))
+        bands = channel_geometry(setup.descs, setup.spec.channel_edges)
+        _write_channels(setup, params, images, prefix, geom, extra, bands)
+        freqs = np.array([f for f, _ in bands])
+        spectra = dict(channel_models=cleaned.model, fitter=_sky_fitter(params, freqs, channels))
+    centre = setup.descs[0].phase_centre
     components = model_to_skymodel(
         model, setup.cell, centre, geom.freq, facets=setup.facets, labels=setup.labels, **spectra
     )
@@ -534,11 +534,18 @@ def _write_set(name: str, planes: Mapping[str, np.ndarray], geom: ImageGeometry,
 
 
 def _write_channels(
-    setup: _Setup, params: ImagingConfig, images: _Images, prefix: Path, geom: ImageGeometry, extra: dict
+    setup: _Setup,
+    params: ImagingConfig,
+    images: _Images,
+    prefix: Path,
+    geom: ImageGeometry,
+    extra: dict,
+    bands: Sequence[tuple[float, float]],
 ) -> None:
-    """PREFIX-0000-{dirty,...}.fits per output channel, each restored with its own PSF's beam."""
+    """PREFIX-0000-{dirty,...}.fits per output channel (``bands``: centre and width of each), each
+    restored with its own PSF's beam."""
     cleaned, weights = images.cleaned, images.channels.weights
-    for c, (freq, width) in enumerate(channel_geometry(setup.descs, setup.spec.channel_edges)):
+    for c, (freq, width) in enumerate(bands):
         beam = fit_beam(images.channel_psf[c], setup.cell) if weights[c] > 0 else images.beam
         model, residual = cleaned.model[c], cleaned.residual[c]
         planes = dict(
