@@ -10,7 +10,9 @@ Conventions are DP3's (``base/Simulator.cc``):
   on the major and minor axes (position angle north through east). The (u, v)
   are those of the phase centre, not rotated to the source: DP3's default for
   text sky models (no ``OrientationIsAbsolute``), checked against DP3 6.6 to
-  1e-7. Stokes I is the integrated flux.
+  1e-7. With ``OrientationIsAbsolute=true`` the baseline is first expressed in
+  the source's own (u, v, w) frame (north is the local north at the source), as
+  DP3 ≥ 5.3 does. Stokes I is the integrated flux.
 
 Two entry points: :func:`predict_rows` (per-baseline DFT over any rows, chunked
 to bound memory) and :func:`predict_stations` (per-station phasors combined
@@ -53,6 +55,10 @@ class Components:
         (nsrc,) FWHM radians (0 for points).
     pa
         (nsrc,) position angle radians, north through east.
+    uvw_rotation
+        (nsrc, 3, 3) takes a baseline's (u, v, w) at the phase centre to the frame
+        the Gaussian's position angle is measured in: identity, or the source's own
+        frame for an absolute orientation.
     direction
         (nsrc,) int index into ``directions`` (−1: the source has no patch).
     directions
@@ -69,6 +75,7 @@ class Components:
     major: np.ndarray
     minor: np.ndarray
     pa: np.ndarray
+    uvw_rotation: np.ndarray
     direction: np.ndarray
     directions: tuple[str, ...]
     phase_centre: tuple[float, float]
@@ -122,10 +129,25 @@ def components_from_skymodel(
         major=np.array([s.major_axis * ARCSEC for s in srcs], dtype=float) * gauss,
         minor=np.array([s.minor_axis * ARCSEC for s in srcs], dtype=float) * gauss,
         pa=np.radians(np.array([s.orientation for s in srcs], dtype=float)),
+        uvw_rotation=np.stack([_uvw_rotation(s, ra0, dec0) for s in srcs]) if srcs else np.zeros((0, 3, 3)),
         direction=np.array([index.get(s.patch, -1) if s.patch else -1 for s in srcs], dtype=np.intp),
         directions=names,
         phase_centre=(float(ra0), float(dec0)),
     )
+
+
+def uvw_frame(ra: float, dec: float) -> np.ndarray:
+    """(3, 3) columns: the u (east), v (north) and w (towards the source) unit vectors of
+    the direction (ra, dec) in equatorial (x, y, z)."""
+    sa, ca, sd, cd = np.sin(ra), np.cos(ra), np.sin(dec), np.cos(dec)
+    return np.array([[-sa, -sd * ca, cd * ca], [ca, -sd * sa, cd * sa], [0.0, cd, sd]])
+
+
+def _uvw_rotation(source: Source, ra0: float, dec0: float) -> np.ndarray:
+    """Phase-centre (u, v, w) → the frame of ``source``'s orientation (see :class:`Components`)."""
+    if not (source.orientation_is_absolute and source.type.upper() == "GAUSSIAN"):
+        return np.eye(3)
+    return uvw_frame(source.ra, source.dec).T @ uvw_frame(ra0, dec0)
 
 
 def gaussian_taper(uv: np.ndarray, freqs: np.ndarray, major: float, minor: float, pa: float) -> np.ndarray:
@@ -197,7 +219,8 @@ def predict_rows(
         tau = uvw[sl] @ lmn1.T  # (rows, nsrc) metres
         phasor = np.exp(1j * tau[:, :, None] * scale[None, None, :])  # (rows, nsrc, nchan)
         for s in np.flatnonzero(comps.gaussian):
-            phasor[:, s, :] *= gaussian_taper(uvw[sl, :2], freqs, comps.major[s], comps.minor[s], comps.pa[s])
+            uv = (uvw[sl] @ comps.uvw_rotation[s].T)[:, :2]
+            phasor[:, s, :] *= gaussian_taper(uv, freqs, comps.major[s], comps.minor[s], comps.pa[s])
         if baseline_gains is not None:
             phasor = phasor * np.moveaxis(baseline_gains[sl][:, :, comps.direction], 2, 1)
         out[sl] = np.einsum("rsf,sfc->rfc", phasor, comps.coherency)
@@ -297,8 +320,9 @@ def predict_stations(
             for k in targets:
                 out[..., k] += picked
     if np.any(comps.gaussian):
-        uv_bl = uvw_st[:, ant2, :2] - uvw_st[:, ant1, :2]  # (t, bl, 2)
+        uvw_bl = uvw_st[:, ant2] - uvw_st[:, ant1]  # (t, bl, 3)
         for s in np.flatnonzero(comps.gaussian):
+            uv_bl = (uvw_bl @ comps.uvw_rotation[s].T)[..., :2]
             taper = gaussian_taper(uv_bl, freqs, comps.major[s], comps.minor[s], comps.pa[s])  # (t, bl, f)
             a = np.moveaxis(phasor[..., s], 1, -1)  # (t, p, f)
             bl = np.conj(a[:, ant1]) * a[:, ant2] * taper

@@ -54,32 +54,26 @@ COLUMNS = (
     "MinorAxis",
     "Orientation",
 )
-#: Columns DP3 knows that carry nothing ddpipe needs; read (and checked) but not kept.
-IGNORED = ("Category", "RefType")
-#: Columns DP3 knows but ddpipe does not model: refused with a clear message.
-UNSUPPORTED = (
+#: Optional columns DP3 knows and ddpipe keeps; the writer adds each only when a source uses it.
+EXTRA_COLUMNS = (
     "OrientationIsAbsolute",
     "RotationMeasure",
     "PolarizedFraction",
     "PolarizationAngle",
     "ReferenceWavelength",
-    "IShapelet",
-    "QShapelet",
-    "UShapelet",
-    "VShapelet",
-    "rah",
-    "rad",
-    "ram",
-    "ras",
-    "dech",
-    "decd",
-    "decm",
-    "decs",
-    "SpectralIndexDegree",
+    "Category",
 )
-_CANON = {n.lower(): n for n in COLUMNS + IGNORED}
-_UNSUPPORTED = {n.lower(): n for n in UNSUPPORTED}
+#: Position split over columns (hours or degrees, minutes, seconds): read, written back as Ra and Dec.
+SPLIT_POSITION = ("rah", "rad", "ram", "ras", "dech", "decd", "decm", "decs")
+#: Shapelet coefficient files: only SHAPELET rows use them, which ddpipe (and DP3's predict) cannot;
+#: the columns are accepted when empty.
+SHAPELET_COLUMNS = ("IShapelet", "QShapelet", "UShapelet", "VShapelet")
+#: Columns DP3 knows that carry nothing ddpipe needs; read (and checked) but not kept.
+IGNORED = ("RefType",)
+_CANON = {n.lower(): n for n in COLUMNS + EXTRA_COLUMNS + SPLIT_POSITION + SHAPELET_COLUMNS + IGNORED}
 _TYPES = {"": "POINT", "point": "POINT", "gaussian": "GAUSSIAN"}
+#: Types DP3 reads but cannot predict (its predict accepts only points and Gaussians).
+_REFUSED_TYPES = {"shapelet": "SHAPELET", "disk": "DISK"}
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -284,13 +278,13 @@ def _parse_format(spec: str) -> tuple[_Column, ...]:
         if low in ("", "dummy"):
             columns.append(_Column(""))
             continue
-        if low in _UNSUPPORTED:
-            raise _LineError(
-                f"column {_UNSUPPORTED[low]!r} is valid makesourcedb but not supported by ddpipe; "
-                "remove it (supported: " + ", ".join(COLUMNS) + ")"
-            )
+        if low == "spectralindexdegree":
+            raise _LineError("column 'SpectralIndexDegree' is refused by DP3; write SpectralIndex='[c0, c1, ...]'")
         if low not in _CANON:
-            raise _LineError(f"unknown column {raw!r}; supported: " + ", ".join(COLUMNS))
+            raise _LineError(
+                f"unknown column {raw!r}: DP3 does not know it (it would read it as an unused number); "
+                "remove it or use one of " + ", ".join(COLUMNS + EXTRA_COLUMNS)
+            )
         name = _CANON[low]
         if name in seen:
             raise _LineError(f"column {name!r} appears twice in the FORMAT line")
@@ -299,10 +293,22 @@ def _parse_format(spec: str) -> tuple[_Column, ...]:
             columns.append(_Column(name, fixed=value))
         else:
             columns.append(_Column(name, default=value))
-    for need in ("Name", "Ra", "Dec"):
-        if need not in seen:
-            raise _LineError(f"the FORMAT line has no {need!r} column; DP3 needs Name, Ra and Dec")
+    if "Name" not in seen:
+        raise _LineError("the FORMAT line has no 'Name' column; DP3 needs Name, Ra and Dec")
+    _check_position_columns(seen, "Ra", "rah", "rad", "ram", "ras")
+    _check_position_columns(seen, "Dec", "dech", "decd", "decm", "decs")
     return tuple(columns)
+
+
+def _check_position_columns(seen: set[str], whole: str, hours: str, degrees: str, minutes: str, seconds: str) -> None:
+    """DP3's rules: ``Ra`` or the split columns, not both; not hours and degrees together."""
+    split = [c for c in (hours, degrees, minutes, seconds) if c in seen]
+    if whole in seen and split:
+        raise _LineError(f"the FORMAT line has {whole!r} and {', '.join(split)}; DP3 takes one or the other")
+    if hours in seen and degrees in seen:
+        raise _LineError(f"the FORMAT line has both {hours!r} and {degrees!r}; DP3 takes one of them")
+    if whole not in seen and not split:
+        raise _LineError(f"the FORMAT line has no {whole!r} column; DP3 needs Name, Ra and Dec")
 
 
 def _split(line: str) -> list[str]:
@@ -372,22 +378,52 @@ def _number(values: dict[str, str], key: str, default: float | None = None) -> f
 
 
 def _position(values: dict[str, str]) -> tuple[float, float]:
-    ra_text, dec_text = values.get("Ra", ""), values.get("Dec", "")
-    if not ra_text or not dec_text:
-        raise _LineError("missing Ra or Dec")
-    try:
-        ra = parse_angle(ra_text, colon_unit="h")
-    except AngleError as exc:
-        raise _LineError(f"bad Ra: {exc}") from None
-    try:
-        dec = parse_angle(dec_text, colon_unit="deg")
-    except AngleError as exc:
-        raise _LineError(f"bad Dec: {exc}") from None
+    if "Ra" in values:
+        ra_text = values["Ra"]
+        ra = _angle(ra_text, "Ra", "h")
+    else:
+        ra_text = _split_text(values, "rah", "rad", "ram", "ras")
+        ra = _split_angle(values, "rah", "rad", "ram", "ras", "Ra")
+    if "Dec" in values:
+        dec_text = values["Dec"]
+        dec = _angle(dec_text, "Dec", "deg")
+    else:
+        dec_text = _split_text(values, "dech", "decd", "decm", "decs")
+        dec = _split_angle(values, "dech", "decd", "decm", "decs", "Dec")
     if not -2 * math.pi <= ra <= 2 * math.pi:
         raise _LineError(f"Ra {ra_text!r} is {math.degrees(ra):.6g} degrees, outside ±360")
     if not -math.pi / 2 <= dec <= math.pi / 2:
         raise _LineError(f"Dec {dec_text!r} is {math.degrees(dec):.6g} degrees, outside ±90")
     return ra, dec
+
+
+def _angle(text: str, key: str, colon_unit: str) -> float:
+    if not text:
+        raise _LineError("missing Ra or Dec")
+    try:
+        return parse_angle(text, colon_unit=colon_unit)
+    except AngleError as exc:
+        raise _LineError(f"bad {key}: {exc}") from None
+
+
+def _split_text(values: dict[str, str], *keys: str) -> str:
+    return " ".join(f"{k}={values[k]}" for k in keys if values.get(k, ""))
+
+
+def _split_angle(values: dict[str, str], hours: str, degrees: str, minutes: str, seconds: str, what: str) -> float:
+    """A position in DP3's split columns (e.g. ``rah, ram, ras``), read as DP3 reads it.
+
+    The whole part is hours (``rah``/``dech``) or degrees (``rad``/``decd``); minutes and
+    seconds take its sign (a "-0" whole part counts as positive, as in DP3).
+    """
+    if not any(values.get(k, "") for k in (hours, degrees, minutes, seconds)):
+        raise _LineError("missing Ra or Dec")
+    whole = _number(values, hours if hours in values else degrees, 0.0)
+    rest = _number(values, minutes, 0.0) + _number(values, seconds, 0.0) / 60
+    value = whole - rest / 60 if whole < 0 else whole + rest / 60
+    if hours in values:
+        value *= 15
+    return math.radians(value)
 
 
 def _patch(values: dict[str, str]) -> Patch:
@@ -400,24 +436,59 @@ def _patch(values: dict[str, str]) -> Patch:
 
 def _source(values: dict[str, str], patches: dict[str, tuple[Patch, int]]) -> Source:
     name = _unquote(values["Name"])
-    type_text = _unquote(values.get("Type", ""))
-    stype = _TYPES.get(type_text.lower())
-    if stype is None:
-        raise _LineError(f"source {name!r}: unknown or unsupported Type {type_text!r}; use POINT or GAUSSIAN")
-    for key in ("RefType",):
-        ref = _unquote(values.get(key, ""))
-        if ref and ref.upper() != "J2000":
-            raise _LineError(f"source {name!r}: RefType {ref!r} is not supported; only J2000")
+    stype = _source_type(values, name)
+    ref = _unquote(values.get("RefType", ""))
+    if ref and ref.upper() != "J2000":
+        raise _LineError(f"source {name!r}: RefType {ref!r} is not supported; only J2000")
     patch = _unquote(values.get("Patch", "")) or None
     if patch is not None and patch not in patches:
         raise _LineError(
-            f"source {name!r} is in patch {patch!r}, which no patch row above defines; "
-            f"add ', , {patch}, ra, dec' before it"
+            f"source {name!r} is in patch {patch!r}, which no patch row above defines (DP3 refuses that too); "
+            f"put the patch row ', , {patch}, ra, dec' before its sources"
         )
     ra, dec = _position(values)
     if not values.get("I", ""):
         raise _LineError(f"source {name!r}: missing I (DP3 would silently use 1 Jy)")
-    shape = {}
+    reffreq = _number(values, "ReferenceFrequency", 0.0)
+    si = _spectral_index(values.get("SpectralIndex", ""))
+    if si and reffreq <= 0:
+        raise _LineError(f"source {name!r}: SpectralIndex given but no positive ReferenceFrequency")
+    category = _unquote(values.get("Category", ""))
+    if category and not re.match(r"^[+-]?\d+$", category):
+        raise _LineError(f"source {name!r}: Category {category!r} is not a whole number")
+    return Source(
+        name=name,
+        ra=ra,
+        dec=dec,
+        i=_number(values, "I"),
+        type=stype,
+        patch=patch,
+        v=_number(values, "V", 0.0),
+        reference_frequency=reffreq,
+        spectral_index=si,
+        log_si=_boolean(values, "LogarithmicSI", default=True),
+        category=int(category) if category else None,
+        **_shape(values, name, stype),
+        **_polarisation(values, name, reffreq, bool(si)),
+    )
+
+
+def _source_type(values: dict[str, str], name: str) -> str:
+    type_text = _unquote(values.get("Type", ""))
+    stype = _TYPES.get(type_text.lower())
+    if stype is not None:
+        return stype
+    if type_text.lower() in _REFUSED_TYPES:
+        raise _LineError(
+            f"source {name!r} is a {_REFUSED_TYPES[type_text.lower()]} source, which neither ddpipe nor DP3's "
+            "predict can model; replace it by POINT or GAUSSIAN components or remove it"
+        )
+    raise _LineError(f"source {name!r}: unknown Type {type_text!r}; use POINT or GAUSSIAN")
+
+
+def _shape(values: dict[str, str], name: str, stype: str) -> dict[str, float | bool]:
+    """Gaussian axes, orientation and its reference (``OrientationIsAbsolute``)."""
+    shape: dict[str, float | bool] = {}
     if stype == "GAUSSIAN":
         missing = [k for k in ("MajorAxis", "MinorAxis", "Orientation") if not values.get(k, "")]
         if missing:
@@ -429,32 +500,55 @@ def _source(values: dict[str, str], patches: dict[str, tuple[Patch, int]]) -> So
         shape[attr] = _number(values, key, 0.0)
         if attr != "orientation" and shape[attr] < 0:
             raise _LineError(f"source {name!r}: {key} {shape[attr]!r} is negative")
-    reffreq = _number(values, "ReferenceFrequency", 0.0)
-    si = _spectral_index(values.get("SpectralIndex", ""))
-    if si and reffreq <= 0:
-        raise _LineError(f"source {name!r}: SpectralIndex given but no positive ReferenceFrequency")
-    return Source(
-        name=name,
-        ra=ra,
-        dec=dec,
-        i=_number(values, "I"),
-        type=stype,
-        patch=patch,
-        q=_number(values, "Q", 0.0),
-        u=_number(values, "U", 0.0),
-        v=_number(values, "V", 0.0),
-        reference_frequency=reffreq,
-        spectral_index=si,
-        log_si=_boolean(values.get("LogarithmicSI", ""), default=True),
-        **shape,
-    )
+    shape["orientation_is_absolute"] = _boolean(values, "OrientationIsAbsolute", default=False)
+    for key in SHAPELET_COLUMNS:
+        if _unquote(values.get(key, "")):
+            raise _LineError(f"source {name!r}: {key} is for SHAPELET sources, which ddpipe cannot model; leave it out")
+    return shape
+
+
+def _polarisation(values: dict[str, str], name: str, reffreq: float, has_si: bool) -> dict[str, float | None]:
+    """Q and U, or a rotation measure with (Q, U) or (PolarizedFraction, PolarizationAngle), by DP3's rules."""
+    text = {k: _unquote(values.get(k, "")) for k in ("Q", "U") + EXTRA_COLUMNS[1:5]}
+    rm, frac, angle, wavel = (text[k] for k in EXTRA_COLUMNS[1:5])
+    out: dict[str, float | None] = {"q": _number(values, "Q", 0.0), "u": _number(values, "U", 0.0)}
+    if not rm:
+        if frac or angle or wavel:
+            raise _LineError(
+                f"source {name!r}: PolarizedFraction, PolarizationAngle and ReferenceWavelength need a "
+                "RotationMeasure (DP3 refuses them without); give one or leave them empty"
+            )
+        return out
+    out["rotation_measure"] = _number(values, "RotationMeasure")
+    if text["Q"] or text["U"]:
+        if not (text["Q"] and text["U"]) or frac or angle:
+            raise _LineError(
+                f"source {name!r}: with a RotationMeasure give both Q and U, or PolarizedFraction and "
+                "PolarizationAngle, not a mix"
+            )
+        if not wavel and reffreq <= 0:
+            raise _LineError(f"source {name!r}: RotationMeasure with Q and U needs a ReferenceWavelength or Frequency")
+        if wavel:
+            out["reference_wavelength"] = _number(values, "ReferenceWavelength")
+            if has_si and out["reference_wavelength"] <= 0:
+                raise _LineError(f"source {name!r}: ReferenceWavelength must be positive with a SpectralIndex")
+        return out
+    if not (frac and angle):
+        raise _LineError(f"source {name!r}: RotationMeasure needs Q and U, or PolarizedFraction and PolarizationAngle")
+    if wavel and _number(values, "ReferenceWavelength") != 0:
+        raise _LineError(f"source {name!r}: PolarizedFraction/PolarizationAngle go with ReferenceWavelength 0 only")
+    out["polarized_fraction"] = _number(values, "PolarizedFraction")
+    out["polarization_angle"] = _number(values, "PolarizationAngle")
+    return out
 
 
 def _spectral_index(text: str) -> tuple[float, ...]:
     text = _unquote(text.strip())
     if not text:
         return ()
-    if text.startswith("[") and text.endswith("]"):
+    if text.startswith("[") != text.endswith("]"):
+        raise _LineError(f"SpectralIndex {text!r}: mismatched brackets; write [c0, c1, ...]")
+    if text.startswith("["):
         inner = text[1:-1].strip()
         items = [s.strip() for s in inner.split(",")] if inner else []
     else:
@@ -467,7 +561,8 @@ def _spectral_index(text: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _boolean(text: str, default: bool) -> bool:
+def _boolean(values: dict[str, str], key: str, default: bool) -> bool:
+    text = values.get(key, "")
     t = _unquote(text.strip()).lower()
     if not t:
         return default
@@ -475,7 +570,7 @@ def _boolean(text: str, default: bool) -> bool:
         return True
     if t in _FALSE:
         return False
-    raise _LineError(f"LogarithmicSI {text!r} is not true or false")
+    raise _LineError(f"{key} {text!r} is not true or false")
 
 
 # --------------------------------------------------------------------------- writing
@@ -506,8 +601,9 @@ def format_skymodel(model: SkyModel) -> str:
     """
     if not model.sources:
         raise UserError("sky model has no sources; nothing to write")
+    extra = _extra_columns(model.sources)
     lines = [
-        "# (" + ", ".join(COLUMNS) + ") = format",
+        "# (" + ", ".join(COLUMNS + extra) + ") = format",
         "# written by ddpipe: angles in degrees, fluxes in Jy, axes FWHM in arcsec, orientation in degrees",
         "",
     ]
@@ -524,7 +620,7 @@ def format_skymodel(model: SkyModel) -> str:
     lines.append("")
     names: set[str] = set()
     for s in model.sources:
-        lines.append(_format_source(s))
+        lines.append(_format_source(s, extra))
         if s.name in names:
             raise UserError(f"source {s.name!r} appears twice in the sky model; give each a unique name")
         names.add(s.name)
@@ -546,7 +642,37 @@ def _num(value: float, what: str) -> str:
     return repr(x)
 
 
-def _format_source(s: Source) -> str:
+def _extra_columns(sources: tuple[Source, ...]) -> tuple[str, ...]:
+    """The :data:`EXTRA_COLUMNS` some source needs, in that order."""
+    used = {
+        "OrientationIsAbsolute": any(s.orientation_is_absolute for s in sources),
+        "RotationMeasure": any(s.rotation_measure is not None for s in sources),
+        "PolarizedFraction": any(s.polarized_fraction is not None for s in sources),
+        "PolarizationAngle": any(s.polarized_fraction is not None for s in sources),
+        "ReferenceWavelength": any(s.reference_wavelength is not None for s in sources),
+        "Category": any(s.category is not None for s in sources),
+    }
+    return tuple(c for c in EXTRA_COLUMNS if used[c])
+
+
+def _check_polarisation(s: Source, what: str) -> None:
+    """Refuse a rotation-measure combination DP3 would refuse or misread."""
+    if s.rotation_measure is None:
+        if s.polarized_fraction is not None or s.polarization_angle is not None or s.reference_wavelength is not None:
+            raise UserError(f"{what}: polarised fraction, angle or reference wavelength without a rotation measure")
+        return
+    if s.polarized_fraction is not None:
+        if s.polarization_angle is None or s.q or s.u or s.reference_wavelength:
+            raise UserError(f"{what}: a polarised fraction needs an angle, no Q/U and no reference wavelength")
+    elif s.reference_wavelength is None and not s.reference_frequency > 0:
+        raise UserError(f"{what}: a rotation measure with Q and U needs a reference wavelength or frequency")
+
+
+def _optional(value: float | None, what: str) -> str:
+    return "" if value is None else _num(value, what)
+
+
+def _format_source(s: Source, extra: tuple[str, ...] = ()) -> str:
     _check_name(s.name, "source")
     what = f"source {s.name!r}"
     stype = s.type.upper()
@@ -554,7 +680,9 @@ def _format_source(s: Source) -> str:
         raise UserError(f"{what}: type {s.type!r} cannot be written; use POINT or GAUSSIAN")
     if s.spectral_index and not s.reference_frequency > 0:
         raise UserError(f"{what}: spectral index without a positive reference frequency")
+    _check_polarisation(s, what)
     si = "[" + ", ".join(_num(c, f"{what} spectral index") for c in s.spectral_index) + "]"
+    by_fraction = s.polarized_fraction is not None  # DP3 refuses Q/U beside a fraction and angle
     fields = [
         s.name,
         stype,
@@ -562,8 +690,8 @@ def _format_source(s: Source) -> str:
         format_degrees(s.ra),
         format_degrees(s.dec),
         _num(s.i, f"{what} I"),
-        _num(s.q, f"{what} Q"),
-        _num(s.u, f"{what} U"),
+        "" if by_fraction else _num(s.q, f"{what} Q"),
+        "" if by_fraction else _num(s.u, f"{what} U"),
         _num(s.v, f"{what} V"),
         _num(s.reference_frequency, f"{what} reference frequency"),
         si,
@@ -572,7 +700,15 @@ def _format_source(s: Source) -> str:
         _num(s.minor_axis, f"{what} minor axis"),
         _num(s.orientation, f"{what} orientation"),
     ]
-    return ", ".join(fields)
+    values = {
+        "OrientationIsAbsolute": "true" if s.orientation_is_absolute else "false",
+        "RotationMeasure": _optional(s.rotation_measure, f"{what} rotation measure"),
+        "PolarizedFraction": _optional(s.polarized_fraction, f"{what} polarised fraction"),
+        "PolarizationAngle": _optional(s.polarization_angle, f"{what} polarisation angle"),
+        "ReferenceWavelength": _optional(s.reference_wavelength, f"{what} reference wavelength"),
+        "Category": "" if s.category is None else str(int(s.category)),
+    }
+    return ", ".join(fields + [values[c] for c in extra])
 
 
 def write_skymodel(model: SkyModel, path: str | os.PathLike[str]) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,12 +211,10 @@ HEAD = "# (Name, Type, Patch, Ra, Dec, I, MajorAxis, MinorAxis, Orientation) = f
         # headers
         ("s1, POINT, , 0deg, 0deg, 1\n", 1, "expected the FORMAT line"),
         ("# Name, Type, Ra, Dec, I = format\ns1, POINT, 0deg, 0deg, 1\n", 1, "must read"),
-        ("FORMAT = Name, Type, Ra, Dec, I, Ishift\n", 1, "unknown column 'Ishift'"),
-        (
-            "FORMAT = Name, Type, Ra, Dec, I, RotationMeasure\n",
-            1,
-            "'RotationMeasure' is valid makesourcedb but not supported",
-        ),
+        ("FORMAT = Name, Type, Ra, Dec, I, Ishift\n", 1, "unknown column 'Ishift': DP3 does not know it"),
+        ("FORMAT = Name, Type, Ra, Dec, I, SpectralIndexDegree\n", 1, "'SpectralIndexDegree' is refused by DP3"),
+        ("FORMAT = Name, Type, Ra, rah, Dec, I\n", 1, "has 'Ra' and rah"),
+        ("FORMAT = Name, Type, rah, rad, Dec, I\n", 1, "both 'rah' and 'rad'"),
         ("FORMAT = Name Type Ra Dec I\n", 1, "bad FORMAT entry"),
         ("FORMAT = Name, Type, Ra, I\n", 1, "no 'Dec' column"),
         ("FORMAT = Name, Ra, Dec, I, I\n", 1, "appears twice"),
@@ -234,11 +231,15 @@ HEAD = "# (Name, Type, Patch, Ra, Dec, I, MajorAxis, MinorAxis, Orientation) = f
         (HEAD + "s1, POINT, , 0deg, 91deg, 1\n", 2, "outside ±90"),
         (HEAD + "s1, POINT, , 0deg, 0deg, 1.0Jy\n", 2, "I '1.0Jy' is not a number"),
         (HEAD + "s1, POINT, , 0deg, 0deg, nan\n", 2, "not a number"),
-        (HEAD + "s1, SHAPELET, , 0deg, 0deg, 1\n", 2, "unknown or unsupported Type 'SHAPELET'"),
+        (HEAD + "s1, SHAPELET, , 0deg, 0deg, 1\n", 2, "'s1' is a SHAPELET source, which neither ddpipe nor DP3"),
+        (HEAD + "s1, DISK, , 0deg, 0deg, 1\n", 2, "'s1' is a DISK source"),
+        (HEAD + "s1, BLOB, , 0deg, 0deg, 1\n", 2, "unknown Type 'BLOB'"),
         (HEAD + "s1, GAUSSIAN, , 0deg, 0deg, 1\n", 2, "needs MajorAxis, MinorAxis"),
         (HEAD + "s1, GAUSSIAN, , 0deg, 0deg, 1, 10, 5\n", 2, "missing Orientation"),
         (HEAD + "s1, GAUSSIAN, , 0deg, 0deg, 1, -10, 5, 0\n", 2, "negative"),
         (HEAD + "s1, POINT, P1, 0deg, 0deg, 1\n", 2, "no patch row above defines"),
+        # a patch row after its sources (DP3: "Patch name P1 not defined before source using it")
+        (HEAD + "s1, POINT, P1, 1deg, 1deg, 1\n, , P1, 5deg, 5deg\n", 2, "put the patch row ', , P1, ra, dec' before"),
         (HEAD + ", , P1, 0deg, 0deg\n", 2, "'P1' has no sources"),
         (HEAD + ", , P1, 0deg, 0deg\n, , P1, 0deg, 0deg\n", 3, "already defined on line 2"),
         (HEAD + "s1, POINT, , 0deg, 0deg, 1\ns1, POINT, , 0deg, 0deg, 2\n", 3, "already defined on line 2"),
@@ -287,8 +288,10 @@ def test_error_names_the_file(tmp_path: Path) -> None:
         read_skymodel(path)
 
 
-def test_category_and_j2000_reftype_are_accepted_and_dropped() -> None:
+def test_category_is_kept_and_j2000_reftype_accepted_and_dropped() -> None:
     text = "FORMAT = Name, Ra, Dec, I, Category, RefType\ns1, 0deg, 0deg, 1, 2, J2000\n"
     m = parse_skymodel(text)
-    assert m.sources == (Source("s1", 0.0, 0.0, 1.0),)
-    assert replace(m.sources[0]) == parse_skymodel(format_skymodel(m)).sources[0]
+    assert m.sources == (Source("s1", 0.0, 0.0, 1.0, category=2),)
+    written = format_skymodel(m)
+    assert "Category) = format" in written and "RefType" not in written
+    assert parse_skymodel(written) == m
