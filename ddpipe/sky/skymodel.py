@@ -9,14 +9,22 @@ or a fixed value that is not in the rows at all, ``Type=fixed'POINT'``.
 A row with an empty Name and a Patch is a patch row (``, , P1, ra, dec``) and
 must come before the sources of that patch, as DP3 requires.
 
-The reader accepts what DP3 accepts with the same meaning, and refuses with
-``file:line: ...`` what DP3 would misread or reject, plus what ddpipe does not
-model (polarisation by rotation measure, shapelets, disks, non-J2000 frames).
-One exception: a declination in ``dd:mm:ss`` is read as degrees with a warning
-(DP3 refuses colons there); :func:`write_skymodel` always writes degrees.
+The reader accepts every column DP3 6.6 reads, with DP3's meaning: the ones
+ddpipe models (:data:`COLUMNS`), the optional ones it keeps
+(:data:`EXTRA_COLUMNS`: ``OrientationIsAbsolute``, ``RotationMeasure`` with
+``PolarizedFraction`` and ``PolarizationAngle`` or with Q and U,
+``ReferenceWavelength``, ``Category``), positions split over ``rah, ram, ras``
+/ ``decd, decm, decs`` (written back as Ra and Dec), ``RefType`` (J2000 only),
+and empty shapelet columns. It refuses with ``file:line: ...`` what DP3 would
+refuse or misread (a patch row after its sources, a column DP3 does not know,
+RM columns in a combination DP3 rejects) and what DP3's predict cannot model
+(SHAPELET and DISK rows). One exception: a declination in ``dd:mm:ss`` is read
+as degrees with a warning (DP3 refuses colons there); :func:`write_skymodel`
+always writes degrees.
 
 The writer puts patch rows first, then sources in model order, angles as the
-shortest ``<x>deg`` that reads back to the same float, numbers as ``repr``:
+shortest ``<x>deg`` that reads back to the same float, numbers as ``repr``,
+and an optional column only when some source uses it:
 ``parse_skymodel(format_skymodel(m)) == m`` for every model read from a file.
 """
 
