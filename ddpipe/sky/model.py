@@ -9,7 +9,6 @@ north at the source, as DP3 ≥ 5.3 does for ``OrientationIsAbsolute=true``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,12 +27,12 @@ class Source:
     ``LogarithmicSI=false``).
 
     Linear polarisation by Faraday rotation (makesourcedb's ``RotationMeasure``)
-    comes in DP3's two forms: ``rotation_measure`` (rad/m²) with
-    ``polarized_fraction`` and ``polarization_angle`` (rad, at λ = 0), or with
-    ``q`` and ``u`` at the reference wavelength (``reference_wavelength`` in m,
-    else c / ``reference_frequency``). Then Q(ν) = p·I(ν)·cos 2χ,
-    U(ν) = p·I(ν)·sin 2χ with χ = χ0 + RM·λ² (see :meth:`stokes_at`).
-    ``category`` is makesourcedb's source category, kept but unused.
+    is ``rotation_measure`` (rad/m²) with ``polarized_fraction`` p and
+    ``polarization_angle`` χ0 (rad, at λ = 0); ``q`` and ``u`` are then 0 and
+    Q(ν) = p·I(ν)·cos 2χ, U(ν) = p·I(ν)·sin 2χ with χ = χ0 + RM·λ², as in DP3.
+    (A file's other form, RM with Q and U at a reference wavelength, is turned
+    into this one on reading, as DP3 does.) ``category`` is makesourcedb's
+    source category, kept but unused.
     """
 
     name: str
@@ -53,9 +52,8 @@ class Source:
     log_si: bool = True
     orientation_is_absolute: bool = False
     rotation_measure: float | None = None  # rad/m²; None: no Faraday rotation
-    polarized_fraction: float | None = None  # with polarization_angle; None: Q and U given
-    polarization_angle: float | None = None  # rad, at wavelength 0
-    reference_wavelength: float | None = None  # m; for RM with Q and U
+    polarized_fraction: float | None = None  # with a rotation measure
+    polarization_angle: float | None = None  # rad, at wavelength 0; with a rotation measure
     category: int | None = None
 
     def stokes_i_at(self, freq: np.ndarray | float) -> np.ndarray:
@@ -86,33 +84,10 @@ class Source:
         const = np.ones_like(i)
         if self.rotation_measure is None:
             return i, self.q * const, self.u * const, self.v * const
-        frac, angle = self.rm_fraction_angle()
+        frac, angle = self.polarized_fraction or 0.0, self.polarization_angle or 0.0
         lam2 = (SPEED_OF_LIGHT / np.asarray(freq, dtype=float)) ** 2
         chi = 2.0 * (angle + self.rotation_measure * lam2)
         return i, frac * i * np.cos(chi), frac * i * np.sin(chi), self.v * const
-
-    def rm_fraction_angle(self) -> tuple[float, float]:
-        """(polarised fraction, angle at λ = 0 in radians) of a rotation-measure source.
-
-        Given Q and U instead, DP3 derives them at the reference wavelength λr:
-        p = √(Q² + U²) / I(c/λr), χ0 = ½·atan2(U, Q) − RM·λr² modulo π, where
-        I(c/λr) uses the spectral terms as logarithmic ones whatever
-        ``log_si`` says (as DP3 6.6 does).
-        """
-        if self.rotation_measure is None:
-            raise ValueError(f"source {self.name!r} has no rotation measure")
-        if self.polarized_fraction is not None:
-            return self.polarized_fraction, self.polarization_angle or 0.0
-        lam = self.reference_wavelength
-        if lam is None:
-            lam = SPEED_OF_LIGHT / self.reference_frequency
-        scale = 1.0
-        if self.spectral_index:
-            x = math.log10(SPEED_OF_LIGHT / lam / self.reference_frequency)
-            scale = 10.0 ** (x * sum(c * x**k for k, c in enumerate(self.spectral_index)))
-        frac = math.hypot(self.q, self.u) / (self.i * scale)
-        angle = math.fmod(0.5 * math.atan2(self.u, self.q) - lam * lam * self.rotation_measure, math.pi)
-        return frac, angle + math.pi if angle < 0 else angle
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ ddpipe models (:data:`COLUMNS`), the optional ones it keeps
 ``PolarizedFraction`` and ``PolarizationAngle`` or with Q and U,
 ``ReferenceWavelength``, ``Category``), positions split over ``rah, ram, ras``
 / ``decd, decm, decs`` (written back as Ra and Dec), ``RefType`` (J2000 only),
-and empty shapelet columns. It refuses with ``file:line: ...`` what DP3 would
+shapelet files beside non-shapelet rows (ignored, as DP3 does) and a rotation
+measure with Q and U at a ``ReferenceWavelength`` (turned into the fraction and
+angle DP3 derives from them). It refuses with ``file:line: ...`` what DP3 would
 refuse or misread (a patch row after its sources, a column DP3 does not know,
 RM columns in a combination DP3 rejects) and what DP3's predict cannot model
 (SHAPELET and DISK rows). One exception: a declination in ``dd:mm:ss`` is read
@@ -40,7 +42,7 @@ from pathlib import Path
 from ddpipe.errors import UserError
 from ddpipe.fileio import atomic_write
 from ddpipe.sky.angles import AngleError, format_degrees, parse_angle
-from ddpipe.sky.model import Patch, SkyModel, Source
+from ddpipe.sky.model import SPEED_OF_LIGHT, Patch, SkyModel, Source
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +65,20 @@ COLUMNS = (
     "Orientation",
 )
 #: Optional columns DP3 knows and ddpipe keeps; the writer adds each only when a source uses it.
-EXTRA_COLUMNS = (
-    "OrientationIsAbsolute",
-    "RotationMeasure",
-    "PolarizedFraction",
-    "PolarizationAngle",
-    "ReferenceWavelength",
-    "Category",
-)
+EXTRA_COLUMNS = ("OrientationIsAbsolute", "RotationMeasure", "PolarizedFraction", "PolarizationAngle", "Category")
+#: Read only: a rotation measure with Q and U at this wavelength (m) is turned into a fraction and angle.
+REFERENCE_WAVELENGTH = "ReferenceWavelength"
 #: Position split over columns (hours or degrees, minutes, seconds): read, written back as Ra and Dec.
 SPLIT_POSITION = ("rah", "rad", "ram", "ras", "dech", "decd", "decm", "decs")
-#: Shapelet coefficient files: only SHAPELET rows use them, which ddpipe (and DP3's predict) cannot;
-#: the columns are accepted when empty.
+#: Shapelet coefficient files: only SHAPELET rows use them (refused: DP3's predict cannot model them);
+#: DP3 ignores them on other rows, and so does ddpipe.
 SHAPELET_COLUMNS = ("IShapelet", "QShapelet", "UShapelet", "VShapelet")
 #: Columns DP3 knows that carry nothing ddpipe needs; read (and checked) but not kept.
 IGNORED = ("RefType",)
-_CANON = {n.lower(): n for n in COLUMNS + EXTRA_COLUMNS + SPLIT_POSITION + SHAPELET_COLUMNS + IGNORED}
+_CANON = {
+    n.lower(): n
+    for n in COLUMNS + EXTRA_COLUMNS + (REFERENCE_WAVELENGTH,) + SPLIT_POSITION + SHAPELET_COLUMNS + IGNORED
+}
 _TYPES = {"": "POINT", "point": "POINT", "gaussian": "GAUSSIAN"}
 #: Types DP3 reads but cannot predict (its predict accepts only points and Gaussians).
 _REFUSED_TYPES = {"shapelet": "SHAPELET", "disk": "DISK"}
@@ -477,7 +477,7 @@ def _source(values: dict[str, str], patches: dict[str, tuple[Patch, int]]) -> So
         log_si=_boolean(values, "LogarithmicSI", default=True),
         category=int(category) if category else None,
         **_shape(values, name, stype),
-        **_polarisation(values, name, reffreq, bool(si)),
+        **_polarisation(values, name, reffreq, si),
     )
 
 
@@ -509,45 +509,67 @@ def _shape(values: dict[str, str], name: str, stype: str) -> dict[str, float | b
         if attr != "orientation" and shape[attr] < 0:
             raise _LineError(f"source {name!r}: {key} {shape[attr]!r} is negative")
     shape["orientation_is_absolute"] = _boolean(values, "OrientationIsAbsolute", default=False)
-    for key in SHAPELET_COLUMNS:
-        if _unquote(values.get(key, "")):
-            raise _LineError(f"source {name!r}: {key} is for SHAPELET sources, which ddpipe cannot model; leave it out")
     return shape
 
 
-def _polarisation(values: dict[str, str], name: str, reffreq: float, has_si: bool) -> dict[str, float | None]:
-    """Q and U, or a rotation measure with (Q, U) or (PolarizedFraction, PolarizationAngle), by DP3's rules."""
-    text = {k: _unquote(values.get(k, "")) for k in ("Q", "U") + EXTRA_COLUMNS[1:5]}
-    rm, frac, angle, wavel = (text[k] for k in EXTRA_COLUMNS[1:5])
-    out: dict[str, float | None] = {"q": _number(values, "Q", 0.0), "u": _number(values, "U", 0.0)}
+def _polarisation(values: dict[str, str], name: str, reffreq: float, si: tuple[float, ...]) -> dict[str, float | None]:
+    """Q and U, or a rotation measure with a polarised fraction and angle, by DP3's rules.
+
+    A rotation measure with Q and U is turned into the fraction and angle DP3 derives
+    from them (:func:`rm_fraction_angle`).
+    """
+    keys = ("Q", "U", "RotationMeasure", "PolarizedFraction", "PolarizationAngle", REFERENCE_WAVELENGTH)
+    q, u, rm, frac, angle, wavel = (_unquote(values.get(k, "")) for k in keys)
     if not rm:
         if frac or angle or wavel:
             raise _LineError(
                 f"source {name!r}: PolarizedFraction, PolarizationAngle and ReferenceWavelength need a "
                 "RotationMeasure (DP3 refuses them without); give one or leave them empty"
             )
-        return out
-    out["rotation_measure"] = _number(values, "RotationMeasure")
-    if text["Q"] or text["U"]:
-        if not (text["Q"] and text["U"]) or frac or angle:
+        return {"q": _number(values, "Q", 0.0), "u": _number(values, "U", 0.0)}
+    out: dict[str, float | None] = {"rotation_measure": _number(values, "RotationMeasure")}
+    if q or u:
+        if not (q and u) or frac or angle:
             raise _LineError(
                 f"source {name!r}: with a RotationMeasure give both Q and U, or PolarizedFraction and "
                 "PolarizationAngle, not a mix"
             )
         if not wavel and reffreq <= 0:
             raise _LineError(f"source {name!r}: RotationMeasure with Q and U needs a ReferenceWavelength or Frequency")
-        if wavel:
-            out["reference_wavelength"] = _number(values, "ReferenceWavelength")
-            if has_si and out["reference_wavelength"] <= 0:
-                raise _LineError(f"source {name!r}: ReferenceWavelength must be positive with a SpectralIndex")
+        lam = _number(values, REFERENCE_WAVELENGTH) if wavel else SPEED_OF_LIGHT / reffreq
+        if si and lam <= 0:
+            raise _LineError(f"source {name!r}: ReferenceWavelength must be positive with a SpectralIndex")
+        i = _number(values, "I")
+        frac_angle = rm_fraction_angle(
+            i, _number(values, "Q"), _number(values, "U"), out["rotation_measure"], lam, reffreq, si
+        )
+        out["polarized_fraction"], out["polarization_angle"] = frac_angle
         return out
     if not (frac and angle):
         raise _LineError(f"source {name!r}: RotationMeasure needs Q and U, or PolarizedFraction and PolarizationAngle")
-    if wavel and _number(values, "ReferenceWavelength") != 0:
+    if wavel and _number(values, REFERENCE_WAVELENGTH) != 0:
         raise _LineError(f"source {name!r}: PolarizedFraction/PolarizationAngle go with ReferenceWavelength 0 only")
     out["polarized_fraction"] = _number(values, "PolarizedFraction")
     out["polarization_angle"] = _number(values, "PolarizationAngle")
     return out
+
+
+def rm_fraction_angle(
+    i: float, q: float, u: float, rm: float, wavelength: float, reffreq: float, si: tuple[float, ...]
+) -> tuple[float, float]:
+    """The polarised fraction and angle at λ = 0 (radians) DP3 derives from Q and U given with a rotation measure.
+
+    Q and U hold at ``wavelength`` λr (m): p = √(Q² + U²) / I(c/λr),
+    χ0 = ½·atan2(U, Q) − RM·λr² modulo π, where I(c/λr) applies the spectral terms
+    ``si`` (about ``reffreq``) as logarithmic ones whatever LogarithmicSI says, as DP3 6.6 does.
+    """
+    scale = 1.0
+    if si:
+        x = math.log10(SPEED_OF_LIGHT / wavelength / reffreq)
+        scale = 10.0 ** (x * sum(c * x**k for k, c in enumerate(si)))
+    frac = math.hypot(q, u) / (i * scale)
+    angle = math.fmod(0.5 * math.atan2(u, q) - wavelength * wavelength * rm, math.pi)
+    return frac, angle + math.pi if angle < 0 else angle
 
 
 def _spectral_index(text: str) -> tuple[float, ...]:
@@ -657,7 +679,6 @@ def _extra_columns(sources: tuple[Source, ...]) -> tuple[str, ...]:
         "RotationMeasure": any(s.rotation_measure is not None for s in sources),
         "PolarizedFraction": any(s.polarized_fraction is not None for s in sources),
         "PolarizationAngle": any(s.polarized_fraction is not None for s in sources),
-        "ReferenceWavelength": any(s.reference_wavelength is not None for s in sources),
         "Category": any(s.category is not None for s in sources),
     }
     return tuple(c for c in EXTRA_COLUMNS if used[c])
@@ -665,15 +686,11 @@ def _extra_columns(sources: tuple[Source, ...]) -> tuple[str, ...]:
 
 def _check_polarisation(s: Source, what: str) -> None:
     """Refuse a rotation-measure combination DP3 would refuse or misread."""
-    if s.rotation_measure is None:
-        if s.polarized_fraction is not None or s.polarization_angle is not None or s.reference_wavelength is not None:
-            raise UserError(f"{what}: polarised fraction, angle or reference wavelength without a rotation measure")
-        return
-    if s.polarized_fraction is not None:
-        if s.polarization_angle is None or s.q or s.u or s.reference_wavelength:
-            raise UserError(f"{what}: a polarised fraction needs an angle, no Q/U and no reference wavelength")
-    elif s.reference_wavelength is None and not s.reference_frequency > 0:
-        raise UserError(f"{what}: a rotation measure with Q and U needs a reference wavelength or frequency")
+    fraction_angle = (s.polarized_fraction is not None, s.polarization_angle is not None)
+    if s.rotation_measure is None and any(fraction_angle):
+        raise UserError(f"{what}: polarised fraction or angle without a rotation measure")
+    if s.rotation_measure is not None and (not all(fraction_angle) or s.q or s.u):
+        raise UserError(f"{what}: a rotation measure needs a polarised fraction and angle, and Q = U = 0")
 
 
 def _optional(value: float | None, what: str) -> str:
@@ -690,7 +707,7 @@ def _format_source(s: Source, extra: tuple[str, ...] = ()) -> str:
         raise UserError(f"{what}: spectral index without a positive reference frequency")
     _check_polarisation(s, what)
     si = "[" + ", ".join(_num(c, f"{what} spectral index") for c in s.spectral_index) + "]"
-    by_fraction = s.polarized_fraction is not None  # DP3 refuses Q/U beside a fraction and angle
+    by_fraction = s.rotation_measure is not None  # DP3 refuses Q/U beside a fraction and angle
     fields = [
         s.name,
         stype,
@@ -713,7 +730,6 @@ def _format_source(s: Source, extra: tuple[str, ...] = ()) -> str:
         "RotationMeasure": _optional(s.rotation_measure, f"{what} rotation measure"),
         "PolarizedFraction": _optional(s.polarized_fraction, f"{what} polarised fraction"),
         "PolarizationAngle": _optional(s.polarization_angle, f"{what} polarisation angle"),
-        "ReferenceWavelength": _optional(s.reference_wavelength, f"{what} reference wavelength"),
         "Category": "" if s.category is None else str(int(s.category)),
     }
     return ", ".join(fields + [values[c] for c in extra])

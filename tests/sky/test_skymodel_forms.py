@@ -43,18 +43,21 @@ ACCEPTED = [
     (
         "Name, Ra, Dec, I, RotationMeasure, PolarizedFraction, PolarizationAngle, ReferenceWavelength",
         "s, 1deg, 2deg, 1, -3, 0.1, 0, 0",
-        {"rotation_measure": -3.0, "polarized_fraction": 0.1, "reference_wavelength": None},
+        {"rotation_measure": -3.0, "polarized_fraction": 0.1, "polarization_angle": 0.0},
     ),
-    # RotationMeasure with Q and U at a reference wavelength, or at c / ReferenceFrequency
+    # RotationMeasure with Q and U at a reference wavelength, or at c / ReferenceFrequency: DP3's fraction, angle
     (
         "Name, Ra, Dec, I, Q, U, RotationMeasure, ReferenceWavelength",
-        "s, 1deg, 2deg, 1, 0.1, -0.2, 40, 2.0",
-        {"rotation_measure": 40.0, "q": 0.1, "u": -0.2, "reference_wavelength": 2.0, "polarized_fraction": None},
+        "s, 1deg, 2deg, 2, 0.3, -0.4, 40, 2.0",
+        {"rotation_measure": 40.0, "q": 0.0, "u": 0.0, "polarized_fraction": 0.25},
     ),
     (
         "Name, Ra, Dec, I, Q, U, RotationMeasure, ReferenceFrequency='1.5e8'",
-        "s, 1deg, 2deg, 1, 0.1, 0.1, 5",
-        {"rotation_measure": 5.0, "reference_frequency": 1.5e8, "reference_wavelength": None},
+        "s, 1deg, 2deg, 1, 0.1, 0, 5",
+        {
+            "polarized_fraction": 0.1,
+            "polarization_angle": math.fmod(-5 * (299792458.0 / 1.5e8) ** 2, math.pi) + math.pi,
+        },
     ),
     # defaults in the FORMAT line
     (
@@ -100,6 +103,7 @@ ACCEPTED = [
     ("Name, Ra, , Dec, I", "s, 1deg, skipped, 2deg, 1", {"dec": D(2)}),
     ("Name, Ra, Dec, I, RefType", "s, 1deg, 2deg, 1, j2000", {"i": 1.0}),
     ("Name, Ra, Dec, I, IShapelet, QShapelet, UShapelet, VShapelet", "s, 1deg, 2deg, 1, , , , ", {"i": 1.0}),
+    ("Name, Ra, Dec, I, IShapelet", "s, 1deg, 2deg, 1, s.coef", {"i": 1.0}),  # DP3 reads it for SHAPELET rows only
     ("Name, Ra, Dec, I", "'quoted', 1deg, 2deg, 1", {"name": "quoted"}),
     ("Name, Type, Ra, Dec, I", 's, "point", 1deg, 2deg, 1', {"type": "POINT"}),
 ]
@@ -129,27 +133,26 @@ def test_every_extra_column_is_written_only_when_used() -> None:
     )
     m = parse_skymodel(text)
     out = format_skymodel(m)
-    assert "RotationMeasure, PolarizedFraction, PolarizationAngle, ReferenceWavelength) = format" in out
-    # a: Q and U left empty beside a fraction and angle (DP3 refuses both); c: no polarisation columns
-    rows = [line for line in out.splitlines() if line[:2] in ("a,", "b,", "c,")]
-    assert rows[0].split(", ")[6:8] == ["", ""] and rows[0].endswith("5.0, 0.1, 0.2, ")
-    assert rows[1].endswith("5.0, , , 2.5") and rows[2].endswith(", , , , ")
+    assert "Orientation, RotationMeasure, PolarizedFraction, PolarizationAngle) = format" in out
+    # a, b: Q and U left empty beside a fraction and angle (DP3 refuses both); c: no polarisation
+    rows = {line[0]: line.split(", ") for line in out.splitlines() if line[:2] in ("a,", "b,", "c,")}
+    assert rows["a"][6:8] == ["", ""] and rows["a"][-3:] == ["5.0", "0.1", "0.2"]
+    assert rows["b"][6:8] == ["", ""] and rows["b"][-3] == "5.0"
+    assert rows["c"][6:8] == ["0.0", "0.0"] and rows["c"][-3:] == ["", "", ""]
     assert parse_skymodel(out) == m
 
 
 def test_rm_with_q_and_u_gives_dp3s_fraction_and_angle() -> None:
     # DP3: p = |Q + iU| / I(c/λr) with the log spectral shape, χ0 = atan2(U, Q)/2 − RM λr² (mod π)
-    text = "FORMAT = Name, Ra, Dec, I, Q, U, RotationMeasure, ReferenceWavelength, ReferenceFrequency, SpectralIndex\n"
-    text += "s, 1deg, 2deg, 2, 0.3, 0.4, 10, 2.0, 1e8, [-0.7]\n"
+    text = "FORMAT = Name, Ra, Dec, I, Q, U, RotationMeasure, ReferenceWavelength, ReferenceFrequency, SpectralIndex, "
+    text += "LogarithmicSI\ns, 1deg, 2deg, 2, 0.3, 0.4, 10, 2.0, 1e8, [-0.7], false\n"
     (s,) = parse_skymodel(text).sources
-    i_ref = 2 * (299792458.0 / 2.0 / 1e8) ** -0.7
-    frac, angle = s.rm_fraction_angle()
-    assert frac == pytest.approx(0.5 / i_ref, rel=1e-12)
-    assert angle == pytest.approx(math.fmod(0.5 * math.atan2(0.4, 0.3) - 40.0, math.pi) + math.pi, rel=1e-12)
-    # at the reference wavelength Q and U come back as given, scaled by I(ν) / I(c/λr) = 1 there
-    i, q, u, _ = s.stokes_at(299792458.0 / 2.0)
-    assert (float(q), float(u)) == pytest.approx((0.3, 0.4), rel=1e-9)
-    assert float(i) == pytest.approx(i_ref, rel=1e-12)
+    i_ref = 2 * (299792458.0 / 2.0 / 1e8) ** -0.7  # the log shape although LogarithmicSI is false
+    assert s.polarized_fraction == pytest.approx(0.5 / i_ref, rel=1e-12)
+    assert s.polarization_angle == pytest.approx(math.fmod(0.5 * math.atan2(0.4, 0.3) - 40.0, math.pi) + math.pi)
+    # at the reference wavelength Q / U come back in the given ratio
+    _, q, u, _ = s.stokes_at(299792458.0 / 2.0)
+    assert float(u) / float(q) == pytest.approx(0.4 / 0.3, rel=1e-9)
 
 
 RM = "FORMAT = Name, Ra, Dec, I, Q, U, RotationMeasure, PolarizedFraction, PolarizationAngle, ReferenceWavelength\n"
@@ -169,7 +172,6 @@ RM = "FORMAT = Name, Ra, Dec, I, Q, U, RotationMeasure, PolarizedFraction, Polar
         (RM + "s, 1deg, 2deg, 1, , , 5x, 0.1, 0.2\n", "RotationMeasure '5x' is not a number"),
         ("FORMAT = Name, Ra, Dec, I, OrientationIsAbsolute\ns, 1deg, 2deg, 1, absolutely\n", "not true or false"),
         ("FORMAT = Name, Ra, Dec, I, Category\ns, 1deg, 2deg, 1, first\n", "Category 'first' is not a whole number"),
-        ("FORMAT = Name, Ra, Dec, I, IShapelet\ns, 1deg, 2deg, 1, s.coef\n", "IShapelet is for SHAPELET sources"),
         ("FORMAT = Name, Type, Ra, Dec, I\ns, shapelet, 1deg, 2deg, 1\n", "SHAPELET source, which neither ddpipe"),
         (
             "FORMAT = Name, Ra, Dec, I, SpectralIndex, ReferenceFrequency\ns, 1deg, 2deg, 1, [-0.7, 1e8\n",
