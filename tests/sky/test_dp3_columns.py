@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skysamples import COLUMNS
 
 from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
 from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
@@ -27,23 +28,6 @@ from ddpipe.sky.skymodel import read_skymodel, write_skymodel
 casacore_tables = pytest.importorskip("casacore.tables")
 
 pytestmark = pytest.mark.dp3
-
-# Gaussians 6 deg east of the phase centre, where local north turns by ~3 deg against the
-# phase centre's; RM sources whose Q and U turn by ~1 rad across the band.
-COLUMNS = """\
-# (Name, Type, Patch, Ra, Dec, I, Q, U, V, ReferenceFrequency='1.5e8', SpectralIndex='[]', LogarithmicSI='true', MajorAxis, MinorAxis, Orientation, OrientationIsAbsolute, RotationMeasure, PolarizedFraction, PolarizationAngle, ReferenceWavelength, Category) = format
-
-, , east, 30.4deg, 33.5deg
-, , pol, 01:37:00, +33.00.00
-
-gabs, GAUSSIAN, east, 30.4deg, 33.5deg, 3.0, , , , , [-0.7], , 20.0, 4.0, 35.0, true, , , , , 1
-grel, GAUSSIAN, east, 30.0deg, 32.5deg, 2.0, , , , , , , 18.0, 5.0, -60.0, false, , , , , 2
-gdef, GAUSSIAN, east, 0.526rad, 0.578rad, 1.0, , , , , , , 12.0, 3.0, 10.0
-rm1, POINT, pol, 01:37:00, +33.00.00, 2.0, , , 0.05, , [-0.8, 0.1], , , , , , 50.0, 0.3, 0.4, , 3
-rm2, POINT, pol, 01h36m10s, 33d20m00s, 1.5, 0.2, -0.1, , 140e6, [-0.5], false, , , , , -35.0, , , 2.1
-rm3, POINT, pol, 24.1deg, 33.3deg, 1.0, 0.1, 0.15, , , , , , , , , 20.0, , , , 2
-p1, POINT, pol, 24.3deg, 33.1deg, 0.8, 0.1, , , , , , , , , , , , , , 2
-"""
 
 SPLIT = """\
 FORMAT = Name, Type, Patch, rah, ram, ras, decd, decm, decs, I, Category='2'
