@@ -16,6 +16,7 @@ import pytest
 from ddpipe.simulate.predict import components_from_skymodel, predict_rows
 from ddpipe.sky.skymodel import read_skymodel
 from ddpipe.solutions import SolTab, Solutions, evaluate_gains, merge_along_time, read_h5parm, write_h5parm
+from ddpipe.solutions.merge import chain_soltabs
 
 pytestmark = pytest.mark.dp3
 
@@ -203,3 +204,68 @@ def test_h5parmpredict_corrupts_like_our_predict(real_ms, foursources, dp3, tmp_
     assert np.abs(dp3_model - ours).max() < 1e-4 * scale
     uncorrupted = predict_rows(meta["UVW"], meta["freqs"], comps)
     assert np.abs(dp3_model - uncorrupted).max() > 0.1 * scale  # the gains did something
+
+
+def chained_solutions(meta: dict) -> Solutions:
+    """A chain of two scalar solves as ddpipe writes it: phase000 (fine grid), phase001 and amplitude000 (coarse)."""
+    fine = known_solutions(meta, seed=11, ndir=2, pol=False)
+    fine = replace(fine, soltabs={"phase000": fine.soltabs["phase000"]})
+    coarse = known_solutions(meta, seed=12, ndir=2, pol=False)
+    tabs = {
+        name: replace(
+            tab,
+            values=tab.values[:1, :1],
+            weights=tab.weights[:1, :1],
+            time=tab.time[:1],
+            freq=tab.freq[:1],
+        )
+        for name, tab in coarse.soltabs.items()
+    }
+    return chain_soltabs([fine, replace(coarse, soltabs=tabs)])
+
+
+@pytest.mark.parametrize(
+    "pol, tables",
+    [
+        (False, ("phase000",)),  # scalarphase
+        (False, ("amplitude000",)),  # scalaramplitude
+        (False, ("amplitude000", "phase000")),  # scalar
+        (True, ("phase000",)),  # diagonalphase
+        (True, ("amplitude000",)),  # diagonalamplitude
+        (False, ("phase000", "phase001", "amplitude000")),  # a chain of solves
+    ],
+)
+def test_applycal_applies_each_soltab_kind(real_ms, dp3, tmp_path, pol, tables):
+    ms = real_ms("tDDECal")
+    meta = ms_meta(ms)
+    if "phase001" in tables:
+        sol = chained_solutions(meta)
+    else:
+        sol = known_solutions(meta, seed=len(tables) + 3 * pol, ndir=2, pol=pol)
+        sol = replace(sol, soltabs={t: sol.soltabs[t] for t in tables})
+    write_h5parm(tmp_path / "known.h5", sol)
+    steps = {f"ac.s{k}.correction": name for k, name in enumerate(tables)}
+    dp3(
+        {
+            "msin": str(ms),
+            "msout": ".",
+            "msout.datacolumn": "CORR_DP3",
+            "steps": "[ac]",
+            "ac.type": "applycal",
+            "ac.parmdb": str(tmp_path / "known.h5"),
+            "ac.steps": "[" + ",".join(f"s{k}" for k in range(len(tables))) + "]",
+            **steps,
+            "ac.direction": "[source1]",
+        },
+        "applycal",
+    )
+    with pt.table(str(ms), ack=False) as t:
+        corrected = t.getcol("CORR_DP3")
+    g = evaluate_gains(sol, meta["TIME"], meta["freqs"], directions=["source1"])[..., 0, :]  # (row, chan, ant, pol)
+    it = np.arange(len(meta["TIME"]))
+    gp, gq = g[it, :, meta["ANTENNA1"]], g[it, :, meta["ANTENNA2"]]
+    denom = np.stack([gp[..., a] * np.conj(gq[..., b]) for a in (0, 1) for b in (0, 1)], axis=-1)
+    want = meta["DATA"] / denom
+    ok = ~meta["FLAG"]
+    assert ok.sum() > 1000 and np.abs(want[ok] - meta["DATA"][ok]).max() > 0.1 * np.abs(want[ok]).max()
+    np.testing.assert_allclose(corrected[ok], want[ok], rtol=2e-5, atol=1e-5 * np.abs(want[ok]).max())
