@@ -35,6 +35,7 @@ COMMANDS = (
     "simulate",
     "image",
     "facets",
+    "sky",
 )
 
 

@@ -79,6 +79,8 @@ _CANON = {
     n.lower(): n
     for n in COLUMNS + EXTRA_COLUMNS + (REFERENCE_WAVELENGTH,) + SPLIT_POSITION + SHAPELET_COLUMNS + IGNORED
 }
+#: What the error for a column DP3 does not know says about it.
+UNKNOWN_COLUMN = "DP3 does not know it (it would read it as an unused number)"
 _TYPES = {"": "POINT", "point": "POINT", "gaussian": "GAUSSIAN"}
 #: Types DP3 reads but cannot predict (its predict accepts only points and Gaussians).
 _REFUSED_TYPES = {"shapelet": "SHAPELET", "disk": "DISK"}
@@ -98,11 +100,12 @@ _RE_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 @dataclass(frozen=True)
 class _Column:
-    """One FORMAT entry: canonical name ("" for a skipped column) and its default/fixed value."""
+    """One FORMAT entry: canonical name ("" for a skipped column), its default/fixed value, its name as written."""
 
     name: str
     default: str | None = None
     fixed: str | None = None
+    raw: str = ""
 
 
 class _LineError(Exception):
@@ -159,7 +162,29 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
     UserError
         ``"<filename>:<line>: <what was expected>"`` for the first problem found.
     """
-    got = _Parsed()
+    return parse_skymodel_columns(text, filename)[0]
+
+
+def parse_skymodel_columns(
+    text: str, filename: str = "<text>", unknown_columns: str = "refuse"
+) -> tuple[SkyModel, tuple[tuple[str, str], ...]]:
+    """:func:`parse_skymodel`, also returning the FORMAT line's columns.
+
+    Parameters
+    ----------
+    text, filename
+        As :func:`parse_skymodel`.
+    unknown_columns : {"refuse", "skip"}
+        What to do with a column DP3 does not know: a ``file:line`` error, or
+        skip it as DP3 skips a ``dummy`` column (for ``ddpipe sky convert``).
+
+    Returns
+    -------
+    model : SkyModel
+    columns : tuple of (str, str)
+        Each FORMAT entry as written and its canonical name ("" for a skipped one).
+    """
+    got = _Parsed(skip_unknown=unknown_columns == "skip")
     lineno = 0
     try:
         for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -168,7 +193,8 @@ def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
                 _read_row(line, lineno, got)
     except _LineError as exc:
         raise UserError(f"{filename}:{lineno}: {exc}") from None
-    return _finish(got, filename)
+    model = _finish(got, filename)
+    return model, tuple((c.raw, c.name) for c in got.columns or ())
 
 
 @dataclass
@@ -186,6 +212,8 @@ class _Parsed:
     used: set[str] = field(default_factory=set)
     #: lines with a dd:mm:ss declination
     colon_decs: list[int] = field(default_factory=list)
+    #: a column DP3 does not know is skipped (else refused)
+    skip_unknown: bool = False
 
 
 def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
@@ -194,7 +222,7 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
         if got.columns is None:
             m = _RE_FORMAT_COMMENT.match(line)
             if m:
-                got.columns, got.format_line = _parse_format(m.group(1)), lineno
+                got.columns, got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
             elif _RE_FORMAT_COMMENT_LOOSE.search(line):
                 raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
         return True
@@ -203,7 +231,7 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
         return False
     if got.columns is not None:
         raise _LineError(f"second FORMAT line (the first is line {got.format_line}); keep one")
-    got.columns, got.format_line = _parse_format(m.group(1)), lineno
+    got.columns, got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
     return True
 
 
@@ -265,6 +293,12 @@ def _finish(got: _Parsed, filename: str) -> SkyModel:
             got.colon_decs[0],
             len(got.colon_decs),
         )
+    if any(s.rotation_measure is not None for s in got.sources) and not any(s.q or s.u or s.v for s in got.sources):
+        log.warning(
+            "%s: DP3 6.6 predicts Stokes I only for this model: its rotation-measure sources are polarised, "
+            "but no source has a non-zero Q, U or V, which is what DP3 looks at (ddpipe predicts them polarised)",
+            filename,
+        )
     return SkyModel(
         sources=tuple(got.sources),
         patches=tuple(p for p, _ in got.patches.values()),
@@ -272,7 +306,7 @@ def _finish(got: _Parsed, filename: str) -> SkyModel:
     )
 
 
-def _parse_format(spec: str) -> tuple[_Column, ...]:
+def _parse_format(spec: str, skip_unknown: bool = False) -> tuple[_Column, ...]:
     """FORMAT text (without ``FORMAT =`` / ``# ( ) = format``) → columns."""
     columns: list[_Column] = []
     seen: set[str] = set()
@@ -283,14 +317,14 @@ def _parse_format(spec: str) -> tuple[_Column, ...]:
         raw = m.group("name") or ""
         low = raw.lower()
         value = m.group("sq") if m.group("sq") is not None else m.group("dq")
-        if low in ("", "dummy"):
-            columns.append(_Column(""))
+        if low in ("", "dummy") or (skip_unknown and low not in _CANON and low != "spectralindexdegree"):
+            columns.append(_Column("", raw=raw))
             continue
         if low == "spectralindexdegree":
             raise _LineError("column 'SpectralIndexDegree' is refused by DP3; write SpectralIndex='[c0, c1, ...]'")
         if low not in _CANON:
             raise _LineError(
-                f"unknown column {raw!r}: DP3 does not know it (it would read it as an unused number); "
+                f"unknown column {raw!r}: {UNKNOWN_COLUMN}; "
                 "remove it or use one of " + ", ".join(COLUMNS + EXTRA_COLUMNS)
             )
         name = _CANON[low]
@@ -298,9 +332,9 @@ def _parse_format(spec: str) -> tuple[_Column, ...]:
             raise _LineError(f"column {name!r} appears twice in the FORMAT line")
         seen.add(name)
         if m.group("fixed"):
-            columns.append(_Column(name, fixed=value))
+            columns.append(_Column(name, fixed=value, raw=raw))
         else:
-            columns.append(_Column(name, default=value))
+            columns.append(_Column(name, default=value, raw=raw))
     if "Name" not in seen:
         raise _LineError("the FORMAT line has no 'Name' column; DP3 needs Name, Ra and Dec")
     _check_position_columns(seen, "Ra", "rah", "rad", "ram", "ras")
@@ -633,7 +667,7 @@ def format_skymodel(model: SkyModel) -> str:
         raise UserError("sky model has no sources; nothing to write")
     extra = _extra_columns(model.sources)
     lines = [
-        "# (" + ", ".join(COLUMNS + extra) + ") = format",
+        "# (" + ", ".join(written_columns(model)) + ") = format",
         "# written by ddpipe: angles in degrees, fluxes in Jy, axes FWHM in arcsec, orientation in degrees",
         "",
     ]
@@ -670,6 +704,12 @@ def _num(value: float, what: str) -> str:
     if not math.isfinite(x):
         raise UserError(f"{what} is {value!r}; sky-model numbers must be finite")
     return repr(x)
+
+
+def written_columns(model: SkyModel) -> tuple[str, ...]:
+    """The columns :func:`format_skymodel` writes for ``model``: :data:`COLUMNS`, then the
+    :data:`EXTRA_COLUMNS` some source uses."""
+    return COLUMNS + _extra_columns(model.sources)
 
 
 def _extra_columns(sources: tuple[Source, ...]) -> tuple[str, ...]:

@@ -102,3 +102,31 @@ def test_ddpipe_predicts_absolute_orientation_and_rotation_measure_as_dp3(real_m
     flat = SkyModel(tuple(replace(s, rotation_measure=None, polarized_fraction=None) for s in model.sources))
     diff = ours(flat, ms) - v_dp3
     assert np.abs(diff[..., 1]).max() > 0.05 and np.abs(diff[..., 0] - diff[..., 3]).max() > 0.05
+
+
+RM_ONLY = """\
+FORMAT = Name, Type, Ra, Dec, I, Q, U, V, RotationMeasure, PolarizedFraction, PolarizationAngle
+a, POINT, 24.4deg, 33.1deg, 2.0, , , , 30, 0.2, 0.3
+"""
+
+
+def test_dp3_drops_rotation_measures_when_no_source_has_q_u_or_v(real_ms, tmp_path: Path, caplog) -> None:
+    """DP3 6.6 predicts Stokes I only unless some source has a non-zero Q, U or V: the polarisation of
+    rotation-measure sources alone is lost. ddpipe warns when it reads such a model; its own predict
+    (physically) keeps it. A DP3 that fixes this fails here: then drop the warning."""
+    ms = real_ms("tDDECal")
+    path = tmp_path / "rm_only.skymodel"
+    path.write_text(RM_ONLY)
+    model = read_skymodel(path)
+    assert "DP3 6.6 predicts Stokes I only for this model" in caplog.text
+    v_dp3 = predict(ms, path, "MODEL_RM", tmp_path)
+    assert np.abs(v_dp3[..., 1]).max() == 0 and np.abs(v_dp3[..., 0] - v_dp3[..., 3]).max() == 0
+    v_ours = ours(model, ms)
+    assert np.abs(v_ours[..., 1]).max() > 0.1  # p I = 0.4 Jy of linear polarisation
+    # with a source of V = 1 µJy beside it DP3 predicts the rotation measure as ddpipe does
+    path.write_text(RM_ONLY + "b, POINT, 24.4deg, 33.1deg, 1.0, , , 1e-6\n")
+    caplog.clear()
+    model = read_skymodel(path)
+    assert "Stokes I only" not in caplog.text
+    v_dp3 = predict(ms, path, "MODEL_RMV", tmp_path)
+    assert np.abs(ours(model, ms) - v_dp3).max() <= 1e-5 * np.abs(v_dp3).max()
