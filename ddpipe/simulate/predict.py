@@ -320,9 +320,8 @@ def predict_stations(
             for k in targets:
                 out[..., k] += picked
     if np.any(comps.gaussian):
-        uvw_bl = uvw_st[:, ant2] - uvw_st[:, ant1]  # (t, bl, 3)
         for s in np.flatnonzero(comps.gaussian):
-            uv_bl = (uvw_bl @ comps.uvw_rotation[s].T)[..., :2]
+            uv_bl = ((uvw_st[:, ant2] - uvw_st[:, ant1]) @ comps.uvw_rotation[s].T)[..., :2]  # (t, bl, 2)
             taper = gaussian_taper(uv_bl, freqs, comps.major[s], comps.minor[s], comps.pa[s])  # (t, bl, f)
             a = np.moveaxis(phasor[..., s], 1, -1)  # (t, p, f)
             bl = np.conj(a[:, ant1]) * a[:, ant2] * taper
