@@ -17,7 +17,7 @@ here (nothing is copied from elsewhere):
 ``losoto-smoothed.h5``
     the same after losoto 2.7's ``smooth`` (mean over time)
 
-``tests/sky/test_samples.py`` and ``tests/solutions/test_samples.py`` read each
+``tests/sky/test_sky_samples.py`` and ``tests/solutions/test_h5parm_samples.py`` read each
 with ddpipe, lsmtool, losoto and DP3, and check that this script still writes the
 committed files (lsmtool's dated history lines aside).
 
