@@ -12,8 +12,7 @@ must come before the sources of that patch, as DP3 requires.
 The reader accepts every column DP3 6.6 reads, with DP3's meaning: the ones
 ddpipe models (:data:`COLUMNS`), the optional ones it keeps
 (:data:`EXTRA_COLUMNS`: ``OrientationIsAbsolute``, ``RotationMeasure`` with
-``PolarizedFraction`` and ``PolarizationAngle`` or with Q and U,
-``ReferenceWavelength``, ``Category``), positions split over ``rah, ram, ras``
+``PolarizedFraction`` and ``PolarizationAngle``, ``Category``), positions split over ``rah, ram, ras``
 / ``decd, decm, decs`` (written back as Ra and Dec), ``RefType`` (J2000 only),
 shapelet files beside non-shapelet rows (ignored, as DP3 does) and a rotation
 measure with Q and U at a ``ReferenceWavelength`` (turned into the fraction and
@@ -425,13 +424,13 @@ def _position(values: dict[str, str]) -> tuple[float, float]:
         ra = _angle(ra_text, "Ra", "h")
     else:
         ra_text = _split_text(values, "rah", "rad", "ram", "ras")
-        ra = _split_angle(values, "rah", "rad", "ram", "ras", "Ra")
+        ra = _split_angle(values, "rah", "rad", "ram", "ras")
     if "Dec" in values:
         dec_text = values["Dec"]
         dec = _angle(dec_text, "Dec", "deg")
     else:
         dec_text = _split_text(values, "dech", "decd", "decm", "decs")
-        dec = _split_angle(values, "dech", "decd", "decm", "decs", "Dec")
+        dec = _split_angle(values, "dech", "decd", "decm", "decs")
     if not -2 * math.pi <= ra <= 2 * math.pi:
         raise _LineError(f"Ra {ra_text!r} is {math.degrees(ra):.6g} degrees, outside ±360")
     if not -math.pi / 2 <= dec <= math.pi / 2:
@@ -452,7 +451,7 @@ def _split_text(values: dict[str, str], *keys: str) -> str:
     return " ".join(f"{k}={values[k]}" for k in keys if values.get(k, ""))
 
 
-def _split_angle(values: dict[str, str], hours: str, degrees: str, minutes: str, seconds: str, what: str) -> float:
+def _split_angle(values: dict[str, str], hours: str, degrees: str, minutes: str, seconds: str) -> float:
     """A position in DP3's split columns (e.g. ``rah, ram, ras``), read as DP3 reads it.
 
     The whole part is hours (``rah``/``dech``) or degrees (``rad``/``decd``); minutes and
