@@ -5,7 +5,9 @@ is a comma-separated table whose columns are named by a FORMAT line, either
 ``FORMAT = Name, Type, Patch, Ra, Dec, I`` (the first non-comment line) or
 ``# (Name, Type, Patch, Ra, Dec, I) = format`` (a comment before the first row).
 A column may carry a default for empty fields, ``ReferenceFrequency='150e6'``,
-or a fixed value that is not in the rows at all, ``Type=fixed'POINT'``.
+or a fixed value that is not in the rows at all, ``Type=fixed'POINT'``. Fields
+are separated by commas, or by the one character the FORMAT line uses between
+its names (``;``, or blanks: ``FORMAT = Name Type Ra Dec I``).
 A row with an empty Name and a Patch is a patch row (``, , P1, ra, dec``) and
 must come before the sources of that patch, as DP3 requires.
 
@@ -93,6 +95,11 @@ _RE_FIELD = re.compile(
     r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_:]*)?\s*
         (?:=\s*(?P<fixed>fixed)?\s*(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"))?\s*$""",
     re.VERBOSE | re.IGNORECASE,
+)
+#: One FORMAT entry (possibly empty) and the blanks after it.
+_RE_ENTRY = re.compile(
+    r"""\s*(?:[A-Za-z0-9_][A-Za-z0-9_:]*)?\s*(?:=\s*(?:fixed)?\s*(?:'[^']*'|"[^"]*")\s*)?""",
+    re.IGNORECASE,
 )
 _RE_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
@@ -201,6 +208,8 @@ class _Parsed:
     """What :func:`parse_skymodel` has read so far."""
 
     columns: tuple[_Column, ...] | None = None
+    #: the field separator the FORMAT line uses
+    separator: str = ","
     format_line: int = 0
     sources: list[Source] = field(default_factory=list)
     #: patch name → (patch, line)
@@ -221,7 +230,7 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
         if got.columns is None:
             m = _RE_FORMAT_COMMENT.match(line)
             if m:
-                got.columns, got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
+                (got.columns, got.separator), got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
             elif _RE_FORMAT_COMMENT_LOOSE.search(line):
                 raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
         return True
@@ -230,7 +239,7 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
         return False
     if got.columns is not None:
         raise _LineError(f"second FORMAT line (the first is line {got.format_line}); keep one")
-    got.columns, got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
+    (got.columns, got.separator), got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
     return True
 
 
@@ -241,7 +250,7 @@ def _read_row(line: str, lineno: int, got: _Parsed) -> None:
             "expected the FORMAT line before the first row, e.g. "
             "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
         )
-    values = _row_values(line, got.columns)
+    values = _row_values(line, got.columns, got.separator)
     if ":" in values.get("Dec", ""):
         got.colon_decs.append(lineno)
     if _unquote(values.get("Name", "")):
@@ -305,11 +314,46 @@ def _finish(got: _Parsed, filename: str) -> SkyModel:
     )
 
 
-def _parse_format(spec: str, skip_unknown: bool = False) -> tuple[_Column, ...]:
-    """FORMAT text (without ``FORMAT =`` / ``# ( ) = format``) → columns."""
+def _format_entries(spec: str) -> tuple[list[str], str]:
+    """The FORMAT text's entries and the separator between them, read as DP3 reads them.
+
+    DP3 takes the character after each entry as its separator (a comma, a semicolon, ...),
+    or a blank when the next name follows; ddpipe reads files that use one separator
+    throughout (DP3 also allows a different one per column).
+    """
+    entries: list[str] = []
+    seps: list[str] = []
+    i = 0
+    while True:
+        m = _RE_ENTRY.match(spec, i)
+        entries.append(m.group(0))
+        i = m.end()
+        if i >= len(spec):
+            break
+        ch = spec[i]
+        if ch.isalnum() or ch == "_":
+            seps.append(" ")
+            continue
+        if ch in "'\"=":
+            raise _LineError(
+                f"bad FORMAT entry {spec[m.start() :].split(',')[0].strip()!r}; expected Name or Name='default'"
+            )
+        seps.append(ch)
+        i += 1
+    if len(set(seps)) > 1:
+        raise _LineError(
+            f"the FORMAT line mixes separators ({' '.join(repr(c) for c in dict.fromkeys(seps))}); "
+            "ddpipe reads one throughout: use commas"
+        )
+    return entries, seps[0] if seps else ","
+
+
+def _parse_format(spec: str, skip_unknown: bool = False) -> tuple[tuple[_Column, ...], str]:
+    """FORMAT text (without ``FORMAT =`` / ``# ( ) = format``) → columns and the field separator."""
     columns: list[_Column] = []
     seen: set[str] = set()
-    for item in _split(spec):
+    entries, sep = _format_entries(spec)
+    for item in entries:
         m = _RE_FIELD.match(item)
         if not m:
             raise _LineError(f"bad FORMAT entry {item.strip()!r}; expected Name or Name='default', separated by commas")
@@ -338,7 +382,7 @@ def _parse_format(spec: str, skip_unknown: bool = False) -> tuple[_Column, ...]:
         raise _LineError("the FORMAT line has no 'Name' column; DP3 needs Name, Ra and Dec")
     _check_position_columns(seen, "Ra", "rah", "rad", "ram", "ras")
     _check_position_columns(seen, "Dec", "dech", "decd", "decm", "decs")
-    return tuple(columns)
+    return tuple(columns), sep
 
 
 def _check_position_columns(seen: set[str], whole: str, hours: str, degrees: str, minutes: str, seconds: str) -> None:
@@ -352,8 +396,8 @@ def _check_position_columns(seen: set[str], whole: str, hours: str, degrees: str
         raise _LineError(f"the FORMAT line has no {whole!r} column; DP3 needs Name, Ra and Dec")
 
 
-def _split(line: str) -> list[str]:
-    """Split on commas outside quotes and square brackets."""
+def _split(line: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside quotes and square brackets; a blank ``sep`` is any run of blanks."""
     parts: list[str] = []
     depth = 0
     quote = ""
@@ -370,7 +414,7 @@ def _split(line: str) -> list[str]:
             depth -= 1
             if depth < 0:
                 raise _LineError(f"unbalanced ']' at column {i + 1}")
-        elif ch == "," and depth == 0:
+        elif depth == 0 and (ch == sep or (sep == " " and ch == "\t")):
             parts.append(line[start:i])
             start = i + 1
     if quote:
@@ -378,12 +422,12 @@ def _split(line: str) -> list[str]:
     if depth:
         raise _LineError("unclosed '['")
     parts.append(line[start:])
-    return parts
+    return [p for p in parts if p.strip()] if sep == " " else parts
 
 
-def _row_values(line: str, columns: tuple[_Column, ...]) -> dict[str, str]:
+def _row_values(line: str, columns: tuple[_Column, ...], sep: str = ",") -> dict[str, str]:
     """One data row → {column: value text}, defaults and fixed values applied."""
-    fields = [f.strip() for f in _split(line)]
+    fields = [f.strip() for f in _split(line, sep)]
     wanted = sum(1 for c in columns if c.fixed is None)
     if len(fields) > wanted and any(fields[wanted:]):
         raise _LineError(f"{len(fields)} fields but the FORMAT line names {wanted}")

@@ -67,7 +67,24 @@ def ours(model: SkyModel, ms: Path) -> np.ndarray:
     return predict_rows(uvw, freqs, components_from_skymodel(model, freqs, centre))
 
 
-@pytest.mark.parametrize("name, text", [("columns", COLUMNS), ("split", SPLIT), ("dummy", SPLIT_DEG)])
+#: Other separators than commas: blanks (no empty fields, so no patch rows) and semicolons.
+BLANKS = """\
+FORMAT = Name Type Ra Dec I ReferenceFrequency SpectralIndex
+b1 POINT 24.1deg  33.4deg 1.0 1.4e8 [-0.7, 0.1]
+b2 point 01:37:00 +33.05.00 0.5 1.4e8 -0.8
+"""
+SEMICOLONS = """\
+FORMAT = Name; Type; Patch; Ra; Dec; I; MajorAxis; MinorAxis; Orientation
+; ; P; 24.1deg; 33.4deg
+s1; POINT; P; 24.1deg; 33.4deg; 2.0
+s2; GAUSSIAN; P; 24.3deg; 33.2deg; 1.0; 20; 5; 45
+"""
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("columns", COLUMNS), ("split", SPLIT), ("dummy", SPLIT_DEG), ("blanks", BLANKS), ("semicolons", SEMICOLONS)],
+)
 def test_dp3_reads_the_rewrite_like_the_original(real_ms, tmp_path: Path, name: str, text: str) -> None:
     ms = real_ms("tDDECal")
     original = tmp_path / f"{name}.skymodel"

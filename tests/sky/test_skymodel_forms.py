@@ -106,6 +106,13 @@ ACCEPTED = [
     ("Name, Ra, Dec, I, IShapelet", "s, 1deg, 2deg, 1, s.coef", {"i": 1.0}),  # DP3 reads it for SHAPELET rows only
     ("Name, Ra, Dec, I", "'quoted', 1deg, 2deg, 1", {"name": "quoted"}),
     ("Name, Type, Ra, Dec, I", 's, "point", 1deg, 2deg, 1', {"type": "POINT"}),
+    # other separators than commas, as DP3 reads them: blanks (any run of them), semicolons
+    (
+        "Name Type Ra Dec I ReferenceFrequency SpectralIndex",
+        "s POINT  1deg\t2deg 3 1e8 [-0.7, 0.1]",
+        {"i": 3.0, "spectral_index": (-0.7, 0.1)},
+    ),
+    ("Name; Type; Patch; Ra; Dec; I", "s; POINT; ; 1deg; 2deg; 1", {"type": "POINT", "patch": None, "i": 1.0}),
 ]
 
 
