@@ -8,6 +8,7 @@ one worker even though it cannot see their CPU and memory load.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import shlex
 import time
@@ -23,6 +24,7 @@ from distributed import Client, LocalCluster
 
 from ddpipe.config import ClusterConfig
 from ddpipe.errors import UserError
+from ddpipe.security import check_scheduler_security, client_security, cluster_security, user_files, worker_tls_args
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class ClusterHandle:
     client: Any
     cluster: Any | None
     mode: str
+    security: Any | None = None
 
     @property
     def dashboard(self) -> str | None:
@@ -109,7 +112,9 @@ class SlotWatch:
         )
 
 
-def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: int = 1) -> dict[str, float]:
+def wait_for_slot_workers(
+    client: Any, address: str, timeout: float, expected: int = 1, security: Any | None = None
+) -> dict[str, float]:
     """Wait up to ``timeout`` s for ``expected`` workers offering ``subprocess_slots``.
 
     Raises
@@ -126,7 +131,7 @@ def wait_for_slot_workers(client: Any, address: str, timeout: float, expected: i
         if time.monotonic() >= deadline:
             break
         time.sleep(0.25)
-    fix = dask_worker_command(address)
+    fix = dask_worker_command(address, security=security)
     if slots:
         raise UserError(
             f"the scheduler at {address} has {len(slots)} worker(s) but none offers the '{SLOT}' resource "
@@ -155,6 +160,7 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
     """A ``LocalCluster`` of ``n_workers`` processes, each with one ``subprocess_slots``."""
     scratch = Path(workdir).resolve() / "dask-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
+    security = cluster_security(cfg, workdir)
     with dask.config.set(_dask_settings(cfg)):
         cluster = LocalCluster(
             n_workers=cfg.n_workers,
@@ -165,19 +171,21 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
             dashboard_address=cfg.dashboard_address,
             local_directory=str(scratch),
             memory_limit=_memory_limit(cfg.memory_limit),
+            security=security,
             # a failed chunk is reported once, by the driver's failure table; the workers' own
             # "Compute Failed ... Traceback" dumps are only shown when debugging
             silence_logs=logging.ERROR
             if logging.getLogger().getEffectiveLevel() <= logging.DEBUG
             else logging.CRITICAL,
         )
-        client = Client(cluster)
-    handle = ClusterHandle(client, cluster, "local")
+        client = Client(cluster, security=security)
+    handle = ClusterHandle(client, cluster, "local", security)
     log.info(
-        "local Dask cluster: %d worker(s) x %d thread(s), %s=1 each; dashboard %s",
+        "local Dask cluster: %d worker(s) x %d thread(s), %s=1 each, %s; dashboard %s",
         cfg.n_workers,
         cfg.threads_per_worker,
         SLOT,
+        "TLS" if security is not None else "plain TCP (cluster.security.tls: false)",
         handle.dashboard or "(off: install bokeh)",
     )
     return handle
@@ -186,14 +194,17 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
 def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
     """Connect to a running scheduler (``tcp://host:port`` or a scheduler-file path)."""
     target = cfg.address
-    check_address(cfg)
+    warning = check_address(cfg)
+    if warning:
+        log.warning("%s", warning)
     is_file = scheduler_file(target) is not None
+    security = client_security(cfg)
     with dask.config.set(_dask_settings(cfg)):
         try:
             if is_file:
-                client = Client(scheduler_file=target, timeout=f"{cfg.worker_wait}s")
+                client = Client(scheduler_file=target, timeout=f"{cfg.worker_wait}s", security=security)
             else:
-                client = Client(target, timeout=f"{cfg.worker_wait}s")
+                client = Client(target, timeout=f"{cfg.worker_wait}s", security=security)
         except UserError:
             raise
         except (OSError, TimeoutError) as exc:
@@ -203,12 +214,12 @@ def address_cluster(cfg: ClusterConfig) -> ClusterHandle:
             ) from None
     address = client.scheduler.address
     try:
-        good = wait_for_slot_workers(client, address, cfg.worker_wait)
+        good = wait_for_slot_workers(client, address, cfg.worker_wait, security=security)
     except UserError:
         client.close()
         raise
     log.info("connected to %s: %d worker(s) with %s", address, len(good), SLOT)
-    return ClusterHandle(client, None, "address")
+    return ClusterHandle(client, None, "address", security)
 
 
 def _looks_like_hostport(s: str) -> bool:
@@ -222,10 +233,11 @@ def scheduler_file(address: str) -> Path | None:
     return None if "://" in address or _looks_like_hostport(address) else Path(address)
 
 
-def check_address(cfg: ClusterConfig) -> None:
-    """Address mode needs an address, and a scheduler file that exists (what ``validate`` checks too)."""
+def check_address(cfg: ClusterConfig) -> str | None:
+    """Address mode needs an address, a scheduler file that exists, and certificate files for a
+    ``tls://`` scheduler (what ``validate`` checks too). Returns the plain-TCP warning, if any."""
     if cfg.mode != "address":
-        return
+        return None
     if not cfg.address:
         raise UserError(
             "cluster.mode is 'address' but cluster.address is empty; give the scheduler "
@@ -237,6 +249,25 @@ def check_address(cfg: ClusterConfig) -> None:
             f"scheduler file {cfg.address} does not exist; start a scheduler with "
             f"'dask scheduler --scheduler-file {cfg.address}' or fix cluster.address / --scheduler"
         )
+    address = cfg.address if path is None else _file_address(path)
+    return check_scheduler_security(cfg, address) if address else None
+
+
+def _file_address(path: Path) -> str | None:
+    """The address a scheduler file names (None when it cannot be read yet: Dask reports that)."""
+    try:
+        return str(json.loads(path.read_text())["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_cluster(cfg: ClusterConfig) -> str | None:
+    """What can be checked of the cluster settings before any work: the address (and its security),
+    the user's certificate files, the retirement timing. Returns the plain-TCP warning, if any."""
+    user_files(cfg.security)
+    warning = check_address(cfg)
+    check_lifetime(cfg)
+    return warning
 
 
 def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
@@ -275,8 +306,10 @@ def check_lifetime(cfg: ClusterConfig) -> None:
 
 
 def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
-    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` (one Dask worker per job)."""
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` (one Dask worker per job); with TLS,
+    the run's certificate files (``<workdir>/security``, 0600) go to the worker jobs by path."""
     check_lifetime(cfg)
+    security = cluster_security(cfg, workdir)
     s = cfg.slurm
     log_dir = Path(s.log_directory) if s.log_directory else Path(workdir).resolve() / "logs" / "slurm"
     return dict(
@@ -293,6 +326,8 @@ def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
         job_name="ddpipe-worker",
         scheduler_options={"dashboard_address": cfg.dashboard_address},
         interface=s.interface,
+        security=security,
+        protocol="tls://" if security is not None else "tcp://",
     )
 
 
@@ -308,8 +343,8 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
             cluster.adapt(minimum_jobs=cfg.slurm.jobs, maximum_jobs=cfg.slurm.jobs)
         else:
             cluster.scale(jobs=cfg.slurm.jobs)
-        client = Client(cluster)
-    handle = ClusterHandle(client, cluster, "slurm")
+        client = Client(cluster, security=kwargs["security"])
+    handle = ClusterHandle(client, cluster, "slurm", kwargs["security"])
     log.info("SLURM cluster: %d worker job(s) requested; job logs in %s", cfg.slurm.jobs, kwargs["log_directory"])
     try:
         # jobs may queue: wait for the first worker for as long as a task may wait
@@ -340,6 +375,7 @@ def open_cluster(cfg: ClusterConfig, workdir: Path) -> Iterator[ClusterHandle]:
         handle.close()
 
 
-def dask_worker_command(address: str, nthreads: int = 1) -> str:
-    """The command a user runs to add a suitable worker by hand."""
-    return shlex.join(["dask", "worker", address, "--nthreads", str(nthreads), "--resources", f"{SLOT}=1"])
+def dask_worker_command(address: str, nthreads: int = 1, security: Any | None = None) -> str:
+    """The command a user runs to add a suitable worker by hand (with the certificate files, if any)."""
+    argv = ["dask", "worker", address, "--nthreads", str(nthreads), "--resources", f"{SLOT}=1"]
+    return shlex.join(argv + worker_tls_args(security))

@@ -63,6 +63,15 @@ class SlurmConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    tls: bool = _c()
+    tls_ca_file: str | None = _c(path=True)
+    tls_cert: str | None = _c(path=True)
+    tls_key: str | None = _c(path=True)
+    plain_tcp: str = _c(choices=("warn", "error"))
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     mode: str = _c(choices=("local", "address", "slurm"))
     n_workers: int = _c(min=1)
@@ -74,6 +83,7 @@ class ClusterConfig:
     no_workers_timeout: float = _c(min_exclusive=0)
     retries: int = _c(min=0)
     imaging: bool = _c()
+    security: SecurityConfig = _c()
     slurm: SlurmConfig = _c()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddpipe.cluster import check_address, check_lifetime
+from ddpipe.cluster import check_cluster
 from ddpipe.config import Config
 from ddpipe.dp3.runner import find_dp3
 from ddpipe.errors import UserError
@@ -70,8 +70,7 @@ def validate(cfg: Config, stage: str = "run") -> None:
         raise UserError(f"inputs.skymodel: {ins.skymodel} does not exist; check the path")
     _check_directions(ins.skymodel, cfg.cycles[0].calibration.n_directions)
     find_dp3(cfg.dp3.executable)  # DP3 missing: say so now, not after imaging cycle 0
-    check_address(cfg.cluster)
-    check_lifetime(cfg.cluster)
+    check_cluster(cfg.cluster)
     if stage == "run":
         _check_truth(cfg)
 

@@ -34,7 +34,7 @@ def test_local_cluster_offers_one_slot_per_worker_and_paces_tasks(tmp_path):
     try:
         slots = worker_slots(h.client)
         assert len(slots) == 2 and set(slots.values()) == {1.0}
-        assert all(a.startswith("tcp://127.0.0.1:") for a in slots)
+        assert all(a.startswith("tls://127.0.0.1:") for a in slots)  # TLS by default (cluster.security.tls)
         assert h.dashboard is None or "127.0.0.1" in h.dashboard
         assert (tmp_path / "dask-scratch").is_dir()
         # 4 tasks of 0.4 s, each holding a slot: 2 at a time on 2 workers even with 2 threads each
