@@ -7,7 +7,8 @@ is a comma-separated table whose columns are named by a FORMAT line, either
 A column may carry a default for empty fields, ``ReferenceFrequency='150e6'``,
 or a fixed value that is not in the rows at all, ``Type=fixed'POINT'``. Fields
 are separated by commas, or by the one character the FORMAT line uses between
-its names (``;``, or blanks: ``FORMAT = Name Type Ra Dec I``).
+its names (``;``, or blanks: ``FORMAT = Name Type Ra Dec I``). Without a
+FORMAT line DP3's default columns (:data:`DEFAULT_FORMAT`) are read, with a warning, as DP3 does.
 A row with an empty Name and a Patch is a patch row (``, , P1, ra, dec``) and
 must come before the sources of that patch, as DP3 requires.
 
@@ -65,6 +66,8 @@ COLUMNS = (
     "MinorAxis",
     "Orientation",
 )
+#: The columns DP3 assumes for a file without a FORMAT line (it warns).
+DEFAULT_FORMAT = "Name, Type, Ra, Dec, I, Q, U, V, MajorAxis, MinorAxis, Orientation"
 #: Optional columns DP3 knows and ddpipe keeps; the writer adds each only when a source uses it.
 EXTRA_COLUMNS = ("OrientationIsAbsolute", "RotationMeasure", "PolarizedFraction", "PolarizationAngle", "Category")
 #: Read only: a rotation measure with Q and U at this wavelength (m) is turned into a fraction and angle.
@@ -198,7 +201,20 @@ def parse_skymodel_columns(
             if line and not _read_header(line, lineno, got):
                 _read_row(line, lineno, got)
     except _LineError as exc:
-        raise UserError(f"{filename}:{lineno}: {exc}") from None
+        hint = (
+            f" (no FORMAT line before line {got.default_format}: read as DP3 does, with its default columns "
+            f"{DEFAULT_FORMAT}; start the file with a FORMAT line)"
+            if got.default_format
+            else ""
+        )
+        raise UserError(f"{filename}:{lineno}: {exc}{hint}") from None
+    if got.default_format:
+        log.warning(
+            "%s:%d: no FORMAT line before the first row; read with DP3's default columns %s, as DP3 does",
+            filename,
+            got.default_format,
+            DEFAULT_FORMAT,
+        )
     model = _finish(got, filename)
     return model, tuple((c.raw, c.name) for c in got.columns or ())
 
@@ -222,6 +238,8 @@ class _Parsed:
     colon_decs: list[int] = field(default_factory=list)
     #: a column DP3 does not know is skipped (else refused)
     skip_unknown: bool = False
+    #: the first row, when no FORMAT line came before it (DP3's default columns are used)
+    default_format: int = 0
 
 
 def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
@@ -245,11 +263,9 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
 
 def _read_row(line: str, lineno: int, got: _Parsed) -> None:
     """A data row: a source when it has a Name, else a patch row."""
-    if got.columns is None:
-        raise _LineError(
-            "expected the FORMAT line before the first row, e.g. "
-            "'# (Name, Type, Patch, Ra, Dec, I) = format' or 'FORMAT = Name, Type, Ra, Dec, I'"
-        )
+    if got.columns is None:  # DP3 then reads its default columns, with a warning
+        got.columns, got.separator = _parse_format(DEFAULT_FORMAT)
+        got.default_format = lineno
     values = _row_values(line, got.columns, got.separator)
     if ":" in values.get("Dec", ""):
         got.colon_decs.append(lineno)

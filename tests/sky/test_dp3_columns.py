@@ -80,10 +80,24 @@ s1; POINT; P; 24.1deg; 33.4deg; 2.0
 s2; GAUSSIAN; P; 24.3deg; 33.2deg; 1.0; 20; 5; 45
 """
 
+#: No FORMAT line: DP3's default columns Name, Type, Ra, Dec, I, Q, U, V, MajorAxis, MinorAxis, Orientation.
+NO_FORMAT = """\
+# a model without a format line
+g1, GAUSSIAN, 01:37:00, +33.05.00, 2.0, 0.5, , , 30, 20, 45
+p1, POINT, 24.1deg, 33.3deg, 1.0
+"""
+
 
 @pytest.mark.parametrize(
     "name, text",
-    [("columns", COLUMNS), ("split", SPLIT), ("dummy", SPLIT_DEG), ("blanks", BLANKS), ("semicolons", SEMICOLONS)],
+    [
+        ("columns", COLUMNS),
+        ("split", SPLIT),
+        ("dummy", SPLIT_DEG),
+        ("blanks", BLANKS),
+        ("semicolons", SEMICOLONS),
+        ("no_format", NO_FORMAT),
+    ],
 )
 def test_dp3_reads_the_rewrite_like_the_original(real_ms, tmp_path: Path, name: str, text: str) -> None:
     ms = real_ms("tDDECal")

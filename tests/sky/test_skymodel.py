@@ -209,7 +209,8 @@ HEAD = "# (Name, Type, Patch, Ra, Dec, I, MajorAxis, MinorAxis, Orientation) = f
     "text, line, message",
     [
         # headers
-        ("s1, POINT, , 0deg, 0deg, 1\n", 1, "expected the FORMAT line"),
+        # no FORMAT line: DP3's default columns (Name, Type, Ra, Dec, I, ...) do not fit this row
+        ("s1, POINT, , 0deg, 0deg, 1\n", 1, "missing Ra or Dec (no FORMAT line before line 1: read as DP3 does"),
         ("# Name, Type, Ra, Dec, I = format\ns1, POINT, 0deg, 0deg, 1\n", 1, "must read"),
         ("FORMAT = Name, Type, Ra, Dec, I, Ishift\n", 1, "unknown column 'Ishift': DP3 does not know it"),
         ("FORMAT = Name, Type, Ra, Dec, I, SpectralIndexDegree\n", 1, "'SpectralIndexDegree' is refused by DP3"),
@@ -287,6 +288,24 @@ def test_error_names_the_file(tmp_path: Path) -> None:
     path.write_text(HEAD + "s1, POINT, , 0deg, 0deg, one\n")
     with pytest.raises(UserError, match=rf"^{path}:2: source 's1'|^{path}:2: I 'one'"):
         read_skymodel(path)
+
+
+def test_no_format_line_means_dp3s_default_columns(caplog: pytest.LogCaptureFixture) -> None:
+    text = "# a comment\ns1, GAUSSIAN, 01:00:00, +10.00.00, 2.0, 0.5, , , 30, 20, 45\n"
+    (s,) = parse_skymodel(text, filename="m.txt").sources
+    assert (s.name, s.type, s.i, s.q, s.major_axis, s.minor_axis, s.orientation) == (
+        "s1",
+        "GAUSSIAN",
+        2.0,
+        0.5,
+        30,
+        20,
+        45,
+    )
+    assert s.ra == pytest.approx(math.radians(15.0), abs=1e-15) and s.dec == pytest.approx(
+        math.radians(10.0), abs=1e-15
+    )
+    assert "m.txt:2: no FORMAT line before the first row; read with DP3's default columns" in caplog.text
 
 
 def test_category_is_kept_and_j2000_reftype_accepted_and_dropped() -> None:
