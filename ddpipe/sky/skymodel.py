@@ -93,6 +93,8 @@ _FALSE = {"false", "f", "no", "n", "0"}
 
 _RE_FORMAT_COMMENT = re.compile(r"^\s*#\s*\((.*)\)\s*=\s*format\s*$", re.IGNORECASE)
 _RE_FORMAT_COMMENT_LOOSE = re.compile(r"=\s*format\s*$", re.IGNORECASE)
+#: A comment shaped like a format comment with another word than "format" (a typo DP3 ignores silently).
+_RE_FORMAT_COMMENT_TYPO = re.compile(r"^\s*#\s*\((.*,.*)\)\s*=\s*(\w+)\s*$")
 _RE_FORMAT_LINE = re.compile(r"^\s*format\s*=(.*)$", re.IGNORECASE)
 _RE_FIELD = re.compile(
     r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_:]*)?\s*
@@ -251,6 +253,11 @@ def _read_header(line: str, lineno: int, got: _Parsed) -> bool:
                 (got.columns, got.separator), got.format_line = _parse_format(m.group(1), got.skip_unknown), lineno
             elif _RE_FORMAT_COMMENT_LOOSE.search(line):
                 raise _LineError("a format comment must read '# (Name, Type, Ra, Dec, I, ...) = format'")
+            elif typo := _RE_FORMAT_COMMENT_TYPO.match(line):
+                raise _LineError(
+                    f"this looks like a FORMAT comment but ends in '= {typo.group(2)}'; write '= format' "
+                    "(DP3 would ignore it and read its default columns)"
+                )
         return True
     m = _RE_FORMAT_LINE.match(line)
     if not m:

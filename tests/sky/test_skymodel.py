@@ -212,6 +212,11 @@ HEAD = "# (Name, Type, Patch, Ra, Dec, I, MajorAxis, MinorAxis, Orientation) = f
         # no FORMAT line: DP3's default columns (Name, Type, Ra, Dec, I, ...) do not fit this row
         ("s1, POINT, , 0deg, 0deg, 1\n", 1, "missing Ra or Dec (no FORMAT line before line 1: read as DP3 does"),
         ("# Name, Type, Ra, Dec, I = format\ns1, POINT, 0deg, 0deg, 1\n", 1, "must read"),
+        (
+            "# (Name, Type, Ra, Dec, I) = fromat\ns1, POINT, 0deg, 0deg, 1\n",
+            1,
+            "looks like a FORMAT comment but ends in '= fromat'",
+        ),
         ("FORMAT = Name, Type, Ra, Dec, I, Ishift\n", 1, "unknown column 'Ishift': DP3 does not know it"),
         ("FORMAT = Name, Type, Ra, Dec, I, SpectralIndexDegree\n", 1, "'SpectralIndexDegree' is refused by DP3"),
         ("FORMAT = Name, Type, Ra, rah, Dec, I\n", 1, "has 'Ra' and rah"),
