@@ -24,6 +24,8 @@ from distributed import Client, LocalCluster
 
 from ddpipe.config import ClusterConfig
 from ddpipe.errors import UserError
+from ddpipe.retirement import NAME as RETIREMENT
+from ddpipe.retirement import GracefulRetirement
 from ddpipe.security import check_scheduler_security, client_security, cluster_security, user_files, worker_tls_args
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,7 @@ def local_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
             else logging.CRITICAL,
         )
         client = Client(cluster, security=security)
+        client.register_plugin(retirement_plugin(cfg), name=RETIREMENT)  # graceful scale-down
     handle = ClusterHandle(client, cluster, "local", security)
     log.info(
         "local Dask cluster: %d worker(s) x %d thread(s), %s=1 each, %s; dashboard %s",
@@ -271,12 +274,13 @@ def check_cluster(cfg: ClusterConfig) -> str | None:
 
 
 def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
-    """Extra ``dask worker`` arguments for SLURM worker jobs (the slot resource, lifetime)."""
-    args = ["--resources", f"{SLOT}=1"]
-    if cfg.slurm.lifetime:
-        # retire before the walltime kills the job mid-chunk; the scheduler moves its work
-        args += ["--lifetime", cfg.slurm.lifetime, "--lifetime-stagger", "2m"]
-    return args
+    """Extra ``dask worker`` arguments for SLURM worker jobs: the slot resource. (Retirement is
+    ddpipe's plugin, not Dask's ``--lifetime``, which kills a running DP3: see ddpipe.retirement.)"""
+    return ["--resources", f"{SLOT}=1"]
+
+
+#: random extra lifetime per worker, so that not all retire at once
+LIFETIME_STAGGER = 120.0
 
 
 def _walltime_seconds(text: str) -> float:
@@ -286,23 +290,39 @@ def _walltime_seconds(text: str) -> float:
     return (float(days) if days else 0.0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
-def check_lifetime(cfg: ClusterConfig) -> None:
-    """Workers must retire (lifetime + 2 min stagger) before SLURM's walltime kills them."""
+def check_lifetime(cfg: ClusterConfig) -> float | None:
+    """The timing rule of graceful retirement: a worker retires at ``lifetime`` (+ up to 2 min of
+    stagger) and must have left ``retire_margin`` s before the walltime; the time between is what a
+    chunk started just before retirement has to finish. Returns that window in seconds (None: no
+    lifetime)."""
     s = cfg.slurm
     if not s.lifetime:
-        return
+        return None
     try:
-        life, wall = parse_timedelta(s.lifetime), _walltime_seconds(s.walltime)
+        life, wall = float(parse_timedelta(s.lifetime)), _walltime_seconds(s.walltime)
     except (ValueError, TypeError, KeyError):
         raise UserError(
             f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m or 11h"
         ) from None
-    if life + 120 >= wall:
+    window = wall - life - LIFETIME_STAGGER - s.retire_margin
+    if window <= 0:
         raise UserError(
-            f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger is not below "
-            f"cluster.slurm.walltime = {s.walltime!r}: workers would be killed mid-chunk; "
-            "make lifetime at least the longest chunk's DP3 time shorter than walltime"
+            f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger and retire_margin "
+            f"({s.retire_margin:g} s) is not below cluster.slurm.walltime = {s.walltime!r}: a chunk started "
+            "just before retirement could not finish; make lifetime shorter than walltime by at least the "
+            "longest chunk's DP3 time"
         )
+    return window
+
+
+def retirement_plugin(cfg: ClusterConfig) -> GracefulRetirement:
+    """The graceful-retirement plugin for workers ddpipe starts (lifetime and walltime from the config)."""
+    s = cfg.slurm
+    if cfg.mode != "slurm":  # no lifetime; request_retirement still drains a worker gracefully
+        return GracefulRetirement(margin=s.retire_margin)
+    window = check_lifetime(cfg)
+    lifetime = float(parse_timedelta(s.lifetime)) if window is not None else None
+    return GracefulRetirement(lifetime, LIFETIME_STAGGER, _walltime_seconds(s.walltime), s.retire_margin)
 
 
 def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:
@@ -338,12 +358,13 @@ def slurm_cluster(cfg: ClusterConfig, workdir: Path) -> ClusterHandle:
     with dask.config.set(_dask_settings(cfg)):
         cluster = SLURMCluster(**kwargs)
         log.debug("SLURM worker job script:\n%s", cluster.job_script())
+        client = Client(cluster, security=kwargs["security"])
+        client.register_plugin(retirement_plugin(cfg), name=RETIREMENT)  # also for workers that join later
         if cfg.slurm.lifetime:
             # retiring workers are only replaced by an adaptive cluster (scale() leaves none, measured)
             cluster.adapt(minimum_jobs=cfg.slurm.jobs, maximum_jobs=cfg.slurm.jobs)
         else:
             cluster.scale(jobs=cfg.slurm.jobs)
-        client = Client(cluster, security=kwargs["security"])
     handle = ClusterHandle(client, cluster, "slurm", kwargs["security"])
     log.info("SLURM cluster: %d worker job(s) requested; job logs in %s", cfg.slurm.jobs, kwargs["log_directory"])
     try:

@@ -59,6 +59,7 @@ class SlurmConfig:
     local_directory: str | None = _c()
     log_directory: str | None = _c(path=True)
     lifetime: str | None = _c()
+    retire_margin: float = _c(min=0)
     interface: str | None = _c()
 
 

@@ -13,8 +13,11 @@ import pytest
 
 from ddpipe.cluster import (
     SLOT_RESOURCES,
+    _walltime_seconds,
     address_cluster,
+    check_lifetime,
     local_cluster,
+    retirement_plugin,
     slurm_cluster_kwargs,
     worker_slots,
 )
@@ -193,7 +196,7 @@ def test_slurm_job_script_has_the_slot_resource(tmp_path):
     assert "#SBATCH --cpus-per-task=4" in script
     assert "module load dp3" in script
     assert "--resources subprocess_slots=1" in script
-    assert "--lifetime 110m" in script
+    assert "--lifetime" not in script  # Dask's lifetime kills a running DP3: ddpipe's plugin retires instead
     assert "--nthreads 4" in script
     assert str(tmp_path / "logs" / "slurm") in script
 
@@ -202,6 +205,7 @@ def test_slurm_job_script_has_the_slot_resource(tmp_path):
     "walltime, lifetime, ok",
     [
         ("01:00:00", "55m", True),
+        ("01:00:00", "57m", False),  # 57 min + 2 min stagger + 60 s margin reach the walltime
         ("01:00:00", "59m", False),
         ("1-00:00:00", "23h", True),
         ("02:00:00", "2h", False),
@@ -213,7 +217,10 @@ def test_lifetime_must_end_before_walltime(tmp_path, walltime, lifetime, ok):
     base = _cluster_cfg(mode="slurm")
     cfg = dataclasses.replace(base, slurm=dataclasses.replace(base.slurm, walltime=walltime, lifetime=lifetime))
     if ok:
-        assert "--lifetime" in slurm_cluster_kwargs(cfg, tmp_path)["worker_extra_args"]
+        plugin = retirement_plugin(cfg)
+        wall = _walltime_seconds(walltime)
+        assert plugin.lifetime + plugin.stagger + plugin.margin < wall == plugin.walltime
+        assert check_lifetime(cfg) == pytest.approx(wall - plugin.lifetime - plugin.stagger - plugin.margin)
     else:
         with pytest.raises(UserError, match="below cluster.slurm.walltime"):
             slurm_cluster_kwargs(cfg, tmp_path)
