@@ -103,18 +103,21 @@ def test_batch_script_runs_the_pipeline_with_slot_workers(slurm, sim_ms, tmp_pat
     # the scheduler saw both workers, each with one subprocess_slots and one thread, on 127.0.0.1
     seen = json.loads((run_dir / "workers.json").read_text())
     assert seen["expected"] == 2
-    assert seen["scheduler"].startswith("tcp://127.0.0.1:")
+    assert seen["scheduler"].startswith("tls://127.0.0.1:")  # TLS by default, with the run's own certificate
+    for name in ("ddpipe-tls.crt", "ddpipe-tls.key"):
+        assert (run_dir / "security" / name).stat().st_mode & 0o777 == 0o600
     workers = seen["workers"]
     assert len(workers) == 2, workers
     for addr, w in workers.items():
-        assert addr.startswith("tcp://127.0.0.1:")
+        assert addr.startswith("tls://127.0.0.1:")
         assert w["resources"] == {"subprocess_slots": 1.0}
         assert w["nthreads"] == 1
         assert w["memory_limit"] == 4096 * 2**20  # --mem-per-cpu=4G x 1 thread
     assert "2 of 2 worker(s) joined with subprocess_slots=1" in log
 
     # the pipeline ran in address mode and wrote merged solutions over all 40 time slots
-    assert "connected to tcp://127.0.0.1:" in log and "2 worker(s) with subprocess_slots" in log
+    assert "connected to tls://127.0.0.1:" in log and "2 worker(s) with subprocess_slots" in log
+    assert "plain TCP" not in log
     sol = read_h5parm(workdir / "cycle_01" / "solutions.h5")
     phase = sol.soltabs["phase000"]
     assert len(sol.directions) == 4 and len(sol.antennas) == 12
@@ -177,6 +180,84 @@ def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms
     slurm.assert_nothing_left()
 
 
+PROBE = """
+import json, os, subprocess, sys
+from distributed import Client
+
+sched_file = sys.argv[sys.argv.index("--scheduler") + 1]
+address = json.load(open(sched_file))["address"]
+bare = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM__")}
+try_bare = "from distributed import Client; Client(%r, timeout=5)" % address
+out = subprocess.run([sys.executable, "-c", try_bare], env=bare, capture_output=True, text=True)
+print("WITHOUT-CERT", "refused" if out.returncode else "CONNECTED", out.stderr.strip().splitlines()[-1:])
+with Client(scheduler_file=sched_file, timeout=30) as client:  # the run's certificate, from the job's env
+    pid = client.submit(os.getpid, resources={"subprocess_slots": 1}, pure=False).result(timeout=60)
+    print("WITH-CERT", address, "ran on", pid != os.getpid())
+"""
+
+
+def test_batch_script_scheduler_admits_only_holders_of_the_run_certificate(slurm, tmp_path):
+    """The run's scheduler speaks TLS: a client without the run's certificate is refused; the job's own
+    processes (which get it through Dask's config in their environment) connect and run a slot task."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    env = _job_env(slurm, tmp_path)
+    job = slurm.sbatch(
+        "--nodes=1",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=1",
+        "--time=00:05:00",
+        f"--output={tmp_path}/job-%j.out",
+        str(RUN_SCRIPT),
+        sys.executable,
+        str(probe),
+        env=env,
+        cwd=tmp_path,
+    )
+    slurm.wait_gone(job, timeout=150)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    state = slurm.job_state(job)
+    assert state["JobState"] == "COMPLETED" and state["ExitCode"] == "0:0", f"{state}\n{log}"
+    assert "WITHOUT-CERT refused" in log, log
+    assert re.search(r"WITH-CERT tls://127\.0\.0\.1:\d+ ran on True", log), log
+    sec = tmp_path / f"ddpipe-slurm-{job}" / "security"
+    assert sorted(p.name for p in sec.iterdir()) == ["ddpipe-tls.crt", "ddpipe-tls.key"]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in sec.iterdir())
+    assert sec.stat().st_mode & 0o777 == 0o700
+    slurm.assert_nothing_left()
+
+
+@pytest.mark.parametrize(
+    "knobs, needle",
+    [
+        ({"DDPIPE_TLS_KEY": "{key}"}, "DDPIPE_TLS_CA_FILE is not set"),
+        ({"DDPIPE_TLS_CA_FILE": "{crt}", "DDPIPE_TLS_CERT": "{crt}", "DDPIPE_TLS_KEY": "{loose}"}, "mode 644"),
+        ({"DDPIPE_TLS_CA_FILE": "{crt}", "DDPIPE_TLS_CERT": "{nope}", "DDPIPE_TLS_KEY": "{key}"}, "does not exist"),
+        ({"DDPIPE_TLS": "maybe"}, "expected yes or no"),
+    ],
+)
+def test_batch_script_refuses_bad_tls_settings_before_starting_anything(slurm, tmp_path, knobs, needle):
+    from ddpipe.security import new_certificate
+
+    files = new_certificate(tmp_path / "sec")
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(files.key.read_bytes())
+    loose.chmod(0o644)
+    paths = {"key": files.key, "crt": files.cert, "loose": loose, "nope": tmp_path / "nope.crt"}
+    env = _job_env(slurm, tmp_path, **{k: v.format(**paths) for k, v in knobs.items()})
+    job = slurm.sbatch(
+        "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:02:00",
+        f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), "true", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    slurm.wait_gone(job, timeout=60)
+    log = _read_log(tmp_path / f"job-{job}.out")
+    assert slurm.job_state(job)["ExitCode"] == "2:0", log
+    errors = [line for line in log.splitlines() if "error:" in line]
+    assert len(errors) == 1 and needle in errors[0], log
+    assert "scheduler on" not in log  # nothing started
+    slurm.assert_nothing_left()
+
+
 def test_batch_script_refuses_a_missing_config_before_starting_anything(slurm, tmp_path):
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(tmp_path / "missing.yaml"))
     job = slurm.sbatch(
@@ -198,15 +279,24 @@ def test_batch_script_refuses_a_missing_config_before_starting_anything(slurm, t
 
 
 def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
-    """ddpipe-workers.sbatch adds slot workers to a scheduler started elsewhere; scancel ends them."""
+    """ddpipe-workers.sbatch adds slot workers to a TLS scheduler started elsewhere (finding the
+    certificate in the security/ folder beside the scheduler file, as ddpipe-run.sbatch lays it out);
+    scancel ends them."""
     from distributed import Client
 
+    from ddpipe.security import new_certificate
+
+    files = new_certificate(tmp_path / "security")
+    tls = ["--tls-ca-file", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key)]
     sched_file = tmp_path / "scheduler.json"
     sched = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "distributed.cli.dask_scheduler",
+            "--protocol",
+            "tls",
+            *tls,
             "--host",
             "127.0.0.1",
             "--port",
@@ -236,7 +326,7 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
             env=env,
             cwd=tmp_path,
         )
-        with Client(scheduler_file=str(sched_file), timeout=30) as client:
+        with Client(scheduler_file=str(sched_file), timeout=30, security=files.security()) as client:
             client.wait_for_workers(2, timeout=90)
             info = client.scheduler_info(n_workers=-1)["workers"]
             assert sorted(w["resources"].get("subprocess_slots") for w in info.values()) == [1.0, 1.0]
@@ -336,6 +426,8 @@ def test_jobqueue_mode_runs_workers_as_slurm_jobs(slurm, sim_ms, tmp_path):
     # the job script dask-jobqueue submitted carries the slot resource
     assert "#SBATCH --cpus-per-task=1" in out.stderr
     assert "--resources subprocess_slots=1" in out.stderr and "--interface lo" in out.stderr
+    assert f"--tls-key {tmp_path / 'cal' / 'security' / 'ddpipe-tls.key'}" in out.stderr  # the run's own, 0600
+    assert (tmp_path / "cal" / "security" / "ddpipe-tls.key").stat().st_mode & 0o777 == 0o600
     sol = read_h5parm(tmp_path / "sol.h5")
     phase = sol.soltabs["phase000"]
     assert phase.values.shape[phase.axes.index("time")] == 40
@@ -347,8 +439,8 @@ def test_jobqueue_mode_runs_workers_as_slurm_jobs(slurm, sim_ms, tmp_path):
     started = set()
     for e in errs:
         text = e.read_text(errors="replace")
-        assert re.search(r"Registered to:\s+tcp://127\.0\.0\.1:\d+", text), text[-2000:]
-        started.update(re.findall(r"Start worker at:\s+(tcp://\S+)", text))
+        assert re.search(r"Registered to:\s+tls://127\.0\.0\.1:\d+", text), text[-2000:]
+        started.update(re.findall(r"Start worker at:\s+(tls://\S+)", text))
     records = _done_records(tmp_path / "cal" / "chunks")
     assert len(records) == 4 and {r["worker"] for r in records} <= started
     _assert_one_dp3_at_a_time(records)
