@@ -279,8 +279,13 @@ def slurm_worker_args(cfg: ClusterConfig) -> list[str]:
     return ["--resources", f"{SLOT}=1"]
 
 
-#: random extra lifetime per worker, so that not all retire at once
+#: random extra lifetime per worker, so that not all retire at once: up to 10% of the lifetime,
+#: at most 2 minutes
 LIFETIME_STAGGER = 120.0
+
+
+def lifetime_stagger(lifetime: float) -> float:
+    return min(LIFETIME_STAGGER, 0.1 * lifetime)
 
 
 def _walltime_seconds(text: str) -> float:
@@ -291,8 +296,8 @@ def _walltime_seconds(text: str) -> float:
 
 
 def check_lifetime(cfg: ClusterConfig) -> float | None:
-    """The timing rule of graceful retirement: a worker retires at ``lifetime`` (+ up to 2 min of
-    stagger) and must have left ``retire_margin`` s before the walltime; the time between is what a
+    """The timing rule of graceful retirement: a worker retires at ``lifetime`` (+ a stagger of up
+    to 10% of it, at most 2 min) and must have left ``retire_margin`` s before the walltime; the time between is what a
     chunk started just before retirement has to finish. Returns that window in seconds (None: no
     lifetime)."""
     s = cfg.slurm
@@ -304,10 +309,10 @@ def check_lifetime(cfg: ClusterConfig) -> float | None:
         raise UserError(
             f"cluster.slurm.lifetime = {s.lifetime!r}: expected a Dask duration like 55m, 690m or 11h"
         ) from None
-    window = wall - life - LIFETIME_STAGGER - s.retire_margin
+    window = wall - life - lifetime_stagger(life) - s.retire_margin
     if window <= 0:
         raise UserError(
-            f"cluster.slurm.lifetime = {s.lifetime!r} plus the 2-minute stagger and retire_margin "
+            f"cluster.slurm.lifetime = {s.lifetime!r} plus its stagger (10%, at most 2 min) and retire_margin "
             f"({s.retire_margin:g} s) is not below cluster.slurm.walltime = {s.walltime!r}: a chunk started "
             "just before retirement could not finish; make lifetime shorter than walltime by at least the "
             "longest chunk's DP3 time"
@@ -322,7 +327,8 @@ def retirement_plugin(cfg: ClusterConfig) -> GracefulRetirement:
         return GracefulRetirement(margin=s.retire_margin)
     window = check_lifetime(cfg)
     lifetime = float(parse_timedelta(s.lifetime)) if window is not None else None
-    return GracefulRetirement(lifetime, LIFETIME_STAGGER, _walltime_seconds(s.walltime), s.retire_margin)
+    stagger = lifetime_stagger(lifetime) if lifetime is not None else 0.0
+    return GracefulRetirement(lifetime, stagger, _walltime_seconds(s.walltime), s.retire_margin)
 
 
 def slurm_cluster_kwargs(cfg: ClusterConfig, workdir: Path) -> dict[str, Any]:

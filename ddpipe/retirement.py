@@ -43,7 +43,8 @@ from dask.utils import parse_timedelta
 from distributed import WorkerPlugin
 from distributed.core import Status
 
-log = logging.getLogger(__name__)
+# a child of "distributed": on a `dask worker`, its messages go where the worker's own go
+log = logging.getLogger("distributed.ddpipe_retirement")
 
 #: the plugin's name on the workers (one per worker)
 NAME = "ddpipe-graceful-retirement"
@@ -111,7 +112,15 @@ class GracefulRetirement(WorkerPlugin):
         if self.lifetime is not None:
             self.retire_at = born + self.lifetime + random.uniform(0, self.stagger)
         if end is not None and self.retire_before is not None:
-            self.retire_at = min(self.retire_at, end - self.retire_before)
+            if end - self.retire_before > born:
+                self.retire_at = min(self.retire_at, end - self.retire_before)
+            else:
+                log.warning(
+                    "retire %.0f s before the walltime is more than this job's length: the worker retires "
+                    "only %.0f s before it (DDPIPE_RETIRE_MARGIN)",
+                    self.retire_before,
+                    self.margin,
+                )
         self.retire_at = min(self.retire_at, self.deadline)
         worker.handlers["ddpipe_retire"] = self.retire_now
         if self.retire_at < float("inf"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import relkit
 
 from ddpipe.calibrate import calibrate
 from ddpipe.cluster import SLOT_RESOURCES, local_cluster
@@ -164,6 +165,7 @@ def test_200_chunks_on_churning_workers_are_each_solved_exactly_once(tiny_ms, tm
         "dp3": {"executable": str(dp3)},
     }
     cfg = load_config(None, overrides)
+    before = relkit.tree_hashes(tiny_ms, tiny_ms.with_suffix(".skymodel"))
     skymodel, directions = require_directions(cfg.inputs.skymodel, 1, tmp_path)
     h = local_cluster(cfg.cluster, tmp_path)
     h.cluster.adapt(minimum=2, maximum=3, interval="500ms")  # a third worker joins while chunks wait
@@ -201,3 +203,4 @@ def test_200_chunks_on_churning_workers_are_each_solved_exactly_once(tiny_ms, tm
     growth = rss[200] - rss[50]
     print(f"200 chunks in {wall:.1f} s; driver RSS {rss[50]:.0f} MB at chunk 50, {rss[200]:.0f} MB at 200")
     assert growth < 30, f"driver RSS grew by {growth:.1f} MB from chunk 50 to 200"
+    assert relkit.tree_hashes(tiny_ms, tiny_ms.with_suffix(".skymodel")) == before, "the inputs are untouched"

@@ -488,3 +488,56 @@ def test_walltime_warning_shuts_down_a_run_mid_dp3(slurm, sim_ms, tmp_path):
     assert list((tmp_path / "scratch").iterdir()) == []
     assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
     slurm.assert_nothing_left()
+
+
+@pytest.mark.dp3
+@pytest.mark.slow
+def test_jobqueue_worker_retiring_mid_dp3_finishes_its_chunk(slurm, sim_ms, tmp_path):
+    """cluster.slurm.lifetime: the only worker job reaches its lifetime while a chunk's DP3 runs; it
+    takes no new chunk, lets that DP3 finish, leaves, and a new job takes the rest. Every chunk runs
+    once, nothing counts as a failure (retries 0), and the solutions equal an undisturbed run's."""
+    from ddpipe.dp3.runner import find_dp3
+
+    ledger, slow_dp3 = tmp_path / "dp3-runs.txt", tmp_path / "slow_dp3.sh"  # a real DP3 that takes 6 s more
+    slow_dp3.write_text(f'#!/bin/sh\necho "$*" >> {ledger}\nsleep 6\nexec {" ".join(find_dp3(None))} "$@"\n')
+    slow_dp3.chmod(0o755)
+
+    def config(name: str, cluster: str, dp3: Path | None) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"cluster:\n{cluster}"
+            "  retries: 0\n"
+            "chunking: {duration: 0, n_chunks: 4, lead_in: 0}\n"
+            "calibration: {mode: scalarphase, propagatesolutions: false}\n"
+            + (f"dp3: {{executable: {dp3}}}\n" if dp3 else "")
+        )
+        return path
+
+    def calibrate(cfg: Path, name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "ddpipe", "calibrate", "--debug", "--config", str(cfg), "--ms", str(sim_ms)]
+        argv += ["--skymodel", str(sim_ms.with_suffix(".skymodel")), "--out", str(tmp_path / f"{name}.h5")]
+        argv += ["--workdir", str(tmp_path / name)]
+        return subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+
+    jobqueue = (
+        "  mode: slurm\n  dashboard_address: '127.0.0.1:0'\n  no_workers_timeout: 90\n  slurm:\n"
+        "    walltime: '00:10:00'\n    lifetime: 20s\n    cores: 1\n    memory: 1GiB\n    jobs: 1\n"
+        f"    local_directory: {tmp_path / 'scratch'}\n    log_directory: {tmp_path / 'jobs'}\n"
+    )
+    env = dict(slurm.env, DASK_JOBQUEUE__SLURM__INTERFACE="lo")
+    out = calibrate(config("retiring", jobqueue, slow_dp3), "retiring", env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ref = calibrate(config("reference", "  n_workers: 1\n", None), "reference", dict(os.environ))
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    errs = {e: e.read_text(errors="replace") for e in sorted((tmp_path / "jobs").glob("ddpipe-worker-*.err"))}
+    retired = [e for e, text in errs.items() if "retiring (lifetime)" in text]
+    assert retired and len(errs) >= 2, {e.name: t[-1500:] for e, t in errs.items()}  # one left, another came
+    text = errs[retired[0]]
+    assert "waiting for 1 running" in text and "deadline reached" not in text, text[-3000:]
+    runs = [line for line in ledger.read_text().splitlines() if "ddecal.h5parm=" in line]
+    chunks = sorted(re.search(r"(chunk_\d+)", line).group(1) for line in runs)
+    assert chunks == ["chunk_000", "chunk_001", "chunk_002", "chunk_003"], chunks  # each exactly once
+    a, b = read_h5parm(tmp_path / "retiring.h5"), read_h5parm(tmp_path / "reference.h5")
+    np.testing.assert_array_equal(a.soltabs["phase000"].values, b.soltabs["phase000"].values)
+    slurm.assert_nothing_left(timeout=60)
