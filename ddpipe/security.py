@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 
 #: file names of a per-run certificate (the certificate is its own CA)
 CERT_NAME, KEY_NAME = "ddpipe-tls.crt", "ddpipe-tls.key"
-#: the Dask config keys (as environment variables) that give every Dask process the files
-ENV_KEYS = {
-    "ca": "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
-    "cert": "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
-    "key": "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY",
-}
 
 
 @dataclass(frozen=True)
@@ -72,8 +66,12 @@ class TlsFiles:
         )
 
     def environment(self) -> dict[str, str]:
-        """Environment variables with which any Dask client (``Security()``) uses these files."""
-        env = {ENV_KEYS["ca"]: str(self.ca), ENV_KEYS["cert"]: str(self.cert), ENV_KEYS["key"]: str(self.key)}
+        """Dask config as environment variables: every Dask process started with them (``dask scheduler
+        --protocol tls``, ``dask worker``, a ``Client``) uses these files for its role."""
+        env = {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(self.ca)}
+        for role in ("CLIENT", "SCHEDULER", "WORKER"):
+            env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] = str(self.cert)
+            env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] = str(self.key)
         env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] = "True"
         return env
 

@@ -238,3 +238,17 @@ def test_validate_warns_about_plain_tcp_in_one_line(tmp_path, capsys, real_ms_re
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert any("warning: the scheduler at tcp://10.1.2.3:8786 is plain TCP" in line for line in out), out
+
+
+def test_module_cli_writes_a_certificate_and_prints_dask_settings_for_every_role(tmp_path, capsys):
+    from ddpipe.security import main as security_main
+
+    assert security_main([str(tmp_path / "sec")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    settings = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    key = f"'{tmp_path / 'sec' / KEY_NAME}'"
+    for role in ("CLIENT", "SCHEDULER", "WORKER"):
+        assert settings[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] == key
+    assert settings["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "'True'"
+    assert _mode(tmp_path / "sec" / KEY_NAME) == 0o600
+    assert security_main([]) == 2
