@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import casacore.tables as casacore_tables
 import numpy as np
 
+from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
+from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.sky.model import SkyModel, Source
 from ddpipe.sky.skymodel import parse_skymodel
 
@@ -72,3 +76,16 @@ def random_model(seed: int = 3, n: int = 40) -> SkyModel:
             )
         )
     return SkyModel(tuple(sources))
+
+
+def dp3_predict(ms: Path, skymodel: Path, column: str, work: Path) -> np.ndarray:
+    """DP3 predict of ``skymodel`` into ``column`` of ``ms``; (row, chan, corr) complex."""
+    parset = predict_parset(MsView(ms), skymodel=skymodel, out_column=column)
+    run_dp3(
+        dp3_argv(find_dp3(), parset, 1),
+        log_path=work / f"{column}.log",
+        timeout=300,
+        env=dp3_environment(cache_dir=work / "cache"),
+    )
+    with casacore_tables.table(str(ms), ack=False) as t:
+        return t.getcol(column)

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skysamples import dp3_predict
 
 from ddpipe.cli import main
-from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
-from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.sky.skymodel import parse_skymodel, read_skymodel
-
-casacore_tables = pytest.importorskip("casacore.tables")
 
 #: Every kind of column the output cannot carry as it is, around tDDECal's phase centre.
 LOSSY = """\
@@ -129,10 +126,7 @@ def test_dp3_predicts_the_converted_model_as_the_input(real_ms, tmp_path: Path) 
     assert main(["sky", "convert", str(src), str(out), "--drop-unknown", "-q"]) == 0
     vis = {}
     for name, path in (("IN", src), ("OUT", out)):
-        parset = predict_parset(MsView(ms), skymodel=path, out_column=f"MODEL_{name}")
-        run_dp3(dp3_argv(find_dp3(), parset, 1), log_path=tmp_path / f"{name}.log", timeout=300, env=dp3_environment())
-        with casacore_tables.table(str(ms), ack=False) as t:
-            vis[name] = t.getcol(f"MODEL_{name}")
+        vis[name] = dp3_predict(ms, path, f"MODEL_{name}", tmp_path)
     scale = np.abs(vis["IN"]).max()
     # a1's rotation measure gives XY (a3's Q alone gives none; it makes DP3 predict all of Stokes, see
     # test_dp3_columns.py)

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from skysamples import COLUMNS
+from skysamples import COLUMNS, dp3_predict
 
-from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
-from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.simulate.predict import components_from_skymodel, predict_rows
 from ddpipe.sky.model import SkyModel
 from ddpipe.sky.skymodel import read_skymodel, write_skymodel
@@ -41,19 +39,6 @@ FORMAT = Name, Type, Ra, Dec, I, dummy
 b1, POINT, 24.1deg, 33.4deg, 1.0, anything
 b2, , 0.4215rad, +33.05.00, 0.5,
 """
-
-
-def predict(ms: Path, skymodel: Path, column: str, work: Path) -> np.ndarray:
-    """DP3 predict of ``skymodel`` into ``column``; (row, chan, corr) complex."""
-    parset = predict_parset(MsView(ms), skymodel=skymodel, out_column=column)
-    run_dp3(
-        dp3_argv(find_dp3(), parset, 1),
-        log_path=work / f"{column}.log",
-        timeout=300,
-        env=dp3_environment(cache_dir=work / "cache"),
-    )
-    with casacore_tables.table(str(ms), ack=False) as t:
-        return t.getcol(column)
 
 
 def ours(model: SkyModel, ms: Path) -> np.ndarray:
@@ -106,8 +91,8 @@ def test_dp3_reads_the_rewrite_like_the_original(real_ms, tmp_path: Path, name: 
     model = read_skymodel(original)
     written = write_skymodel(model, tmp_path / f"{name}-ddpipe.skymodel")
     assert read_skymodel(written) == model
-    v_orig = predict(ms, original, "MODEL_ORIG", tmp_path)
-    v_ours = predict(ms, written, "MODEL_OURS", tmp_path)
+    v_orig = dp3_predict(ms, original, "MODEL_ORIG", tmp_path)
+    v_ours = dp3_predict(ms, written, "MODEL_OURS", tmp_path)
     scale = np.abs(v_orig).max()
     assert scale > 0.5
     assert np.abs(v_ours - v_orig).max() <= 1e-6 * scale
@@ -120,7 +105,7 @@ def test_ddpipe_predicts_absolute_orientation_and_rotation_measure_as_dp3(real_m
     model = read_skymodel(path)
     gabs = model.sources[0]
     assert gabs.orientation_is_absolute and not model.sources[1].orientation_is_absolute
-    v_dp3 = predict(ms, path, "MODEL_DP3", tmp_path)
+    v_dp3 = dp3_predict(ms, path, "MODEL_DP3", tmp_path)
     v_ours = ours(model, ms)
     scale = np.abs(v_dp3).max()
     # float32 phases and visibilities in DP3 on baselines up to 25 km
@@ -150,7 +135,7 @@ def test_dp3_drops_rotation_measures_when_no_source_has_q_u_or_v(real_ms, tmp_pa
     path.write_text(RM_ONLY)
     model = read_skymodel(path)
     assert "DP3 6.6 predicts Stokes I only for this model" in caplog.text
-    v_dp3 = predict(ms, path, "MODEL_RM", tmp_path)
+    v_dp3 = dp3_predict(ms, path, "MODEL_RM", tmp_path)
     assert np.abs(v_dp3[..., 1]).max() == 0 and np.abs(v_dp3[..., 0] - v_dp3[..., 3]).max() == 0
     v_ours = ours(model, ms)
     assert np.abs(v_ours[..., 1]).max() > 0.1  # p I = 0.4 Jy of linear polarisation
@@ -159,5 +144,5 @@ def test_dp3_drops_rotation_measures_when_no_source_has_q_u_or_v(real_ms, tmp_pa
     caplog.clear()
     model = read_skymodel(path)
     assert "Stokes I only" not in caplog.text
-    v_dp3 = predict(ms, path, "MODEL_RMV", tmp_path)
+    v_dp3 = dp3_predict(ms, path, "MODEL_RMV", tmp_path)
     assert np.abs(ours(model, ms) - v_dp3).max() <= 1e-5 * np.abs(v_dp3).max()

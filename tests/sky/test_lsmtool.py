@@ -15,10 +15,8 @@ from pathlib import Path
 import lsmtool
 import numpy as np
 import pytest
-from skysamples import COLUMNS, LOFAR_LIKE, lofar_like, random_model
+from skysamples import COLUMNS, LOFAR_LIKE, dp3_predict, lofar_like, random_model
 
-from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
-from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.sky.model import SkyModel
 from ddpipe.sky.skymodel import parse_skymodel, read_skymodel, write_skymodel
 
@@ -122,26 +120,14 @@ def test_ddpipe_reads_what_lsmtool_writes(operation: str, tmp_path: Path) -> Non
     assert_lsmtool_holds(again, model)
 
 
-def predict(ms: Path, skymodel: Path, column: str, work: Path) -> np.ndarray:
-    parset = predict_parset(MsView(ms), skymodel=skymodel, out_column=column)
-    run_dp3(
-        dp3_argv(find_dp3(), parset, 1),
-        log_path=work / f"{column}.log",
-        timeout=300,
-        env=dp3_environment(cache_dir=work / "cache"),
-    )
-    with casacore_tables.table(str(ms), ack=False) as t:
-        return t.getcol(column)
-
-
 @pytest.mark.dp3
 def test_ddpipe_lsmtool_ddpipe_predicts_the_same(real_ms, tmp_path: Path) -> None:
     ms = real_ms("tDDECal")
     original = write_skymodel(lofar_like(), tmp_path / "original.skymodel")
     lsmtool_writes(original, "none", tmp_path / "lsmtool.skymodel")
     back = write_skymodel(read_skymodel(tmp_path / "lsmtool.skymodel"), tmp_path / "back.skymodel")
-    v_orig = predict(ms, original, "MODEL_ORIG", tmp_path)
-    v_back = predict(ms, back, "MODEL_BACK", tmp_path)
+    v_orig = dp3_predict(ms, original, "MODEL_ORIG", tmp_path)
+    v_back = dp3_predict(ms, back, "MODEL_BACK", tmp_path)
     scale = np.abs(v_orig).max()
     assert scale > 1.0
     assert np.abs(v_back - v_orig).max() <= 1e-6 * scale
@@ -155,8 +141,8 @@ def test_lsmtool_ddpipe_dp3_predicts_the_same(real_ms, tmp_path: Path, operation
     start.write_text(LOFAR_LIKE)
     lsmtool_writes(start, operation, tmp_path / "lsmtool.skymodel")
     ours = write_skymodel(read_skymodel(tmp_path / "lsmtool.skymodel"), tmp_path / "ddpipe.skymodel")
-    v_lsm = predict(ms, tmp_path / "lsmtool.skymodel", "MODEL_LSM", tmp_path)
-    v_ours = predict(ms, ours, "MODEL_OURS", tmp_path)
+    v_lsm = dp3_predict(ms, tmp_path / "lsmtool.skymodel", "MODEL_LSM", tmp_path)
+    v_ours = dp3_predict(ms, ours, "MODEL_OURS", tmp_path)
     scale = np.abs(v_lsm).max()
     assert scale > 1.0
     assert np.abs(v_ours - v_lsm).max() <= 1e-6 * scale

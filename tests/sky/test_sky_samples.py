@@ -17,12 +17,9 @@ import h5py
 import lsmtool
 import numpy as np
 import pytest
+from skysamples import dp3_predict
 
-from ddpipe.dp3.parsets import MsView, dp3_argv, predict_parset
-from ddpipe.dp3.runner import dp3_environment, find_dp3, run_dp3
 from ddpipe.sky.skymodel import read_skymodel, write_skymodel
-
-casacore_tables = pytest.importorskip("casacore.tables")
 
 pytestmark = pytest.mark.filterwarnings("ignore:The use of uppercase keyword parameters:DeprecationWarning")
 
@@ -101,15 +98,7 @@ def test_dp3_predicts_each_sample_as_ddpipe_rewrites_it(real_ms, tmp_path: Path)
     for k, name in enumerate(SKY):
         rewrite = write_skymodel(read_skymodel(SAMPLES / name), tmp_path / f"rewrite-{name}")
         for tag, path in (("ORIG", SAMPLES / name), ("OURS", rewrite)):
-            parset = predict_parset(MsView(ms), skymodel=path, out_column=f"M{k}_{tag}")
-            run_dp3(
-                dp3_argv(find_dp3(), parset, 1),
-                log_path=tmp_path / f"{k}{tag}.log",
-                timeout=300,
-                env=dp3_environment(cache_dir=tmp_path / "cache"),
-            )
-            with casacore_tables.table(str(ms), ack=False) as t:
-                vis[name, tag] = t.getcol(f"M{k}_{tag}")
+            vis[name, tag] = dp3_predict(ms, path, f"M{k}_{tag}", tmp_path)
         scale = np.abs(vis[name, "ORIG"]).max()
         assert scale > 1.0
         assert np.abs(vis[name, "OURS"] - vis[name, "ORIG"]).max() <= 1e-6 * scale, name

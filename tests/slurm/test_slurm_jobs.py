@@ -44,6 +44,29 @@ def _job_env(slurm, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _submit(
+    slurm,
+    tmp_path: Path,
+    script: Path,
+    *command: str,
+    env: dict[str, str],
+    workers: int = 1,
+    time_limit: str = "00:05:00",
+) -> str:
+    """sbatch ``script`` on one node with ``workers`` tasks of 1 CPU; the job log is tmp_path/job-<id>.out."""
+    return slurm.sbatch(
+        "--nodes=1",
+        f"--ntasks-per-node={workers}",
+        "--cpus-per-task=1",
+        f"--time={time_limit}",
+        f"--output={tmp_path}/job-%j.out",
+        str(script),
+        *command,
+        env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
 def _read_log(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else f"(no {path})"
 
@@ -84,16 +107,7 @@ def test_batch_script_runs_the_pipeline_with_slot_workers(slurm, sim_ms, tmp_pat
     config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
     t0 = time.monotonic()
-    job = slurm.sbatch(
-        "--nodes=1",
-        "--ntasks-per-node=2",
-        "--cpus-per-task=1",
-        "--time=00:10:00",
-        f"--output={tmp_path}/job-%j.out",
-        str(RUN_SCRIPT),
-        env=env,
-        cwd=tmp_path,
-    )
+    job = _submit(slurm, tmp_path, RUN_SCRIPT, env=env, workers=2, time_limit="00:10:00")
     slurm.wait_gone(job, timeout=240)
     log = _read_log(tmp_path / f"job-{job}.out")
     state = slurm.job_state(job)
@@ -149,13 +163,10 @@ def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms
     """Arguments replace `ddpipe run`; --scheduler is appended; the job's exit code is the command's."""
     env = _job_env(slurm, tmp_path)
     # a missing sky model is a user error (exit 2) that must come back as the job's exit code
-    job = slurm.sbatch(
-        "--nodes=1",
-        "--ntasks-per-node=1",
-        "--cpus-per-task=1",
-        "--time=00:05:00",
-        f"--output={tmp_path}/job-%j.out",
-        str(RUN_SCRIPT),
+    job = _submit(
+        slurm,
+        tmp_path,
+        RUN_SCRIPT,
         "ddpipe",
         "calibrate",
         "--ms",
@@ -167,7 +178,6 @@ def test_batch_script_runs_a_given_command_and_reports_its_failure(slurm, sim_ms
         "--workdir",
         str(tmp_path / "cal"),
         env=env,
-        cwd=tmp_path,
     )
     slurm.wait_gone(job, timeout=120)
     log = _read_log(tmp_path / f"job-{job}.out")
@@ -202,18 +212,7 @@ def test_batch_script_scheduler_admits_only_holders_of_the_run_certificate(slurm
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = _job_env(slurm, tmp_path)
-    job = slurm.sbatch(
-        "--nodes=1",
-        "--ntasks-per-node=1",
-        "--cpus-per-task=1",
-        "--time=00:05:00",
-        f"--output={tmp_path}/job-%j.out",
-        str(RUN_SCRIPT),
-        sys.executable,
-        str(probe),
-        env=env,
-        cwd=tmp_path,
-    )
+    job = _submit(slurm, tmp_path, RUN_SCRIPT, sys.executable, str(probe), env=env)
     slurm.wait_gone(job, timeout=150)
     log = _read_log(tmp_path / f"job-{job}.out")
     state = slurm.job_state(job)
@@ -245,10 +244,7 @@ def test_batch_script_refuses_bad_tls_settings_before_starting_anything(slurm, t
     loose.chmod(0o644)
     paths = {"key": files.key, "crt": files.cert, "loose": loose, "nope": tmp_path / "nope.crt"}
     env = _job_env(slurm, tmp_path, **{k: v.format(**paths) for k, v in knobs.items()})
-    job = slurm.sbatch(
-        "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=00:02:00",
-        f"--output={tmp_path}/job-%j.out", str(RUN_SCRIPT), "true", env=env, cwd=tmp_path,
-    )  # fmt: skip
+    job = _submit(slurm, tmp_path, RUN_SCRIPT, "true", env=env, time_limit="00:02:00")
     slurm.wait_gone(job, timeout=60)
     log = _read_log(tmp_path / f"job-{job}.out")
     assert slurm.job_state(job)["ExitCode"] == "2:0", log
@@ -260,16 +256,7 @@ def test_batch_script_refuses_bad_tls_settings_before_starting_anything(slurm, t
 
 def test_batch_script_refuses_a_missing_config_before_starting_anything(slurm, tmp_path):
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(tmp_path / "missing.yaml"))
-    job = slurm.sbatch(
-        "--nodes=1",
-        "--ntasks-per-node=1",
-        "--cpus-per-task=1",
-        "--time=00:02:00",
-        f"--output={tmp_path}/job-%j.out",
-        str(RUN_SCRIPT),
-        env=env,
-        cwd=tmp_path,
-    )
+    job = _submit(slurm, tmp_path, RUN_SCRIPT, env=env, time_limit="00:02:00")
     slurm.wait_gone(job, timeout=60)
     log = _read_log(tmp_path / f"job-{job}.out")
     assert slurm.job_state(job)["ExitCode"] == "2:0", log
@@ -316,16 +303,7 @@ def test_worker_script_joins_an_existing_scheduler(slurm, tmp_path):
             time.sleep(0.2)
         assert sched_file.exists(), "dask scheduler did not start"
         env = _job_env(slurm, tmp_path, DDPIPE_SCHEDULER_FILE=str(sched_file))
-        job = slurm.sbatch(
-            "--nodes=1",
-            "--ntasks-per-node=2",
-            "--cpus-per-task=1",
-            "--time=00:05:00",
-            f"--output={tmp_path}/job-%j.out",
-            str(WORKERS_SCRIPT),
-            env=env,
-            cwd=tmp_path,
-        )
+        job = _submit(slurm, tmp_path, WORKERS_SCRIPT, env=env, workers=2)
         with Client(scheduler_file=str(sched_file), timeout=30, security=files.security()) as client:
             client.wait_for_workers(2, timeout=90)
             info = client.scheduler_info(n_workers=-1)["workers"]
@@ -457,16 +435,7 @@ def test_walltime_warning_shuts_down_a_run_mid_dp3(slurm, sim_ms, tmp_path):
     config = _tiny_config(tmp_path / "tiny.yaml", sim_ms, workdir)
     config.write_text(config.read_text() + f"dp3: {{executable: {fake_dp3}}}\n")
     env = _job_env(slurm, tmp_path, DDPIPE_CONFIG=str(config))
-    job = slurm.sbatch(
-        "--nodes=1",
-        "--ntasks-per-node=2",
-        "--cpus-per-task=1",
-        "--time=00:10:00",
-        f"--output={tmp_path}/job-%j.out",
-        str(RUN_SCRIPT),
-        env=env,
-        cwd=tmp_path,
-    )
+    job = _submit(slurm, tmp_path, RUN_SCRIPT, env=env, workers=2, time_limit="00:10:00")
     chunks = workdir / "cycle_01" / "chunks"
     deadline = time.monotonic() + 150
     while len(list(chunks.glob("chunk_*.log"))) < 2 and time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from pathlib import Path
 import casacore.tables as pt
 import numpy as np
 import pytest
+from solkit import dp3_applycal
 
 from ddpipe.simulate.predict import components_from_skymodel, predict_rows
 from ddpipe.sky.skymodel import read_skymodel
@@ -136,23 +137,7 @@ def test_applycal_applies_what_evaluate_gains_says(real_ms, dp3, tmp_path):
     meta = ms_meta(ms)
     sol = known_solutions(meta, seed=7, ndir=1, pol=True)
     write_h5parm(tmp_path / "known.h5", sol)
-    dp3(
-        {
-            "msin": str(ms),
-            "msout": ".",
-            "msout.datacolumn": "CORR_DP3",
-            "steps": "[ac]",
-            "ac.type": "applycal",
-            "ac.parmdb": str(tmp_path / "known.h5"),
-            "ac.steps": "[amp,ph]",
-            "ac.amp.correction": "amplitude000",
-            "ac.ph.correction": "phase000",
-            "ac.direction": "[CygA]",
-        },
-        "applycal",
-    )
-    with pt.table(str(ms), ack=False) as t:
-        corrected = t.getcol("CORR_DP3")
+    corrected = dp3_applycal(dp3, ms, tmp_path / "known.h5", ["amplitude000", "phase000"], "CygA")
     g = evaluate_gains(sol, meta["TIME"], meta["freqs"])[..., 0, :]  # (row, chan, ant, pol)
     it = np.arange(len(meta["TIME"]))
     gp = g[it, :, meta["ANTENNA1"]]  # (row, chan, pol)
@@ -244,23 +229,7 @@ def test_applycal_applies_each_soltab_kind(real_ms, dp3, tmp_path, pol, tables):
         sol = known_solutions(meta, seed=len(tables) + 3 * pol, ndir=2, pol=pol)
         sol = replace(sol, soltabs={t: sol.soltabs[t] for t in tables})
     write_h5parm(tmp_path / "known.h5", sol)
-    steps = {f"ac.s{k}.correction": name for k, name in enumerate(tables)}
-    dp3(
-        {
-            "msin": str(ms),
-            "msout": ".",
-            "msout.datacolumn": "CORR_DP3",
-            "steps": "[ac]",
-            "ac.type": "applycal",
-            "ac.parmdb": str(tmp_path / "known.h5"),
-            "ac.steps": "[" + ",".join(f"s{k}" for k in range(len(tables))) + "]",
-            **steps,
-            "ac.direction": "[source1]",
-        },
-        "applycal",
-    )
-    with pt.table(str(ms), ack=False) as t:
-        corrected = t.getcol("CORR_DP3")
+    corrected = dp3_applycal(dp3, ms, tmp_path / "known.h5", tables, "source1")
     g = evaluate_gains(sol, meta["TIME"], meta["freqs"], directions=["source1"])[..., 0, :]  # (row, chan, ant, pol)
     it = np.arange(len(meta["TIME"]))
     gp, gq = g[it, :, meta["ANTENNA1"]], g[it, :, meta["ANTENNA2"]]

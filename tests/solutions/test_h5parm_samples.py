@@ -13,6 +13,7 @@ import casacore.tables as pt
 import numpy as np
 import pytest
 from losoto.h5parm import h5parm
+from solkit import dp3_applycal
 
 from ddpipe.solutions import evaluate_gains, read_h5parm
 
@@ -52,24 +53,10 @@ def test_losotos_sample_is_the_time_mean_of_ddpipes() -> None:
 def test_dp3_applies_losotos_sample_as_ddpipe_evaluates_it(real_ms, dp3, tmp_path: Path) -> None:
     ms = real_ms("tDDECal")
     h5 = SAMPLES / "losoto-smoothed.h5"
-    dp3(
-        {
-            "msin": str(ms),
-            "msout": ".",
-            "msout.datacolumn": "CORR_DP3",
-            "steps": "[ac]",
-            "ac.type": "applycal",
-            "ac.parmdb": str(h5),
-            "ac.steps": "[amp,ph]",
-            "ac.amp.correction": "amplitude000",
-            "ac.ph.correction": "phase000",
-            "ac.direction": "[Patch_2]",
-        },
-        "applycal",
-    )
+    corrected = dp3_applycal(dp3, ms, h5, ["amplitude000", "phase000"], "Patch_2")
     with pt.table(str(ms), ack=False) as t:
         time, a1, a2 = t.getcol("TIME"), t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        data, flag, corrected = t.getcol("DATA"), t.getcol("FLAG"), t.getcol("CORR_DP3")
+        data, flag = t.getcol("DATA"), t.getcol("FLAG")
     with pt.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as t:
         freqs = t.getcol("CHAN_FREQ")[0]
     with pt.table(str(ms / "ANTENNA"), ack=False) as t:
