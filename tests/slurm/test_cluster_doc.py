@@ -7,6 +7,7 @@ beyond 127.0.0.1 on the test machine."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -34,7 +35,8 @@ def test_the_recipe_names_the_slot_resource_on_every_worker():
     cmds = _by_hand_commands()
     workers = [c for c in cmds if c.startswith("dask worker")]
     assert workers and all("--resources subprocess_slots=1" in c for c in workers)
-    assert cmds[0].startswith("dask scheduler --scheduler-file scheduler.json")
+    assert cmds[:2] == ["python -m ddpipe.security tls > tls.env", ". ./tls.env"]  # TLS first
+    assert cmds[2].startswith("dask scheduler --protocol tls --scheduler-file scheduler.json")
     assert cmds[-1] == "ddpipe run my.yaml --scheduler scheduler.json"
 
 
@@ -55,13 +57,25 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
         "  - calibration: {mode: scalarphase}\n"
     )
     procs: list[subprocess.Popen] = []
+    # the first line writes the certificate and tls.env, the second sources it into every later command's shell
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(cmds[0], shell=True, executable="/bin/bash", cwd=tmp_path, env=env, check=True, timeout=60)
+    for line in (tmp_path / "tls.env").read_text().splitlines():
+        name, value = line.removeprefix("export ").split("=", 1)
+        env[name] = shlex.split(value)[0]
+    assert (tmp_path / "tls" / "ddpipe-tls.key").stat().st_mode & 0o777 == 0o600
     try:
-        for cmd in cmds[:-1]:
+        for cmd in cmds[2:-1]:
             argv = shlex.split(cmd.rstrip("&").strip()) + ["--interface", "lo"]
             argv[0] = str(bindir / argv[0])
             procs.append(
                 subprocess.Popen(
-                    argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                    argv,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             )
             if "scheduler" in argv[1]:
@@ -69,10 +83,10 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
                 while not (tmp_path / "scheduler.json").exists() and time.monotonic() < deadline:
                     time.sleep(0.2)
                 assert (tmp_path / "scheduler.json").exists(), "dask scheduler wrote no scheduler file"
-                assert json.loads((tmp_path / "scheduler.json").read_text())["address"].startswith("tcp://127.0.0.1:")
+                assert json.loads((tmp_path / "scheduler.json").read_text())["address"].startswith("tls://127.0.0.1:")
         argv = shlex.split(cmds[-1])
         out = subprocess.run(
-            [str(bindir / argv[0]), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=240
+            [str(bindir / argv[0]), *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
         )
     finally:
         for p in reversed(procs):
@@ -84,7 +98,7 @@ def test_the_by_hand_recipe_runs(sim_ms, tmp_path):
                 p.kill()
                 p.wait()
     assert out.returncode == 0, out.stderr[-3000:]
-    pattern = r"connected to tcp://127\.0\.0\.1:\d+: [12] worker\(s\) with subprocess_slots"
+    pattern = r"connected to tls://127\.0\.0\.1:\d+: [12] worker\(s\) with subprocess_slots"
     assert re.search(pattern, out.stderr), out.stderr[-2000:]
     assert (tmp_path / "work" / "cycle_01" / "solutions.h5").is_file()
     records = [json.loads(p.read_text()) for p in (tmp_path / "work" / "cycle_01" / "chunks").glob("*.done.json")]
