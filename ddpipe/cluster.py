@@ -285,6 +285,7 @@ LIFETIME_STAGGER = 120.0
 
 
 def lifetime_stagger(lifetime: float) -> float:
+    """Seconds of random stagger added to a worker's ``lifetime``."""
     return min(LIFETIME_STAGGER, 0.1 * lifetime)
 
 
@@ -296,10 +297,10 @@ def _walltime_seconds(text: str) -> float:
 
 
 def check_lifetime(cfg: ClusterConfig) -> float | None:
-    """The timing rule of graceful retirement: a worker retires at ``lifetime`` (+ a stagger of up
-    to 10% of it, at most 2 min) and must have left ``retire_margin`` s before the walltime; the time between is what a
-    chunk started just before retirement has to finish. Returns that window in seconds (None: no
-    lifetime)."""
+    """The timing rule of graceful retirement: a worker retires at ``lifetime`` (+ a stagger of up to
+    10% of it, at most 2 min) and must have left ``retire_margin`` s before the walltime; the time
+    between is what a chunk started just before retirement has to finish. Returns that window in
+    seconds (None: no lifetime)."""
     s = cfg.slurm
     if not s.lifetime:
         return None
