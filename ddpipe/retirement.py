@@ -100,6 +100,7 @@ class GracefulRetirement(WorkerPlugin):
         self.margin, self.retire_before = margin, retire_before
         self.worker: Any = None
         self.retire_at = self.deadline = float("inf")
+        self.reason = "asked"
         self.started: float | None = None
         self._task: asyncio.Task | None = None
 
@@ -110,10 +111,11 @@ class GracefulRetirement(WorkerPlugin):
         if end is not None:
             self.deadline = end - self.margin
         if self.lifetime is not None:
-            self.retire_at = born + self.lifetime + random.uniform(0, self.stagger)
+            self.retire_at, self.reason = born + self.lifetime + random.uniform(0, self.stagger), "lifetime"
         if end is not None and self.retire_before is not None:
             if end - self.retire_before > born:
-                self.retire_at = min(self.retire_at, end - self.retire_before)
+                if end - self.retire_before < self.retire_at:
+                    self.retire_at, self.reason = end - self.retire_before, "walltime near"
             else:
                 log.warning(
                     "retire %.0f s before the walltime is more than this job's length: the worker retires "
@@ -121,8 +123,8 @@ class GracefulRetirement(WorkerPlugin):
                     self.retire_before,
                     self.margin,
                 )
-        self.retire_at = min(self.retire_at, self.deadline)
-        worker.handlers["ddpipe_retire"] = self.retire_now
+        if self.deadline <= self.retire_at:
+            self.retire_at, self.reason = self.deadline, "walltime near"
         if self.retire_at < float("inf"):
             self._task = asyncio.ensure_future(self._wait_and_retire())
             log.info(
@@ -140,7 +142,7 @@ class GracefulRetirement(WorkerPlugin):
     async def _wait_and_retire(self) -> None:
         while time.time() < self.retire_at:
             await asyncio.sleep(min(POLL, max(self.retire_at - time.time(), 0.01)))
-        await self.retire_now(reason="lifetime" if self.lifetime is not None else "walltime near")
+        await self.retire_now(reason=self.reason)
 
     async def retire_now(self, reason: str = "asked", deadline: float | None = None) -> str:
         """Stop taking work, let the running tasks finish (until the deadline), then leave."""
