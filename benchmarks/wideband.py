@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--nchan", type=int, default=4, help="calibration.nchan: channels per solution (default 4: 2 per sub-band)"
     )
+    ap.add_argument(
+        "--smoothness", type=float, default=0.0, help="calibration.smoothnessconstraint in Hz (default 0: off)"
+    )
     ap.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS), help="which runs (default both)")
     args = ap.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="ddpipe-wideband-") if args.workdir is None else None
@@ -119,7 +122,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
                     "true_skymodel": str(data / "obs.skymodel"),
                 },
                 "cluster": {"n_workers": args.workers},
-                "calibration": {"nchan": args.nchan},
+                "calibration": {"nchan": args.nchan, "smoothnessconstraint": args.smoothness},
                 "imaging": {"size": [args.size, args.size], "scale": args.scale, "niter": args.niter, **imaging},
             },
         )
