@@ -25,6 +25,7 @@ from ddpipe.sky.skymodel import (
     SPLIT_POSITION,
     UNKNOWN_COLUMN,
     parse_skymodel_columns,
+    read_skymodel_text,
     write_skymodel,
     written_columns,
 )
@@ -121,12 +122,7 @@ def convert_skymodel(
         raise UserError(f"{dst_p}: that is the input sky model; give the converted one another name")
     if dst_p.exists() and not overwrite:
         raise UserError(f"{dst_p} exists; give another name or pass --overwrite")
-    try:
-        text = src_p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{src_p}: sky model not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{src_p}: cannot read the sky model ({exc}); give a readable text file") from None
+    text = read_skymodel_text(src_p)
     try:
         model, columns = parse_skymodel_columns(text, str(src_p), unknown_columns="skip" if drop_unknown else "refuse")
     except UserError as exc:

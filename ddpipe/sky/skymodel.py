@@ -145,13 +145,17 @@ def read_skymodel(path: str | os.PathLike[str]) -> SkyModel:
         If the file is missing or unreadable, or malformed (``file:line: what``).
     """
     p = Path(path)
+    return parse_skymodel(read_skymodel_text(p, "; check inputs.skymodel"), filename=str(p))
+
+
+def read_skymodel_text(path: Path, missing_hint: str = "") -> str:
+    """A sky-model file's text; a missing or unreadable file is one ``UserError`` line."""
     try:
-        text = p.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{p}: sky model not found; check inputs.skymodel") from None
+        raise UserError(f"{path}: sky model not found{missing_hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot read the sky model ({exc}); give a readable text file") from None
-    return parse_skymodel(text, filename=str(p))
+        raise UserError(f"{path}: cannot read the sky model ({exc}); give a readable text file") from None
 
 
 def parse_skymodel(text: str, filename: str = "<text>") -> SkyModel:
@@ -485,19 +489,16 @@ def _number(values: dict[str, str], key: str, default: float | None = None) -> f
     return value
 
 
+def _coordinate(values: dict[str, str], name: str, unit: str, split: tuple[str, ...]) -> tuple[str, float]:
+    """One coordinate's text and radians: its own column, else the split columns (``rah, rad, ram, ras``)."""
+    if name in values:
+        return values[name], _angle(values[name], name, unit)
+    return _split_text(values, *split), _split_angle(values, *split)
+
+
 def _position(values: dict[str, str]) -> tuple[float, float]:
-    if "Ra" in values:
-        ra_text = values["Ra"]
-        ra = _angle(ra_text, "Ra", "h")
-    else:
-        ra_text = _split_text(values, "rah", "rad", "ram", "ras")
-        ra = _split_angle(values, "rah", "rad", "ram", "ras")
-    if "Dec" in values:
-        dec_text = values["Dec"]
-        dec = _angle(dec_text, "Dec", "deg")
-    else:
-        dec_text = _split_text(values, "dech", "decd", "decm", "decs")
-        dec = _split_angle(values, "dech", "decd", "decm", "decs")
+    ra_text, ra = _coordinate(values, "Ra", "h", ("rah", "rad", "ram", "ras"))
+    dec_text, dec = _coordinate(values, "Dec", "deg", ("dech", "decd", "decm", "decs"))
     if not -2 * math.pi <= ra <= 2 * math.pi:
         raise _LineError(f"Ra {ra_text!r} is {math.degrees(ra):.6g} degrees, outside ±360")
     if not -math.pi / 2 <= dec <= math.pi / 2:
